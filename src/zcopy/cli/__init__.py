@@ -1,0 +1,50 @@
+"""The `zcopy` command: one thin module per subcommand (parse → call → render), imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from zcopy import __version__
+
+# name → (module under zcopy.cli, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cp": ("cp", "copy a file by the best zero-copy route"),
+}
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as `zcopy: error: ...`, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zcopy", description="Zero-copy I/O toolkit: every operation names the route it took."
+    )
+    parser.add_argument("--version", action="version", version=f"zcopy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(f"zcopy.cli.{module}")
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        rc: int = args._module.run(args)
+    except UserError as exc:
+        print(f"zcopy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"zcopy {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return rc

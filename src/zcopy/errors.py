@@ -1,0 +1,52 @@
+"""The public exception hierarchy: every error zcopy raises on purpose derives from ZeroCopyError.
+
+OSError from the kernel passes through unchanged (with its filename). When a transfer fails after some bytes
+moved, the OSError carries ``bytes_moved`` (an int attribute) so callers know where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+
+
+class ZeroCopyError(Exception):
+    """Root of zcopy's own errors."""
+
+
+class ClosedChannelError(ZeroCopyError, ValueError):
+    """An operation on a channel or mapping that was already closed (ValueError, like Python's closed files)."""
+
+
+class NonReadableChannelError(ZeroCopyError, io.UnsupportedOperation):
+    """Reading from a channel opened without read access."""
+
+
+class NonWritableChannelError(ZeroCopyError, io.UnsupportedOperation):
+    """Writing to a channel opened without write access."""
+
+
+class TruncatedFileError(ZeroCopyError):
+    """The source file shrank while its bytes were being transferred.
+
+    ``path`` names the file (or ``fd:N``), ``position`` is the file offset where data stopped coming,
+    ``expected_end`` the offset the transfer was asked to reach and ``bytes_moved`` what did move.
+    """
+
+    def __init__(self, path: str, position: int, expected_end: int, bytes_moved: int) -> None:
+        self.path = path
+        self.position = position
+        self.expected_end = expected_end
+        self.bytes_moved = bytes_moved
+        super().__init__(
+            f"{path} was truncated during the transfer: data stopped at offset {position}, "
+            f"expected {expected_end} ({bytes_moved} bytes moved)"
+        )
+
+
+class RouteUnavailable(ZeroCopyError):
+    """A route that was forced (``route=...``) or required (``fallback=False``) cannot be used; ``reason`` says why."""
+
+    def __init__(self, route: str, reason: str) -> None:
+        self.route = route
+        self.reason = reason
+        super().__init__(f"route {route!r} unavailable: {reason}")
