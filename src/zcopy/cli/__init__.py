@@ -12,6 +12,8 @@ from zcopy import __version__
 # name → (module under zcopy.cli, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("cp", "copy a file by the best zero-copy route"),
+    "send": ("send", "send files and trees to `zcopy recv` (sendfile, verified, resumable)"),
+    "recv": ("recv", "receive `zcopy send` sessions into a directory (splice, fsync, atomic publish)"),
 }
 
 

@@ -1,0 +1,60 @@
+"""`zcopy recv [DIR]`: receive `zcopy send` sessions into DIR (splice bodies, verified atomic publish)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from zcopy.cli import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", metavar="DIR", nargs="?", default=".", help="target directory (default: .)")
+    p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:9000; port 0 picks a free one)")
+    p.add_argument("--once", action="store_true", help="serve one session, then exit (status 1 if it failed)")
+    p.add_argument("--token", help="require senders to prove this secret (default: $ZCOPY_TOKEN)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON line per session on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zcopy.cli.send import parse_address
+    from zcopy.transfer import Receiver, SessionResult
+
+    if not os.path.isdir(args.directory):
+        raise UserError(f"{args.directory}: not an existing directory")
+    address = parse_address(args.listen, default_host="127.0.0.1")
+    token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
+    try:
+        rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    host, port = rx.address
+    # Scripts (and the tests) read the chosen port from this line.
+    print(f"zcopy recv: listening on {host}:{port}, writing to {args.directory}"
+          + (" (token required)" if token else ""), file=sys.stderr, flush=True)
+
+    def report(res: SessionResult) -> None:
+        if args.json:
+            summary = res.as_dict()
+            summary["route"] = res.routes
+            print(json.dumps(summary), flush=True)
+        elif res.error:
+            print(f"zcopy recv: session from {res.peer} failed: {res.error}", file=sys.stderr, flush=True)
+        else:
+            print(f"zcopy recv: {res.peer}: {res.files} files, {res.bytes} bytes in {res.seconds:.3f} s, "
+                  f"routes {res.routes or 'none'}, checksum {res.checksum}", file=sys.stderr, flush=True)
+        for f in res.failed:
+            print(f"zcopy recv: not published: {f['name']}: {f['error']}", file=sys.stderr, flush=True)
+
+    with rx:
+        if args.once:
+            res = rx.serve_once()
+            report(res)
+            return 0 if res.ok else 1
+        rx.serve_forever(report)
+    return 0

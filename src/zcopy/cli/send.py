@@ -1,0 +1,97 @@
+"""`zcopy send PATH... HOST:PORT`: send files and directory trees to a `zcopy recv` (sendfile bodies)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from zcopy.cli import UserError
+
+
+def parse_address(text: str, default_host: str | None = None) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or (with a default host) a bare PORT."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        if default_host is None:
+            raise UserError(f"{text!r} is not HOST:PORT")
+        host = default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"{text!r}: the port must be a number from 0 to 65535")
+    return host, int(port)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", metavar="PATH", nargs="+", help="files and directories to send")
+    p.add_argument("address", metavar="HOST:PORT", help="where `zcopy recv` listens")
+    p.add_argument("--token", help="shared secret (default: $ZCOPY_TOKEN); proven by HMAC, never sent")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from verified partial files; skip files already identical on the receiver")
+    p.add_argument("--checksum", choices=("xxh3", "sha256", "none"), default="xxh3",
+                   help="per-file checksum (default xxh3-128)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zcopy.cli.progress import Progress, human_bytes
+    from zcopy.transfer import TransferError, UnsafeNameError, send
+
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise UserError(f"{path}: no such file or directory")
+    address = parse_address(args.address)
+    token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
+    bar = Progress("send", enabled=False if args.json else None)
+    try:
+        try:
+            result = send(args.paths, address, token=token, resume=args.resume, checksum_name=args.checksum,
+                          progress=bar.update, timeout=args.timeout)
+        finally:
+            bar.close()
+    except UnsafeNameError as exc:
+        raise UserError(str(exc)) from None
+    except TransferError as exc:
+        _report_error(args, str(exc), exc.code)
+        return 1
+    except ConnectionRefusedError:
+        raise UserError(f"nothing listens on {args.address} (is `zcopy recv` running?)") from None
+    except OSError as exc:
+        _report_error(args, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 7)
+        return 1
+    rx = result.receiver
+    if args.json:
+        summary = result.as_dict()
+        summary["routes"] = {"sender": result.routes, "receiver": rx.get("routes", {})}
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for w in result.warnings:
+            print(f"zcopy send: warning: {w}", file=sys.stderr)
+        rate = result.bytes_sent / result.seconds if result.seconds > 0 else 0.0
+        line = (f"{result.files} files, {human_bytes(result.bytes_sent)} sent in {result.seconds:.3f} s "
+                f"({human_bytes(rate)}/s); checksum {result.checksum}")
+        if result.skipped or result.bytes_resumed:
+            line += f"; {result.skipped} already there, {human_bytes(result.bytes_resumed)} resumed"
+        print(line)
+        print(f"  routes: sender {_routes(result.routes)}, receiver {_routes(rx.get('routes', {}))}")
+        for f in result.failed:
+            print(f"zcopy send: not published: {f['path']}: {f['error']}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _routes(routes: object) -> str:
+    if not isinstance(routes, dict) or not routes:
+        return "none (no body bytes moved)"
+    return ", ".join(f"{name} ({n} B)" for name, n in routes.items())
+
+
+def _report_error(args: argparse.Namespace, message: str, code: int) -> None:
+    if args.json:
+        json.dump({"error": message, "code": code}, sys.stdout)
+        sys.stdout.write("\n")
+    print(f"zcopy send: error: {message}", file=sys.stderr)

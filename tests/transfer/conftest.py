@@ -1,0 +1,134 @@
+"""Shared helpers for the send/recv tests: real trees on disk, a receiver thread, subprocess receivers."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zcopy.transfer import Receiver, SessionResult
+from zcopy.transfer.names import PARTIAL_SUFFIX
+
+
+def make_tree(root: Path, seed: int = 1, big: int = 3 << 20) -> Path:
+    """A tree with nested dirs, an empty dir, an empty file, odd modes and mtimes, one bigger file."""
+    rnd = random.Random(seed)
+    tree = root / "tree"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    (tree / "empty_dir").mkdir()
+    (tree / "empty_file").write_bytes(b"")
+    (tree / "big.bin").write_bytes(rnd.randbytes(big))
+    for i in range(12):
+        (tree / "sub" / f"f{i:02}.dat").write_bytes(rnd.randbytes(rnd.randrange(1, 300_000)))
+    (tree / "sub" / "deeper" / "ünïcode ☃.txt").write_text("snow\n" * 1000)
+    os.chmod(tree / "sub" / "f00.dat", 0o600)
+    os.chmod(tree / "sub" / "f01.dat", 0o755)
+    os.utime(tree / "sub" / "f02.dat", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    os.chmod(tree / "empty_dir", 0o750)
+    os.utime(tree / "empty_dir", ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    return tree
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, int, bytes]]:
+    """path → (kind, mode, mtime_ns, content) for everything under root, partial files excluded."""
+    out: dict[str, tuple[str, int, int, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = str(full.relative_to(root))
+            st = full.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns, b"")
+            elif stat.S_ISREG(st.st_mode) and not name.endswith(PARTIAL_SUFFIX.decode()):
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, full.read_bytes())
+    return out
+
+
+def assert_same_tree(src: Path, dst: Path) -> None:
+    a, b = snapshot(src), snapshot(dst)
+    assert sorted(a) == sorted(b)
+    for rel in a:
+        assert a[rel][0] == b[rel][0], rel
+        assert a[rel][3] == b[rel][3], f"{rel}: content differs"
+        assert a[rel][1] == b[rel][1], f"{rel}: mode {oct(a[rel][1])} != {oct(b[rel][1])}"
+        assert a[rel][2] == b[rel][2], f"{rel}: mtime differs"
+
+
+def final_files_are_prefix_of_truth(src_root: Path, dst_root: Path) -> list[str]:
+    """Every final-named file in dst must equal its source exactly; returns the names present."""
+    present = []
+    for dirpath, _, filenames in os.walk(dst_root):
+        for name in filenames:
+            if name.endswith(PARTIAL_SUFFIX.decode()):
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(dst_root)
+            assert full.read_bytes() == (src_root / rel).read_bytes(), f"final-named {rel} is wrong"
+            present.append(str(rel))
+    return present
+
+
+def partials(root: Path) -> list[Path]:
+    return [Path(d) / n for d, _, fs in os.walk(root) for n in fs if n.endswith(PARTIAL_SUFFIX.decode())]
+
+
+class ReceiverThread:
+    """A Receiver serving one session in a thread; `.result` after join()."""
+
+    def __init__(self, directory: Path, **kw: object) -> None:
+        self.rx = Receiver(directory, ("127.0.0.1", 0), **kw)  # type: ignore[arg-type]
+        self.address = self.rx.address
+        self.result: SessionResult | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.result = self.rx.serve_once()
+
+    def join(self, timeout: float = 30) -> SessionResult:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "receiver session did not end"
+        self.rx.close()
+        assert self.result is not None
+        return self.result
+
+
+@pytest.fixture
+def start_receiver() -> Iterator[object]:
+    started: list[ReceiverThread] = []
+
+    def start(directory: Path, **kw: object) -> ReceiverThread:
+        r = ReceiverThread(directory, **kw)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.rx.close()
+
+
+ZCOPY = [sys.executable, "-m", "zcopy"]
+_LISTEN = re.compile(r"listening on ([0-9.]+):(\d+)")
+
+
+def spawn_recv(directory: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    """`zcopy recv DIR --listen 127.0.0.1:0 --once ...` as a subprocess; returns it and its port."""
+    proc = subprocess.Popen(
+        [*ZCOPY, "recv", str(directory), "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    m = _LISTEN.search(line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"recv did not start: {line!r} {proc.stderr.read()!r}")
+    return proc, int(m.group(2))

@@ -1,0 +1,341 @@
+"""send() and Receiver over real sockets on 127.0.0.1 with real files (receiver in a thread)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from zcopy import _sys
+from zcopy.transfer import AuthError, RemoteError, TransferError, VersionError, send
+from zcopy.transfer import checksum as ck
+from zcopy.transfer import protocol as p
+from zcopy.transfer.errors import E_AUTH, E_CHECKSUM, E_EXISTS, E_NAME, E_NOSPACE, E_PROTOCOL, E_VERSION
+from zcopy.transfer.names import partial_name
+
+from .conftest import assert_same_tree, make_tree, partials, snapshot
+
+
+@pytest.mark.parametrize("algo", ["xxh3", "sha256", "none"])
+def test_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path, start_receiver, algo) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    tree = make_tree(src)
+    (tree / "link").symlink_to("big.bin")
+    lone = src / "lone.txt"
+    lone.write_bytes(b"single file\n")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    rx = start_receiver(dst)
+    res = send([tree, lone], rx.address, checksum_name=algo)
+    rres = rx.join()
+    assert res.ok and rres.ok, (res, rres)
+    os.unlink(tree / "link")  # symlinks are skipped, with a warning
+    assert any("symlink" in w for w in res.warnings)
+    assert_same_tree(tree, dst / "tree")
+    assert (dst / "lone.txt").read_bytes() == b"single file\n"
+    total = sum(len(v[3]) for v in snapshot(tree).values()) + len(b"single file\n")
+    assert res.bytes_sent == res.bytes_total == rres.bytes == total
+    assert res.files == rres.files == 16
+    # Routes are what the channels reported: sendfile out, splice in; no body byte went through user space.
+    assert res.routes == {"sendfile": total}
+    assert rres.routes == ({"splice": total} if _sys.HAS_SPLICE else {"readwrite": total})
+    assert rres.user_bytes == 0
+    assert res.receiver["routes"] == rres.routes
+    assert res.checksum == rres.checksum == algo
+    assert not partials(dst)
+
+
+def test_wrong_or_missing_token_refused_before_anything_is_written(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src", big=10_000)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    for token in ("wrong", None):
+        rx = start_receiver(dst, token="right")
+        with pytest.raises((RemoteError, AuthError)) as info:
+            send([tree], rx.address, token=token)
+        assert info.value.code == E_AUTH
+        rres = rx.join()
+        assert rres.error_code == E_AUTH
+        assert list(dst.iterdir()) == []
+    # A sender holding a token refuses a receiver that cannot prove it knows it.
+    rx = start_receiver(dst)
+    with pytest.raises(AuthError):
+        send([tree], rx.address, token="right")
+    rx.join()
+    assert list(dst.iterdir()) == []
+    rx = start_receiver(dst, token="right")
+    assert send([tree], rx.address, token="right").ok
+    assert rx.join().ok
+    assert_same_tree(tree, dst / "tree")
+
+
+def test_existing_files_are_not_overwritten_without_overwrite(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src", big=10_000)
+    dst = tmp_path / "dst"
+    (dst / "tree" / "sub").mkdir(parents=True)
+    (dst / "tree" / "sub" / "f03.dat").write_bytes(b"mine")
+    rx = start_receiver(dst)
+    with pytest.raises(RemoteError, match="already exist") as info:
+        send([tree], rx.address)
+    assert info.value.code == E_EXISTS
+    rx.join()
+    # Nothing at all was written: not the other files, not even the empty directory.
+    assert sorted(str(q.relative_to(dst)) for q in dst.rglob("*")) == ["tree", "tree/sub", "tree/sub/f03.dat"]
+    assert (dst / "tree" / "sub" / "f03.dat").read_bytes() == b"mine"
+    # --resume on its own does not overwrite a different file either.
+    rx = start_receiver(dst)
+    with pytest.raises(TransferError, match="differs"):
+        send([tree], rx.address, resume=True)
+    rx.join()
+    assert (dst / "tree" / "sub" / "f03.dat").read_bytes() == b"mine"
+    rx = start_receiver(dst, overwrite=True)
+    assert send([tree], rx.address).ok
+    rx.join()
+    assert_same_tree(tree, dst / "tree")
+
+
+def test_resume_skips_identical_files_and_continues_verified_partials(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    rx = start_receiver(dst)
+    assert send([tree / "sub"], rx.address).ok
+    rx.join()
+    # A good partial of big.bin (its first 1 MiB + 5 bytes) and a bad one of a small file.
+    big = (tree / "big.bin").read_bytes()
+    (dst / "tree").mkdir()
+    (dst / "tree" / partial_name(b"big.bin").decode()).write_bytes(big[: (1 << 20) + 5])
+    (dst / "tree" / "sub").mkdir()
+    bad = (tree / "sub" / "f04.dat").read_bytes()
+    (dst / "tree" / "sub" / partial_name(b"f04.dat").decode()).write_bytes(b"X" + bad[1:100])
+    os.rename(dst / "sub", dst / "oldsub")
+    rx = start_receiver(dst)
+    res = send([tree], rx.address, resume=True)
+    rx.join()
+    assert res.ok
+    assert res.bytes_resumed == (1 << 20) + 5  # the bad prefix was resent from 0
+    assert_same_tree(tree, dst / "tree")
+    assert not partials(dst)
+    # Again with everything in place: every file is skipped, no body byte moves.
+    rx = start_receiver(dst)
+    res = send([tree], rx.address, resume=True)
+    rx.join()
+    assert res.ok and res.bytes_sent == 0 and res.skipped == 15 and res.files == 0
+    assert_same_tree(tree, dst / "tree")
+
+
+@pytest.mark.parametrize("change", ["truncate", "grow", "rewrite"])
+def test_source_changing_while_sent_is_reported_and_not_published(tmp_path: Path, start_receiver, change) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    src.mkdir()
+    victim = src / "victim.bin"
+    victim.write_bytes(os.urandom(40 << 20))
+    other = src / "other.txt"
+    other.write_bytes(b"fine\n")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    fired = []
+
+    def progress(done: int, total: int) -> None:
+        # Called after each 16 MiB chunk of victim.bin: change the file under the sender, once.
+        if fired or done >= total:
+            return
+        fired.append(done)
+        if change == "truncate":
+            os.truncate(victim, 20 << 20)
+        elif change == "grow":
+            with open(victim, "ab") as f:
+                f.write(b"more")
+        else:
+            with open(victim, "r+b") as f:
+                f.write(b"Z" * 10)
+
+    rx = start_receiver(dst)
+    res = send([victim, other], rx.address, progress=progress)
+    rres = rx.join()
+    assert fired
+    assert [f["path"] for f in res.failed] == [str(victim)]
+    assert any("changed while being sent" in w for w in res.warnings)
+    assert not (dst / "victim.bin").exists()
+    assert not partials(dst)
+    assert (dst / "other.txt").read_bytes() == b"fine\n"
+    assert rres.files == 1 and len(rres.failed) == 1
+
+
+def _raw_sender(address: tuple[str, int], frames: bytes, body: bytes = b"", close_early: bool = False) -> bytes:
+    """Speak the protocol by hand; returns everything the receiver sent back."""
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(p.encode_preamble() + p.Hello(p.FEATURES, b"n" * 32).encode() + frames + body)
+        if close_early:
+            return b""
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def _receiver_events(wire: bytes) -> list[object]:
+    dec = p.Decoder("receiver")
+    dec.feed(wire)
+    events = []
+    while (ev := dec.next_event()) is not p.NEED_DATA:
+        events.append(ev)
+    return events
+
+
+@pytest.mark.parametrize("bad", [b"../escape", b"/abs/path", b"a/../../escape", b"..\\..\\escape", b"a\x00b"])
+def test_names_that_could_escape_are_refused(tmp_path: Path, start_receiver, bad: bytes) -> None:  # type: ignore[no-untyped-def]
+    dst = tmp_path / "in" / "dst"
+    dst.mkdir(parents=True)
+    manifest = p.Manifest(ck.NONE, False, (p.Entry(b"ok", False, 1, 0o644, 0), p.Entry(bad, False, 1, 0o644, 0)))
+    wire = _raw_sender(start_receiver(dst).address, manifest.encode())
+    errors = [e for e in _receiver_events(wire) if isinstance(e, p.Error)]
+    assert errors and errors[0].code == E_NAME
+    assert list(dst.iterdir()) == [] and sorted(os.listdir(tmp_path / "in")) == ["dst"]
+
+
+def test_symlink_inside_target_dir_is_refused(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    tree = make_tree(tmp_path / "src", big=1000)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "tree").symlink_to(outside)
+    rx = start_receiver(dst)
+    with pytest.raises(RemoteError, match="symlink") as info:
+        send([tree], rx.address)
+    assert info.value.code == E_NAME
+    rx.join()
+    assert list(outside.iterdir()) == []
+
+
+def test_not_a_zcopy_peer_and_unknown_version(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    rx = start_receiver(dst)
+    with socket.create_connection(rx.address, timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        wire = b""
+        while chunk := s.recv(65536):
+            wire += chunk
+    res = rx.join()
+    assert "not speaking the zcopy protocol" in (res.error or "")
+    assert res.error_code == E_PROTOCOL
+    assert wire.endswith(p.Error(E_PROTOCOL, res.error or "").encode())
+    # A receiver of another version: the sender names the mismatch, and so does the receiver.
+    rx = start_receiver(dst)
+    with socket.create_connection(rx.address, timeout=10) as s:
+        s.sendall(p.encode_preamble(2) + p.Hello(0, b"n" * 32).encode())
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    res = rx.join()
+    assert res.error_code == E_VERSION and "version 2" in (res.error or "")
+    with socket.create_server(("127.0.0.1", 0)) as fake:
+        import threading
+
+        def serve() -> None:
+            conn, _ = fake.accept()
+            with conn:
+                conn.sendall(p.encode_preamble(9) + p.Error(E_VERSION, "I speak 9").encode())
+                conn.recv(1000)
+
+        t = threading.Thread(target=serve)
+        t.start()
+        with pytest.raises(VersionError, match="version 9"):
+            send([dst], fake.getsockname())
+        t.join()
+    assert list(dst.iterdir()) == []
+
+
+def test_checksum_mismatch_is_not_published(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    body = b"payload" * 1000
+    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f", False, len(body), 0o644, 0),)).encode()
+              + p.FileStart(0, 0, len(body)).encode())
+    trailer = p.Trailer(0, p.S_OK, b"\x00" * 16).encode() + p.Done().encode()
+    rx = start_receiver(dst)
+    wire = _raw_sender(rx.address, frames, body + trailer)
+    rx.join()
+    acks = [e for e in _receiver_events(wire) if isinstance(e, p.Ack)]
+    assert acks == [p.Ack(0, p.S_FAILED, E_CHECKSUM, "f: checksum mismatch, not published")]
+    assert list(dst.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_dropped_connection_keeps_partial_then_resume_completes(tmp_path: Path, start_receiver, how) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(3 << 20)
+    (src / "f.bin").write_bytes(data)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    st = os.stat(src / "f.bin")
+    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f.bin", False, len(data), 0o644, st.st_mtime_ns),)).encode()
+              + p.FileStart(0, 0, len(data)).encode())
+    half = len(data) // 2
+    rx = start_receiver(dst)
+    with socket.create_connection(rx.address, timeout=10) as s:
+        s.sendall(p.encode_preamble() + p.Hello(p.FEATURES, b"n" * 32).encode() + frames + data[:half])
+        if how == "fin":  # a clean close after reading what the receiver said: EOF mid-body
+            dec = p.Decoder("receiver")
+            while not any(isinstance(e, p.Plan) for e in _drain(dec)):
+                dec.feed(s.recv(65536))
+            s.shutdown(socket.SHUT_WR)
+        else:  # an abortive close, as when a process dies with unread data: RST
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    res = rx.join()
+    assert ("went away" if how == "fin" else "connection") in (res.error or "")
+    assert not (dst / "f.bin").exists()
+    part = dst / partial_name(b"f.bin").decode()
+    # After an RST the kernel may drop what was still queued, even before the FILE frame was read.
+    kept = part.read_bytes() if how == "fin" or part.exists() else b""
+    assert len(kept) <= half and kept == data[: len(kept)]
+    if how == "fin":
+        assert len(kept) == half
+    rx = start_receiver(dst)
+    out = send([src / "f.bin"], rx.address, resume=True)
+    rx.join()
+    assert out.ok and out.bytes_resumed == len(kept) and out.bytes_sent == len(data) - len(kept)
+    assert (dst / "f.bin").read_bytes() == data
+    assert not part.exists()
+
+
+def _drain(dec: p.Decoder) -> list[object]:
+    out = []
+    while (ev := dec.next_event()) is not p.NEED_DATA:
+        out.append(ev)
+    return out
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MiB tmpfs: a real ENOSPC. Needs mount rights (root in CI's container)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for ENOSPC: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_is_a_clear_error_and_keeps_the_partial(tmp_path: Path, start_receiver, tiny_fs: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    rx = start_receiver(tiny_fs)
+    with pytest.raises(RemoteError, match="no space left") as info:
+        send([src], rx.address)
+    assert info.value.code == E_NOSPACE
+    res = rx.join()
+    assert res.error_code == E_NOSPACE
+    assert not (tiny_fs / "big.bin").exists()
+    kept = partials(tiny_fs)
+    assert len(kept) == 1 and 0 < kept[0].stat().st_size < (3 << 20)
+    assert kept[0].read_bytes() == src.read_bytes()[: kept[0].stat().st_size]
