@@ -13,7 +13,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from .conftest import ZCOPY, assert_same_tree, final_files_are_prefix_of_truth, make_tree, partials, snapshot, spawn_recv
+from .conftest import (
+    ZCOPY,
+    assert_same_tree,
+    final_files_are_prefix_of_truth,
+    make_tree,
+    partials,
+    snapshot,
+    spawn_recv,
+)
 
 POINTS = int(os.environ.get("ZCOPY_KILL_POINTS", "12"))
 
@@ -39,7 +47,7 @@ def _kill_once(tree: Path, dst: Path, rng: random.Random, victim: str, window: f
     before = snapshot(dst)
     recv, port = spawn_recv(dst, "--once")
     send = _send(tree, port)
-    if rng.random() < 0.5:
+    if rng.random() < 1 / 3:
         time.sleep(rng.uniform(0, window))  # anywhere, start-up included
     else:
         _until_started(dst, window)  # somewhere while bodies move
@@ -53,7 +61,7 @@ def _kill_once(tree: Path, dst: Path, rng: random.Random, victim: str, window: f
         # A sender killed before it connected leaves a --once receiver waiting for a session that never
         # comes. One that had connected must end by itself at once (EOF/RST), so give it a few seconds.
         try:
-            recv.wait(timeout=3)
+            recv.wait(timeout=2)
         except subprocess.TimeoutExpired:
             recv.kill()
             stats["sender_killed_before_connecting"] += 1
