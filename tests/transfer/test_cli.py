@@ -1,0 +1,116 @@
+"""`zcopy send` / `zcopy recv` as real subprocesses: JSON summaries, exit codes, user errors, progress on TTY."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from zcopy import _sys
+from zcopy.cli import UserError
+from zcopy.cli.send import parse_address
+
+from .conftest import ZCOPY, assert_same_tree, make_tree, spawn_recv
+
+
+def test_parse_address() -> None:
+    assert parse_address("example.org:9000") == ("example.org", 9000)
+    assert parse_address("[::1]:80") == ("::1", 80)
+    assert parse_address("0", default_host="127.0.0.1") == ("127.0.0.1", 0)
+    for bad in ("nohost", "host:port", "h:99999"):
+        with pytest.raises(UserError):
+            parse_address(bad)
+
+
+def test_send_recv_json_names_the_routes_each_side_used(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src", big=1 << 20)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    recv, port = spawn_recv(dst, "--once", "--json")
+    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--checksum", "sha256"],
+                         capture_output=True, text=True, timeout=60)
+    rout, rerr = recv.communicate(timeout=30)
+    assert out.returncode == 0 and recv.returncode == 0, (out.stderr, rerr)
+    summary = json.loads(out.stdout)
+    rsum = json.loads(rout)
+    total = summary["bytes_total"]
+    assert summary["files"] == 15 and summary["checksum"] == "sha256" and summary["bytes_sent"] == total
+    assert summary["routes"]["sender"] == {"sendfile": total}
+    expected_rx = "splice" if _sys.HAS_SPLICE else "readwrite"
+    assert summary["routes"]["receiver"] == {expected_rx: total} == rsum["routes"]
+    assert rsum["files"] == 15 and rsum["error"] is None
+    assert "ETA" not in out.stderr  # not a terminal: no progress bar
+    assert_same_tree(tree, dst / "tree")
+
+
+def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> None:
+    cases = [
+        (["send", str(tmp_path / "missing"), "127.0.0.1:9"], "no such file"),
+        (["send", str(tmp_path), "nohostport"], "not HOST:PORT"),
+        (["recv", str(tmp_path / "missing"), "--once"], "not an existing directory"),
+    ]
+    # A port nobody listens on: bind one, learn its number, close it.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    cases.append((["send", str(tmp_path), f"127.0.0.1:{free}"], "nothing listens"))
+    for argv, message in cases:
+        r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_wrong_token_fails_both_sides_and_writes_nothing(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src", big=1000)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    env = {**os.environ, "ZCOPY_TOKEN": "sesame"}
+    recv, port = spawn_recv(dst, "--once", env=env)
+    r = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--token", "guess"],
+                       capture_output=True, text=True, timeout=30)
+    _, rerr = recv.communicate(timeout=30)
+    assert r.returncode == 1 and recv.returncode == 1
+    assert "authentication failed: wrong token" in r.stderr and "wrong token" in rerr
+    assert "Traceback" not in r.stderr + rerr
+    assert list(dst.iterdir()) == []
+    recv, port = spawn_recv(dst, "--once", env=env)
+    r = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    recv.communicate(timeout=30)
+    assert r.returncode == 0 and recv.returncode == 0
+    assert_same_tree(tree, dst / "tree")
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(4 << 20))
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    recv, port = spawn_recv(dst, "--once")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([*ZCOPY, "send", str(src), f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                                stderr=slave, text=True)
+        os.close(slave)
+        out, _ = proc.communicate(timeout=30)
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            tty += chunk
+    finally:
+        os.close(master)
+    recv.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b"ETA" in tty and b"100.0%" in tty
+    assert "1 files" in out and "sendfile" in out
