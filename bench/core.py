@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import (  # noqa: E402
+from _common import (
     GiB,
     MiB,
     Result,
@@ -35,7 +35,7 @@ from _common import (  # noqa: E402
     warm,
 )
 
-from zcopy import FileChannel, copy  # noqa: E402
+from zcopy import FileChannel, copy
 
 # Peer processes: a discarding receiver, and a sender that sendfile()s the file to each connection.
 DISCARD = r"""

@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
         with tempfile.NamedTemporaryFile("r", suffix=".md") as out:
             print(f"== bench/{name}.py {' '.join(argv)}", flush=True)
             rc = subprocess.call([sys.executable, path, *argv, "--out", out.name], cwd=ROOT)
-            text = open(out.name).read()
+            with open(out.name) as f:
+                text = f.read()
         if rc != 0 or not text.strip():
             failed.append(name)
             text = f"## bench/{name}.py\n\nFailed on {datetime.date.today()} (exit {rc}); see its output.\n"
