@@ -110,9 +110,13 @@ class Receiver:
     def fileno(self) -> int:
         return self._listener.fileno()
 
-    def serve_once(self) -> SessionResult:
+    def accept(self) -> tuple[socket.socket, str]:
+        """Wait for the next sender: its connection and "host:port" (then call handle())."""
         conn, peer = self._listener.accept()
-        return self.handle(conn, f"{peer[0]}:{peer[1]}")
+        return conn, f"{peer[0]}:{peer[1]}"
+
+    def serve_once(self) -> SessionResult:
+        return self.handle(*self.accept())
 
     def serve_forever(self, on_session: Callable[[SessionResult], None] | None = None) -> None:
         while True:

@@ -239,9 +239,7 @@ class _Session:
             raise ProtocolError(f"unexpected {type(ev).__name__} from the receiver")
 
     def _fail(self, exc: TransferError) -> NoReturn:
-        """Tell the receiver why we stop (best effort), then raise."""
-        with contextlib.suppress(OSError):
-            self.sock.sendall(p.Error(exc.code, str(exc)).encode())
+        """Stop the session; run() tells the receiver why in an ERROR frame."""
         raise exc
 
     def _remote_reason(self, exc: OSError) -> TransferError:
@@ -265,6 +263,12 @@ class _Session:
     def run(self) -> None:
         try:
             self._run()
+        except RemoteError:
+            raise
+        except TransferError as exc:  # e.g. a malformed frame from the receiver: tell it before leaving
+            with contextlib.suppress(OSError):
+                self.sock.sendall(p.Error(exc.code, str(exc)).encode())
+            raise
         except (ConnectionError, TimeoutError) as exc:
             raise self._remote_reason(exc) from exc
         except OSError as exc:
