@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
+import shutil
+import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,3 +118,71 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"ETA" in tty and b"100.0%" in tty
     assert "1 files" in out and "sendfile" in out
+
+
+def test_recv_without_once_keeps_serving_sessions(tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    recv, port = spawn_recv(dst)
+    try:
+        for i in range(2):
+            f = tmp_path / f"f{i}.txt"
+            f.write_text(f"session {i}\n")
+            r = subprocess.run([*ZCOPY, "send", str(f), f"127.0.0.1:{port}"], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 0, r.stderr
+        assert recv.poll() is None
+    finally:
+        recv.send_signal(signal.SIGINT)
+        _, err = recv.communicate(timeout=30)
+    assert recv.returncode == 130 and "interrupted" in err
+    assert sorted(p.name for p in dst.iterdir()) == ["f0.txt", "f1.txt"]
+
+
+_SYSCALL = re.compile(r"^(?:\[pid\s+\d+\] |\d+ +)?(\w+)\(.*\) = (\d+)")
+_COPYING = {"read", "write", "pread64", "pwrite64", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg"}
+
+
+def _bytes_by_syscall(log: Path, keep: Callable[[str], bool]) -> dict[str, int]:
+    """Sum of return values per syscall name, for calls whose line (fds named by strace -y) satisfies `keep`."""
+    out: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        m = _SYSCALL.match(line)
+        if m and keep(line):
+            out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
+def test_strace_no_body_byte_crosses_user_space_on_either_side(tmp_path: Path) -> None:
+    src = tmp_path / "body.bin"
+    size = 8 << 20
+    src.write_bytes(os.urandom(size))
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    calls = "trace=" + ",".join(sorted(_COPYING | {"sendfile", "splice"}))
+    rlog, slog = tmp_path / "recv.strace", tmp_path / "send.strace"
+    recv = subprocess.Popen(["strace", "-f", "-y", "-e", calls, "-o", str(rlog), *ZCOPY, "recv", str(dst),
+                             "--listen", "127.0.0.1:0", "--once"], stderr=subprocess.PIPE, text=True)
+    assert recv.stderr is not None
+    line = recv.stderr.readline()
+    while "listening on" not in line:  # strace may print its own lines first
+        line = recv.stderr.readline()
+        assert line, "recv did not start"
+    port = int(line.split("127.0.0.1:")[1].split(",")[0])
+    r = subprocess.run(["strace", "-f", "-y", "-e", calls, "-o", str(slog), *ZCOPY, "send", str(src),
+                        f"127.0.0.1:{port}", "--checksum", "none"], capture_output=True, text=True, timeout=60)
+    recv.communicate(timeout=60)
+    assert r.returncode == 0 and recv.returncode == 0, r.stderr
+    assert (dst / "body.bin").read_bytes() == src.read_bytes()
+
+    def data_fd(line: str) -> bool:  # a call on the socket, the source file or the partial file
+        return "<socket:" in line or "body.bin>" in line or ".body.bin.zcopy-part>" in line
+
+    sent = _bytes_by_syscall(slog, data_fd)
+    got = _bytes_by_syscall(rlog, data_fd)
+    assert sent.get("sendfile", 0) == size
+    assert got.get("splice", 0) == 2 * size  # socket → pipe, then pipe → file
+    # Only the protocol's frames (a few hundred bytes) went through copying syscalls on either side.
+    assert sum(n for name, n in sent.items() if name in _COPYING) < 4096, sent
+    assert sum(n for name, n in got.items() if name in _COPYING) < 4096, got
