@@ -6,6 +6,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zcopy.transfer import checksum
 from zcopy.transfer import protocol as p
@@ -264,3 +266,35 @@ def test_token_never_appears_on_the_wire() -> None:
     wire = (p.Auth(p.sender_proof(token, SENDER_NONCE, RECEIVER_NONCE)).encode()
             + p.AuthOk(p.receiver_proof(token, SENDER_NONCE, RECEIVER_NONCE)).encode())
     assert token not in wire and token[:8] not in wire
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(["sender", "receiver"]))
+def test_arbitrary_bytes_give_events_or_protocol_error_never_a_crash(data: bytes, peer: p.Peer) -> None:
+    dec = p.Decoder(peer)
+    dec.feed(p.encode_preamble() + data)
+    try:
+        while True:
+            ev = dec.next_event()
+            if ev is p.NEED_DATA:
+                break
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_corrupted_valid_streams_never_crash(data: st.DataObject) -> None:
+    wire, _ = data.draw(st.sampled_from([sender_stream, receiver_stream]))()
+    peer: p.Peer = "sender" if wire == sender_stream()[0] else "receiver"
+    buf = bytearray(wire)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] = data.draw(st.integers(0, 255))
+    dec = p.Decoder(peer)
+    dec.feed(bytes(buf))
+    try:
+        while dec.next_event() is not p.NEED_DATA:
+            pass
+    except ProtocolError:
+        pass

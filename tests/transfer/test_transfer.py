@@ -339,3 +339,21 @@ def test_disk_full_is_a_clear_error_and_keeps_the_partial(tmp_path: Path, start_
     kept = partials(tiny_fs)
     assert len(kept) == 1 and 0 < kept[0].stat().st_size < (3 << 20)
     assert kept[0].read_bytes() == src.read_bytes()[: kept[0].stat().st_size]
+
+
+def test_a_partial_locked_by_another_session_is_left_alone(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    from zcopy import FileChannel
+
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"new bytes" * 1000)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    part = dst / partial_name(b"f.bin").decode()
+    part.write_bytes(b"another session's bytes")
+    with FileChannel.open(part, "r+") as other, other.lock():
+        rx = start_receiver(dst)
+        with pytest.raises(RemoteError, match="being received by another session"):
+            send([src], rx.address)
+        rx.join()
+        assert part.read_bytes() == b"another session's bytes"
+        assert not (dst / "f.bin").exists()

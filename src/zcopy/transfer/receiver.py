@@ -353,6 +353,10 @@ class _Session:
         partial = names.partial_name(parts[-1])
         res = self.result
         with _open_file(partial, parent, os.O_RDWR | os.O_CREAT) as ch:
+            # Two receivers on one DIR must not interleave writes into the same partial: an OFD lock, held
+            # until this file is closed (and released by the kernel if we are killed).
+            if ch.try_lock() is None:
+                raise TransferError(f"{shown} is being received by another session", E_EXISTS)
             ch.truncate(fs.offset)
             pos = fs.offset
             while self.dec.buffered and self.dec.body_remaining:  # never happens with exact reads; kept correct
