@@ -120,12 +120,15 @@ def test_resume_skips_identical_files_and_continues_verified_partials(tmp_path: 
     assert res.bytes_resumed == (1 << 20) + 5  # the bad prefix was resent from 0
     assert_same_tree(tree, dst / "tree")
     assert not partials(dst)
-    # Again with everything in place: every file is skipped, no body byte moves.
+    # Again with everything in place: every file is skipped, no body byte moves. A partial left next to a
+    # published file (killed between link and unlink) is cleaned up.
+    (dst / "tree" / partial_name(b"big.bin").decode()).write_bytes(big)
     rx = start_receiver(dst)
     res = send([tree], rx.address, resume=True)
     rx.join()
     assert res.ok and res.bytes_sent == 0 and res.skipped == 15 and res.files == 0
     assert_same_tree(tree, dst / "tree")
+    assert not partials(dst)
 
 
 @pytest.mark.parametrize("change", ["truncate", "grow", "rewrite"])

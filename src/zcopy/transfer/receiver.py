@@ -438,9 +438,19 @@ class _Session:
                 os.fchmod(fd, e.mode & _MODE_MASK)
                 os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
                 os.fsync(fd)
-        os.fsync(self.dirs[()])
         res = self.result
-        res.skipped = sum(1 for i, e in enumerate(self.entries) if not e.is_dir and i not in self.received)
+        for i, e in enumerate(self.entries):
+            if e.is_dir or i in self.received:
+                continue
+            # Skipped as already identical. A partial may linger if we were killed between publishing it
+            # (link) and removing its old name (unlink): its bytes are the final file's, so drop it.
+            res.skipped += 1
+            parts = names.split_name(e.name)
+            parent = self._dir(parts[:-1], create=False)
+            if parent is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(names.partial_name(parts[-1]), dir_fd=parent)
+        os.fsync(self.dirs[()])
         self._send(p.Bye({"files": res.files, "bytes": res.bytes, "routes": res.routes,
                           "user_bytes": res.user_bytes, "checksum": res.checksum,
                           "checksum_seconds": round(res.checksum_seconds, 6),
