@@ -226,6 +226,8 @@ class _Session:
         assert isinstance(hello, p.Hello)
         features = p.FEATURES & hello.features
         ev = self._next()
+        if isinstance(ev, p.Error):
+            raise _PeerError(ev)
         if rx.token is not None:
             if not isinstance(ev, p.Auth):
                 raise AuthError("a token is required and the sender did not authenticate")
