@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from zcopy import _sys
-from zcopy.transfer import AuthError, RemoteError, TransferError, VersionError, send
+from zcopy.transfer import AuthError, ProtocolError, RemoteError, TransferError, VersionError, send
 from zcopy.transfer import checksum as ck
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import E_AUTH, E_CHECKSUM, E_EXISTS, E_NAME, E_NOSPACE, E_PROTOCOL, E_VERSION
@@ -360,3 +360,45 @@ def test_a_partial_locked_by_another_session_is_left_alone(tmp_path: Path, start
         rx.join()
         assert part.read_bytes() == b"another session's bytes"
         assert not (dst / "f.bin").exists()
+
+
+def test_malformed_frame_mid_session_is_refused_both_ways(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f", False, 5, 0o644, 0),)).encode()
+              + struct.pack(">BI", p.T_TRAILER, 3) + b"bad")
+    rx = start_receiver(dst)
+    wire = _raw_sender(rx.address, frames)
+    res = rx.join()
+    assert res.error_code == E_PROTOCOL and "out of order" in (res.error or "")
+    errors = [e for e in _receiver_events(wire) if isinstance(e, p.Error)]
+    assert errors and errors[0].code == E_PROTOCOL
+    assert list(dst.iterdir()) == []
+    # And a receiver that answers the manifest with a broken PLAN: the sender says so, to us and to it.
+    import threading
+
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    heard: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as fake:
+
+        def serve() -> None:
+            conn, _ = fake.accept()
+            with conn:
+                conn.sendall(p.encode_preamble() + p.Welcome(p.FEATURES, False, b"r" * 32).encode()
+                             + struct.pack(">BI", p.T_PLAN, 2) + b"\x05\x00")
+                conn.settimeout(10)
+                while chunk := conn.recv(65536):
+                    heard.append(chunk)
+
+        t = threading.Thread(target=serve)
+        t.start()
+        with pytest.raises(ProtocolError, match="malformed PLAN"):
+            send([src], fake.getsockname())
+        t.join()
+    dec = p.Decoder("sender")
+    dec.feed(b"".join(heard))
+    events = []
+    while (ev := dec.next_event()) is not p.NEED_DATA:
+        events.append(ev)
+    assert isinstance(events[-1], p.Error) and events[-1].code == E_PROTOCOL
