@@ -54,6 +54,8 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, int, bytes]]:
 
 def assert_same_tree(src: Path, dst: Path) -> None:
     a, b = snapshot(src), snapshot(dst)
+    sa, sb = src.stat(), dst.stat()
+    assert (stat.S_IMODE(sa.st_mode), sa.st_mtime_ns) == (stat.S_IMODE(sb.st_mode), sb.st_mtime_ns), "root dir"
     assert sorted(a) == sorted(b)
     for rel in a:
         assert a[rel][0] == b[rel][0], rel

@@ -432,14 +432,6 @@ class _Session:
         self._send(p.Ack(index, p.S_FAILED, code, message).encode())
 
     def _finish(self) -> None:
-        # Directory modes and mtimes last, deepest first: adding files changed the mtimes.
-        for e in reversed(self.entries):
-            if e.is_dir:
-                fd = self._dir(names.split_name(e.name), create=True)
-                assert fd is not None
-                os.fchmod(fd, e.mode & _MODE_MASK)
-                os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-                os.fsync(fd)
         res = self.result
         for i, e in enumerate(self.entries):
             if e.is_dir or i in self.received:
@@ -452,6 +444,14 @@ class _Session:
             if parent is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(names.partial_name(parts[-1]), dir_fd=parent)
+        # Directory modes and mtimes last (after every unlink above), deepest first: adding files changed them.
+        for e in reversed(self.entries):
+            if e.is_dir:
+                fd = self._dir(names.split_name(e.name), create=True)
+                assert fd is not None
+                os.fchmod(fd, e.mode & _MODE_MASK)
+                os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+                os.fsync(fd)
         os.fsync(self.dirs[()])
         self._send(p.Bye({"files": res.files, "bytes": res.bytes, "routes": res.routes,
                           "user_bytes": res.user_bytes, "checksum": res.checksum,
