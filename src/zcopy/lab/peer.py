@@ -1,0 +1,132 @@
+"""The other end of the lab's loopback sockets and pipes: a separate process, so its CPU is not ours.
+
+`python -m zcopy.lab.peer sink` discards what a socket sends; `source FILE COUNT` sends COUNT bytes of FILE
+(repeating it) to whoever connects; `drain` discards stdin. The parent reads the port from the first line of
+stdout and the byte total from the last. The peer uses plain os calls: it is a test fixture, not a route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from types import TracebackType
+
+# 1 MiB drain buffer/pipe: the size zcopy's own routes use (zcopy._sys), so the peer never is the bottleneck.
+_CHUNK = 1 << 20
+
+
+def _drain(fd: int) -> int:
+    """Discard everything readable on fd (socket or pipe) into /dev/null; splice when the kernel allows."""
+    total = 0
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        if hasattr(os, "splice"):
+            r, w = os.pipe()
+            try:
+                while True:
+                    n = os.splice(fd, w, _CHUNK)
+                    if n == 0:
+                        return total
+                    total += n
+                    while n:
+                        n -= os.splice(r, devnull, n)
+            except OSError:
+                if total:
+                    raise
+            finally:
+                os.close(r)
+                os.close(w)
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = os.readv(fd, [view])
+            if n == 0:
+                return total
+            total += n
+    finally:
+        os.close(devnull)
+
+
+def _serve(mode: str, argv: list[str]) -> int:
+    if mode == "drain":
+        print(_drain(0), flush=True)
+        return 0
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    print(lsock.getsockname()[1], flush=True)
+    conn, _ = lsock.accept()
+    lsock.close()
+    total = 0
+    with conn:
+        if mode == "sink":
+            total = _drain(conn.fileno())
+        elif mode == "source":
+            path, count = argv[0], int(argv[1])
+            fd = os.open(path, os.O_RDONLY)
+            size = os.fstat(fd).st_size
+            try:
+                while total < count:
+                    off = total % size
+                    n = os.sendfile(conn.fileno(), fd, off, min(count - total, size - off))
+                    if n == 0:
+                        break
+                    total += n
+            finally:
+                os.close(fd)
+            conn.shutdown(socket.SHUT_WR)
+        else:
+            raise SystemExit(f"unknown peer mode {mode!r}")
+    print(total, flush=True)
+    return 0
+
+
+class Peer:
+    """A running peer process; use as a context manager. `address` is (host, port) for socket modes."""
+
+    def __init__(self, mode: str, *args: str, stdin: int | None = None) -> None:
+        self.mode = mode
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zcopy.lab.peer", mode, *args],
+            stdin=subprocess.PIPE if mode == "drain" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.address: tuple[str, int] | None = None
+        if mode != "drain":
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if not line.strip():
+                self.proc.wait()
+                raise RuntimeError(f"peer {mode} failed to start (exit {self.proc.returncode})")
+            self.address = ("127.0.0.1", int(line))
+
+    def stdin_fd(self) -> int:
+        assert self.proc.stdin is not None
+        return self.proc.stdin.fileno()
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the peer to end and return the byte count it moved."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        out, _ = self.proc.communicate(timeout=timeout)
+        lines = out.split()
+        return int(lines[-1]) if lines else -1
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.communicate(timeout=5)
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.argv[1], sys.argv[2:]))

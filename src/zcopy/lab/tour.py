@@ -1,0 +1,413 @@
+"""The tour: the article's data paths run on this machine, each measured with zcopy.observe, cold and warm.
+
+Owns the steps (traditional edit, mmap edit, sendfile, splice receive, copy_file_range, read+send control),
+the generated sample file, page-cache eviction for the cold runs, and the JSON document the CLI renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zcopy
+from zcopy import FileChannel, MapMode, SocketChannel, observe
+from zcopy.errors import RouteUnavailable
+from zcopy.lab import flows, render
+from zcopy.lab.peer import Peer
+from zcopy.lab.schema import COUNTERS, TOUR_VERSION
+from zcopy.lab.stats import MiB, merge_counters
+
+DEFAULT_SIZE = 256 * MiB
+
+# The edit flips "old"↔"new" (same length, as in the article), one hit per 64 KiB block: the traditional path
+# must still read and write every byte, while mmap dirties only the 4 KiB pages that hold a hit.
+OLD, NEW = b"old", b"new"
+HIT_EVERY = 64 * 1024
+
+# The traditional path's reused user buffer: 1 MiB, the size zcopy's readwrite route uses (see zcopy._sys).
+EDIT_CHUNK = 1 << 20
+
+Run = dict[str, Any]
+Step = dict[str, Any]
+
+
+@dataclass
+class TourOptions:
+    size: int = DEFAULT_SIZE
+    file: Path | None = None
+    keep: bool = False
+    cold: bool = True
+    workdir: Path | None = None  # where the temp dir goes (default: the system temp dir)
+
+
+# ---------------------------------------------------------------- the sample file
+
+
+def sample_block(length: int = 1 << 20) -> bytes:
+    """`length` bytes of text lines with exactly one b"old" per HIT_EVERY bytes and no b"new" anywhere."""
+    line = b"zero-copy tour: disk, page cache, user buffer, socket buffer, NIC.\n"  # 67 bytes
+    block = bytearray()
+    while len(block) < length:
+        unit = bytearray((line * (HIT_EVERY // len(line) + 1))[:HIT_EVERY])
+        unit[100:103] = OLD
+        block += unit
+    return bytes(block[:length])
+
+
+def write_sample(path: Path, size: int) -> None:
+    block = sample_block()
+    with FileChannel.open(path, "w") as ch:
+        done = 0
+        while done < size:
+            done += ch.write(block[: size - done])
+        ch.force()
+
+
+# ---------------------------------------------------------------- measurement helpers
+
+
+def counters_of(obs: Any) -> dict[str, Any]:
+    """Totals of an observe() block as the schema's plain dict."""
+    t = obs.totals
+    out: dict[str, Any] = {}
+    for key in COUNTERS:
+        value = getattr(t, key)
+        out[key] = dict(value) if key == "syscalls" else value
+    return out
+
+
+def skipped_of(obs: Any) -> list[list[str]]:
+    seen: list[list[str]] = []
+    for op in obs.operations:
+        for route, reason in op.skipped:
+            if [route, reason] not in seen:
+                seen.append([route, str(reason)])
+    return seen
+
+
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache without root: write back dirty pages, then DONTNEED."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cold_check(disk_read: int, expected: int) -> dict[str, Any]:
+    verified = disk_read >= render.COLD_SHARE * expected
+    note = None
+    if not verified:
+        note = (
+            "pages stayed cached: the filesystem may be tmpfs/overlay, or another process holds them mapped"
+        )
+    return {"requested": True, "verified": verified, "disk_read_bytes": disk_read, "expected_bytes": expected,
+            "note": note}  # fmt: skip
+
+
+class Tour:
+    """One tour run: holds the working files and the notes about routes that were not available."""
+
+    def __init__(self, opts: TourOptions, tmp: Path) -> None:
+        self.opts = opts
+        self.tmp = tmp
+        self.unavailable: list[str] = []
+        self.flips = 0
+        if opts.file is not None:
+            self.path = opts.file
+            self.size = opts.file.stat().st_size
+            # Never edit the user's file: the edit paths work on a copy in the temp dir.
+            self.edit_path = tmp / "edit-copy"
+            zcopy.copy(str(self.path), str(self.edit_path))
+            with FileChannel.open(self.edit_path, "r+") as ch:
+                ch.force()
+        else:
+            self.path = tmp / "tour.dat"
+            self.size = opts.size
+            write_sample(self.path, self.size)
+            self.edit_path = self.path
+
+    # ------------------------------------------------------------ run wrapper
+
+    def _run(self, mode: str, src: Path | None, body: Callable[[], Run]) -> Run:
+        if mode == "cold" and src is not None:
+            evict(src)
+        run = body()
+        run["mode"] = mode
+        if mode == "cold" and src is not None:
+            run["cold"] = cold_check(run["counters"]["disk_read_bytes"], run["nbytes"])
+        c = run["counters"]
+        run["throughput_mib_s"] = run["nbytes"] / c["wall_s"] / MiB if c["wall_s"] > 0 else 0.0
+        return run
+
+    def _modes(self) -> list[str]:
+        return ["cold", "warm"] if self.opts.cold else ["warm"]
+
+    def _pair(self) -> tuple[bytes, bytes]:
+        a, b = (OLD, NEW) if self.flips % 2 == 0 else (NEW, OLD)
+        self.flips += 1
+        return a, b
+
+    def _transfer(self, do: Callable[[str | None], int], intended: str) -> tuple[int, str | None, list[str]]:
+        """Try the intended route; if the kernel/filesystem refuses it, note why and let zcopy pick."""
+        try:
+            return do(intended), intended, []
+        except RouteUnavailable as exc:
+            note = f"{intended} unavailable here: {exc.reason}; fell back to zcopy's own route choice"
+            if note not in self.unavailable:
+                self.unavailable.append(note)
+            return do(None), intended, [[intended, exc.reason]]
+
+    # ------------------------------------------------------------ steps
+
+    def traditional(self, mode: str) -> Run:
+        def body() -> Run:
+            a, b = self._pair()
+            hits = 0
+            # The buffer overlaps the next chunk by len-1 bytes so a hit that straddles two chunks is seen.
+            buf = bytearray(EDIT_CHUNK + len(a) - 1)
+            with observe() as work:
+                ch = FileChannel.open(self.edit_path, "r+")
+                pos = 0
+                while True:
+                    n = ch.readinto(buf, position=pos)
+                    if n == 0:
+                        break
+                    data = buf[:n]
+                    hits += data.count(a)
+                    ch.write(data.replace(a, b), position=pos)
+                    if n < len(buf):
+                        break
+                    pos += EDIT_CHUNK
+            with observe() as flush:
+                ch.force()
+                ch.close()
+            return self._edit_run("readwrite", work, flush, hits, a, b)
+
+        return self._run(mode, self.edit_path, body)
+
+    def mmap(self, mode: str) -> Run:
+        def body() -> Run:
+            a, b = self._pair()
+            hits = 0
+            with observe() as work:
+                ch = FileChannel.open(self.edit_path, "r+")
+                m = ch.map(MapMode.READ_WRITE)
+                i = m.find(a)
+                while i != -1:
+                    m[i : i + len(a)] = b
+                    hits += 1
+                    i = m.find(a, i + len(a))
+            with observe() as flush:
+                m.force()
+                m.close()
+                ch.close()
+            return self._edit_run("mmap-edit", work, flush, hits, a, b)
+
+        return self._run(mode, self.edit_path, body)
+
+    def _edit_run(self, model: str, work: Any, flush: Any, hits: int, a: bytes, b: bytes) -> Run:
+        wc, fc = counters_of(work), counters_of(flush)
+        flow, cpu, dma = flows.edit_flow(model)
+        return {
+            "route": model, "requested_route": None, "skipped": [], "flow": flow,
+            "cpu_copies": cpu, "dma_copies": dma, "nbytes": self.size,
+            "counters": merge_counters(wc, fc),
+            "force": {"dirty_kb_before": fc["dirty_kb_before"], "dirty_kb_after": fc["dirty_kb_after"],
+                      "wall_s": fc["wall_s"], "disk_write_bytes": fc["disk_write_bytes"]},
+            "cold": None, "edit": {"replaced": hits, "from": a.decode(), "to": b.decode()},
+        }  # fmt: skip
+
+    def to_socket(self, mode: str, route: str) -> Run:
+        def body() -> Run:
+            with Peer("sink") as peer, FileChannel.open(self.path, "r") as ch:
+                assert peer.address is not None
+                sock = SocketChannel.open(peer.address)
+                try:
+                    with observe() as obs:
+
+                        def do(r: str | None) -> int:
+                            return ch.transfer_to(0, self.size, sock, route=r)
+
+                        n, asked, extra = self._transfer(do, route)
+                        used = ch.last_route or "unknown"
+                finally:
+                    sock.close()
+                received = peer.finish()
+            if received != n:
+                raise RuntimeError(f"the sink received {received} bytes, {n} were sent")
+            return self._transfer_run(used, asked, obs, extra, n, "file", "socket")
+
+        return self._run(mode, self.path, body)
+
+    def splice_recv(self, mode: str) -> Run:
+        def body() -> Run:
+            dest = self.tmp / "received"
+            try:
+                with Peer("source", str(self.path), str(self.size)) as peer:
+                    assert peer.address is not None
+                    sock = SocketChannel.open(peer.address)
+                    try:
+                        with observe() as work:
+                            out = FileChannel.open(dest, "w")
+
+                            def do(r: str | None) -> int:
+                                return out.transfer_from(sock, 0, self.size, route=r)
+
+                            n, asked, extra = self._transfer(do, "splice")
+                            used = out.last_route or "unknown"
+                        with observe() as flush:
+                            out.force()
+                            out.close()
+                    finally:
+                        sock.close()
+                    peer.finish()
+                return self._transfer_run(used, asked, work, extra, n, "socket", "file", flush)
+            finally:
+                dest.unlink(missing_ok=True)
+
+        return self._run(mode, None, body)
+
+    def file_copy(self, mode: str) -> Run:
+        def body() -> Run:
+            dest = self.tmp / "copy"
+            try:
+                with FileChannel.open(self.path, "r") as src:
+                    with observe() as work:
+                        out = FileChannel.open(dest, "w")
+
+                        def do(r: str | None) -> int:
+                            return src.transfer_to(0, self.size, out, route=r)
+
+                        n, asked, extra = self._transfer(do, "copy_file_range")
+                        used = src.last_route or "unknown"
+                    with observe() as flush:
+                        out.force()
+                        out.close()
+                return self._transfer_run(used, asked, work, extra, n, "file", "file", flush)
+            finally:
+                dest.unlink(missing_ok=True)
+
+        return self._run(mode, self.path, body)
+
+    def _transfer_run(
+        self, used: str, asked: str, work: Any, extra: list[list[str]], n: int, src: str, dst: str,
+        flush: Any | None = None,
+    ) -> Run:  # fmt: skip
+        flow, cpu, dma = flows.route_flow(used, src, dst)
+        counters = counters_of(work)
+        force = None
+        if flush is not None:
+            fc = counters_of(flush)
+            counters = merge_counters(counters, fc)
+            force = {"dirty_kb_before": fc["dirty_kb_before"], "dirty_kb_after": fc["dirty_kb_after"],
+                     "wall_s": fc["wall_s"], "disk_write_bytes": fc["disk_write_bytes"]}  # fmt: skip
+        if used != asked:
+            note = f"{asked} was not used for {src}→{dst}: the route taken was {used}"
+            if note not in self.unavailable:
+                self.unavailable.append(note)
+        return {
+            "route": used, "requested_route": asked, "skipped": extra + skipped_of(work), "flow": flow,
+            "cpu_copies": cpu, "dma_copies": dma, "nbytes": n, "counters": counters, "force": force,
+            "cold": None,
+        }  # fmt: skip
+
+    # ------------------------------------------------------------ the whole tour
+
+    def steps(self) -> Iterator[Step]:
+        modes = self._modes()
+        yield {
+            "id": "traditional", "job": "file edit",
+            "title": "traditional I/O: open → read → modify old↔new → write → force → close",
+            "article": "§三.1 传统IO文件读写 (read/write through a user buffer)",
+            "runs": [self.traditional(m) for m in modes],
+        }  # fmt: skip
+        yield {
+            "id": "mmap", "job": "file edit",
+            "title": "mmap: map READ_WRITE → modify in place → force → close",
+            "article": "§三.2 mmap 零拷贝 (page cache mapped into user space)",
+            "runs": [self.mmap(m) for m in modes],
+        }  # fmt: skip
+        yield {
+            "id": "sendfile", "job": "file→socket",
+            "title": "sendfile: transfer_to a loopback socket (receiver discards)",
+            "article": "§三.3 sendFile 零拷贝 (page cache → socket, no user buffer)",
+            "runs": [self.to_socket(m, "sendfile") for m in modes],
+        }  # fmt: skip
+        yield {
+            "id": "splice_recv", "job": "socket→file",
+            "title": "beyond the article: splice receive, transfer_from a socket into a file",
+            "article": "not in the article (Java's transferFrom from a socket is an 8 KiB copy loop)",
+            "runs": [self.splice_recv("once")],
+            "note": "no cold run: the source is a socket, not the file",
+        }  # fmt: skip
+        yield {
+            "id": "copy_file_range", "job": "file→file",
+            "title": "beyond the article: copy_file_range, file → file inside the kernel",
+            "article": "not in the article (Linux ≥ 4.5 in-kernel copy; reflink on btrfs/XFS)",
+            "runs": [self.file_copy(m) for m in modes],
+        }  # fmt: skip
+        yield {
+            "id": "read_send", "job": "file→socket",
+            "title": "control: the same file → socket job by read + send",
+            "article": "§三.1's copies applied to sending: the control for steps 2 and 3",
+            "runs": [self.to_socket(m, "readwrite") for m in modes],
+        }  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    return {"kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count() or 1,
+            "system": platform.system(), "machine": platform.machine()}  # fmt: skip
+
+
+def fs_type(path: Path) -> str | None:
+    """The filesystem holding path, from /proc/self/mounts (longest mount point that prefixes it)."""
+    best, kind = "", None
+    real = str(path.resolve())
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mnt = parts[1].replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    return kind
+
+
+def run_tour(opts: TourOptions, on_step: Callable[[int, Step], None] | None = None) -> dict[str, Any]:
+    """Run every step and return the tour document (schema zcopy.tour/1); on_step sees each finished step."""
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="zcopy-tour-", dir=opts.workdir))
+    try:
+        tour = Tour(opts, tmp)
+        doc: dict[str, Any] = {
+            "schema": TOUR_VERSION,
+            "zcopy_version": zcopy.__version__,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine(),
+            "file": {"path": str(tour.path), "size": tour.size, "generated": opts.file is None,
+                     "kept": opts.keep, "fs_type": fs_type(tour.path)},  # fmt: skip
+            "steps": [],
+        }
+        for i, step in enumerate(tour.steps(), 1):
+            doc["steps"].append(step)
+            if on_step is not None:
+                on_step(i, step)
+        doc["unavailable"] = tour.unavailable
+        doc["comparison"] = {"headers": list(render.COMPARISON_HEADERS), "rows": render.comparison_rows(doc)}
+        doc["conclusions"] = [{"path": p, "sentence": s} for p, s in render.conclusions(doc)]
+        doc["wall_s"] = time.perf_counter() - started
+        if opts.keep:
+            doc["workdir"] = str(tmp)
+        return doc
+    finally:
+        if not opts.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
