@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import zcopy
 from zcopy import FileChannel, SocketChannel, observe
@@ -56,31 +55,12 @@ class BenchOptions:
     sample_bytes: int = 64 * MiB  # per sample, see stats.inner_iterations
     seed: int = 0
     workdir: Path | None = None
-    progress: TextIO | None = None
+    # progress(bytes_done, bytes_planned, label): the CLI draws it (zcopy.cli.progress); None = silent.
+    progress: Callable[[int, int, str], None] | None = None
     sizes: list[int] = field(default_factory=list)
 
     def size_grid(self) -> list[int]:
         return self.sizes or log_sizes(self.min_size, self.max_size, self.factor)
-
-
-class Progress:
-    """A one-line progress bar on a terminal; silent when the stream is None."""
-
-    def __init__(self, total: int, stream: TextIO | None) -> None:
-        self.total, self.done, self.stream = total, 0, stream
-        self.started = time.perf_counter()
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        if self.stream is not None:
-            elapsed = time.perf_counter() - self.started
-            self.stream.write("\r" + render.progress_line(self.done, self.total, label, elapsed) + "\x1b[K")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
 
 
 @dataclass
@@ -180,8 +160,8 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] = ()) -> dict[str, Any]:
     sizes = opts.size_grid()
     scens = [SCENARIOS[s] for s in opts.scenarios]
     plans = {s.id: list(_plan(opts, s)) for s in scens}
-    total = sum(len(order) for p in plans.values() for _, _, order in p)
-    progress = Progress(total, opts.progress)
+    total = sum(size * iters * len(order) for p in plans.values() for size, iters, order in p)
+    done = 0
     tmp = Path(tempfile.mkdtemp(prefix="zcopy-bench-", dir=opts.workdir))
     results: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -197,7 +177,9 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] = ()) -> dict[str, Any]:
             try:
                 for size, iters, order in plan:
                     for route in order:
-                        progress.step(f"{scen.id} {render.fmt_bytes(size)} {route}")
+                        if opts.progress is not None:
+                            opts.progress(done, total, f"{scen.id} {render.fmt_bytes(size)} {route}")
+                        done += size * iters
                         cell = cells.setdefault((size, route), _Cell())
                         if cell.error is not None:
                             if scen.id == "socket-file":  # keep the byte stream in step with the plan
@@ -217,7 +199,7 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] = ()) -> dict[str, Any]:
                         t = obs.totals
                         cell.route_used.add(used)
                         cell.wall.append(t.wall_s / iters)
-                        cell.cpu.append((t.cpu_user_s + t.cpu_sys_s) / iters)
+                        cell.cpu.append((t.usage.cpu_user_s + t.usage.cpu_sys_s) / iters)
                         cell.user_bytes = t.user_bytes // iters
                         cell.syscalls = t.syscall_count // iters
             finally:
@@ -230,7 +212,6 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] = ()) -> dict[str, Any]:
                     continue
                 results.append(_result(scen.id, route, size, plans, cell))
     finally:
-        progress.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "schema": BENCH_VERSION,
@@ -267,7 +248,3 @@ def _result(scen: str, route: str, size: int, plans: dict[str, Any], cell: _Cell
         "user_bytes": cell.user_bytes,
         "syscall_count": cell.syscalls,
     }
-
-
-def default_progress_stream() -> TextIO | None:
-    return sys.stderr if sys.stderr.isatty() else None

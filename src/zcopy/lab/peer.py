@@ -110,9 +110,11 @@ class Peer:
 
     def finish(self, timeout: float = 60.0) -> int:
         """Wait for the peer to end and return the byte count it moved."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        out, _ = self.proc.communicate(timeout=timeout)
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()  # the drain peer's EOF
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.proc.wait(timeout=timeout)
         lines = out.split()
         return int(lines[-1]) if lines else -1
 
@@ -125,7 +127,11 @@ class Peer:
         if self.proc.poll() is None:
             self.proc.kill()
         with contextlib.suppress(Exception):
-            self.proc.communicate(timeout=5)
+            self.proc.wait(timeout=5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
 
 
 if __name__ == "__main__":

@@ -256,14 +256,23 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
         out.append(("sendfile", s + "."))
 
     spl = steps.get("splice_recv")
+    rctl = steps.get("recv_write")
     if spl:
         r = warm_run(spl)
         c = r["counters"]
-        out.append(("splice_recv", (
+        s = (
             f"{_route_phrase(r, 'splice')} receive: wrote {fmt_bytes(r['nbytes'])} from the socket into the file "
             f"with {fmt_bytes(c['user_bytes'])} crossing user space, {c['syscall_count']} syscalls, "
-            f"{fmt_secs(cpu_s(c))} CPU at {fmt_rate(r['nbytes'], c['wall_s'])}."
-        )))  # fmt: skip
+            f"{fmt_secs(cpu_s(c))} CPU at {fmt_rate(r['nbytes'], c['wall_s'])}"
+        )
+        if rctl:
+            k = warm_run(rctl)["counters"]
+            s += (
+                f"; recv+write moved {fmt_bytes(k['user_bytes'])} through user space in {k['syscall_count']} "
+                f"syscalls, so splice used {fmt_ratio(cpu_s(c), cpu_s(k))} CPU ({fmt_secs(cpu_s(c))} vs "
+                f"{fmt_secs(cpu_s(k))}) and took {fmt_ratio(c['wall_s'], k['wall_s'])} wall time"
+            )
+        out.append(("splice_recv", s + "."))
 
     cfr = steps.get("copy_file_range")
     if cfr:
@@ -291,7 +300,8 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
     if colds:
         bad = [sid for sid, r in colds if not r["cold"]["verified"]]
         extra = [
-            f"{sid} {fmt_secs(r['counters']['wall_s'])} cold vs {fmt_secs(warm_run(steps[sid])['counters']['wall_s'])} warm"
+            f"{sid} {fmt_secs(r['counters']['wall_s'])} cold vs "
+            f"{fmt_secs(warm_run(steps[sid])['counters']['wall_s'])} warm"
             for sid, r in colds
         ]
         s = f"cold runs: {len(colds) - len(bad)} of {len(colds)} verified cold by the disk counters"
@@ -299,6 +309,20 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
             s += f" (NOT cold: {', '.join(bad)})"
         out.append(("cold", s + "; " + ", ".join(extra) + "."))
     return out
+
+
+def render_tail(doc: Doc) -> str:
+    """Everything after the step blocks: comparison table, conclusions, unavailable routes, wall time."""
+    unavailable = doc.get("unavailable") or []
+    tail = ["── comparison " + "─" * 86, comparison_table(doc), "", "── what the numbers show " + "─" * 75]
+    tail.extend(f"• {sentence}" for _, sentence in conclusions(doc))
+    if unavailable:
+        tail.append("")
+        tail.extend(f"! {u}" for u in unavailable)
+    tail.append("")
+    tail.append(f"tour wall time {fmt_secs(doc['wall_s'])}" + (f"; files kept in {doc['workdir']}"
+                                                                 if doc.get("workdir") else ""))
+    return "\n".join(tail)
 
 
 def render_tour(doc: Doc) -> str:
@@ -313,15 +337,7 @@ def render_tour(doc: Doc) -> str:
         "",
     ]
     blocks = [step_block(i, s) for i, s in enumerate(doc["steps"], 1)]
-    unavailable = doc.get("unavailable") or []
-    tail = ["", "── comparison " + "─" * 86, comparison_table(doc), "", "── what the numbers show " + "─" * 75]
-    tail.extend(f"• {sentence}" for _, sentence in conclusions(doc))
-    if unavailable:
-        tail.append("")
-        tail.extend(f"! {u}" for u in unavailable)
-    tail.append("")
-    tail.append(f"tour wall time {fmt_secs(doc['wall_s'])}")
-    return "\n".join(head + ["\n\n".join(blocks)] + tail)
+    return "\n".join([*head, "\n\n".join(blocks), "", render_tail(doc)])
 
 
 # ---------------------------------------------------------------- bench
@@ -371,7 +387,55 @@ def cpu_saved(doc: Doc, baseline: str = "readwrite") -> list[tuple[str, str, int
     return out
 
 
-def progress_line(done: int, total: int, label: str, elapsed_s: float, width: int = 30) -> str:
-    """'[██████░░░░] 12/40  3.1 s  file-socket 64.0 MiB sendfile' (ETA omitted: sizes differ by 2^18×)."""
-    filled = width * done // max(1, total)
-    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total}  {elapsed_s:.1f} s  {label}"
+
+# ---------------------------------------------------------------- explain
+
+
+def route_verdicts(doc: Doc) -> list[tuple[str, str, str]]:
+    """(route, verdict, why) for every route zcopy has: used / gave up / not tried / not for this pair."""
+    pair = f"{doc['src_kind']}→{doc['dst_kind']}"
+    used = doc["route"]
+    skipped = {r: why for r, why in doc["skipped"]}
+    order = list(doc["order"])
+    out = []
+    for r in doc["static_reasons"]:
+        static = doc["static_reasons"][r]
+        if r == used:
+            if doc["forced_route"]:
+                why = f"forced with --route {r}"
+            elif skipped:
+                why = f"first route in the {pair} order that worked ({' → '.join(order)})"
+            else:
+                why = f"first choice for {pair} in zcopy's order ({' → '.join(order)}): fewest copies here"
+            out.append((r, "USED", why))
+        elif r in skipped:
+            out.append((r, "gave up", skipped[r]))
+        elif static is not None:
+            out.append((r, "cannot", static))
+        elif doc["forced_route"]:
+            out.append((r, "not tried", f"--route {doc['forced_route']} forces one route"))
+        elif r in order and order.index(r) > order.index(used):
+            out.append((r, "not tried", f"comes after {used} in the {pair} order and {used} succeeded"))
+        else:
+            out.append((r, "not used", f"not in zcopy's order for {pair} (not better than the routes there)"))
+    return out
+
+
+def render_explain(doc: Doc) -> str:
+    c = doc["counters"]
+    m = doc["model"]
+    lines = [
+        f"{doc['file']} ({fmt_bytes(doc['size'])}) → {doc['target']}",
+        f"route     {doc['route']}  ({doc['src_kind']} → {doc['dst_kind']}, moved {fmt_bytes(doc['nbytes'])})",
+        f"model     {m['line']}",
+        f"          {m['cpu_copies']} CPU copies, {m['dma_copies']} DMA copies, "
+        + ("bytes pass through user space" if m["user_space"] else "bytes never enter user space"),
+        "",
+        "why this route, and why not the others:",
+        text_table(["route", "verdict", "why"], [list(v) for v in route_verdicts(doc)]),
+        "",
+        "measured:",
+    ]
+    run = {"counters": c, "nbytes": doc["nbytes"]}
+    lines.extend(f"  {ln}" for ln in run_lines(run))
+    return "\n".join(lines)

@@ -79,7 +79,8 @@ def counters_of(obs: Any) -> dict[str, Any]:
     t = obs.totals
     out: dict[str, Any] = {}
     for key in COUNTERS:
-        value = getattr(t, key)
+        # CPU, context switches and faults live in totals.usage (getrusage deltas), the rest on totals.
+        value = getattr(t, key) if hasattr(t, key) else getattr(t.usage, key)
         out[key] = dict(value) if key == "syscalls" else value
     return out
 
@@ -157,7 +158,7 @@ class Tour:
         self.flips += 1
         return a, b
 
-    def _transfer(self, do: Callable[[str | None], int], intended: str) -> tuple[int, str | None, list[str]]:
+    def _transfer(self, do: Callable[[str | None], int], intended: str) -> tuple[int, str, list[list[str]]]:
         """Try the intended route; if the kernel/filesystem refuses it, note why and let zcopy pick."""
         try:
             return do(intended), intended, []
@@ -249,7 +250,7 @@ class Tour:
 
         return self._run(mode, self.path, body)
 
-    def splice_recv(self, mode: str) -> Run:
+    def receive(self, mode: str, route: str) -> Run:
         def body() -> Run:
             dest = self.tmp / "received"
             try:
@@ -263,7 +264,7 @@ class Tour:
                             def do(r: str | None) -> int:
                                 return out.transfer_from(sock, 0, self.size, route=r)
 
-                            n, asked, extra = self._transfer(do, "splice")
+                            n, asked, extra = self._transfer(do, route)
                             used = out.last_route or "unknown"
                         with observe() as flush:
                             out.force()
@@ -347,7 +348,14 @@ class Tour:
             "id": "splice_recv", "job": "socket→file",
             "title": "beyond the article: splice receive, transfer_from a socket into a file",
             "article": "not in the article (Java's transferFrom from a socket is an 8 KiB copy loop)",
-            "runs": [self.splice_recv("once")],
+            "runs": [self.receive("once", "splice")],
+            "note": "no cold run: the source is a socket, not the file",
+        }  # fmt: skip
+        yield {
+            "id": "recv_write", "job": "socket→file",
+            "title": "control: the same socket → file job by recv + write",
+            "article": "§三.1's copies applied to receiving: the control for step 4",
+            "runs": [self.receive("once", "readwrite")],
             "note": "no cold run: the source is a socket, not the file",
         }  # fmt: skip
         yield {
@@ -394,7 +402,7 @@ def run_tour(opts: TourOptions, on_step: Callable[[int, Step], None] | None = No
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine(),
             "file": {"path": str(tour.path), "size": tour.size, "generated": opts.file is None,
-                     "kept": opts.keep, "fs_type": fs_type(tour.path)},  # fmt: skip
+                     "kept": opts.keep, "fs_type": fs_type(tour.path)},
             "steps": [],
         }
         for i, step in enumerate(tour.steps(), 1):
