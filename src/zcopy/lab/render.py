@@ -348,7 +348,8 @@ def bench_tables(doc: Doc) -> str:
     out = []
     for scen in doc["scenarios"]:
         results = [r for r in doc["results"] if r["scenario"] == scen["id"]]
-        routes = list(dict.fromkeys(r["route"] for r in results))
+        present = {r["route"] for r in results}
+        routes = [rt for rt in scen["routes"] if rt in present]
         sizes = sorted({r["size"] for r in results})
         cell = {(r["size"], r["route"]): r for r in results}
         headers = ["size", *(f"{rt} MiB/s" for rt in routes), *(f"{rt} CPU s/GiB" for rt in routes)]

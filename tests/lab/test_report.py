@@ -1,0 +1,36 @@
+"""The report: real PNGs from real bench JSON, and the HTML page that shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zcopy.lab.bench import BenchOptions, run_bench
+from zcopy.lab.report import html_page, write_report
+
+pytest.importorskip("matplotlib", reason="the report needs the optional matplotlib extra (zcopy[lab])")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_write_report(tmp_path: Path) -> None:
+    doc = run_bench(BenchOptions(scenarios=("file-socket",), sizes=[4096, 16384], repeats=2,
+                                 sample_bytes=64 * 1024, workdir=tmp_path))  # fmt: skip
+    paths = write_report(doc, tmp_path / "report")
+    names = {p.name for p in paths}
+    assert names == {"bench.json", "overview.png", "file-socket.png", "index.html"}
+    for p in paths:
+        if p.suffix == ".png":
+            data = p.read_bytes()
+            assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<img src='overview.png'" in page and "<img src='file-socket.png'" in page
+    assert "sendfile" in page and "CPU s/GiB" in page
+
+
+def test_html_escapes() -> None:
+    doc = {"date": "<now>", "machine": {"kernel": "k&", "python": "3", "cpus": 2}, "command": "zcopy <b>",
+           "repeats": 1, "scenarios": [], "results": [], "notes": ["a<b"]}  # fmt: skip
+    page = html_page(doc, [])
+    assert "&lt;now&gt;" in page and "k&amp;" in page and "a&lt;b" in page and "<b>" not in page

@@ -1,0 +1,122 @@
+"""The tour on a tiny real file: real sockets, peers, page cache eviction; counters asserted, JSON checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zcopy.cli import main
+from zcopy.lab.schema import TOUR, check
+from zcopy.lab.tour import HIT_EVERY, TourOptions, run_tour, sample_block
+
+SIZE = 2 << 20  # 2 MiB: big enough for several 1 MiB edit chunks, small enough to run in about a second
+
+
+@pytest.fixture(scope="module")
+def tour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_tour(TourOptions(size=SIZE, workdir=tmp_path_factory.mktemp("tour")))
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, Any]:
+    return {s["id"]: s for s in doc["steps"]}
+
+
+def test_json_schema(tour: dict[str, Any]) -> None:
+    assert check(json.loads(json.dumps(tour)), TOUR) == []
+    assert [s["id"] for s in tour["steps"]] == ["traditional", "mmap", "sendfile", "splice_recv", "recv_write",
+                                                "copy_file_range", "read_send"]  # fmt: skip
+
+
+def test_traditional_copies_every_byte_through_user_space_twice(tour: dict[str, Any]) -> None:
+    for r in by_id(tour)["traditional"]["runs"]:
+        assert r["counters"]["user_bytes"] >= 2 * SIZE
+        assert r["edit"]["replaced"] == SIZE // HIT_EVERY
+        assert r["cpu_copies"] == 2
+
+
+def test_sendfile_step_moves_no_byte_through_user_space(tour: dict[str, Any]) -> None:
+    for r in by_id(tour)["sendfile"]["runs"]:
+        assert r["route"] == "sendfile"
+        assert r["nbytes"] == SIZE
+        assert r["counters"]["user_bytes"] == 0
+        assert r["counters"]["syscalls"].get("sendfile", 0) >= 1
+    for r in by_id(tour)["read_send"]["runs"]:
+        assert r["counters"]["user_bytes"] >= 2 * SIZE
+
+
+def test_mmap_edit_uses_no_user_buffer(tour: dict[str, Any]) -> None:
+    for r in by_id(tour)["mmap"]["runs"]:
+        assert r["counters"]["user_bytes"] == 0
+        assert r["edit"]["replaced"] == SIZE // HIT_EVERY
+        assert r["counters"]["minor_faults"] + r["counters"]["major_faults"] > 0
+
+
+def test_force_flushes(tour: dict[str, Any]) -> None:
+    # What force shows: the system's Dirty pages drop, or this process's writes reached the storage layer.
+    for sid in ("traditional", "mmap", "copy_file_range", "splice_recv"):
+        for r in by_id(tour)[sid]["runs"]:
+            f = r["force"]
+            assert f is not None
+            assert f["dirty_kb_after"] < f["dirty_kb_before"] or r["counters"]["disk_write_bytes"] > 0, (sid, r)
+
+
+def test_cold_runs_are_checked_by_the_disk_counters(tour: dict[str, Any]) -> None:
+    colds = [r for s in tour["steps"] for r in s["runs"] if r["mode"] == "cold"]
+    assert len(colds) == 5
+    for r in colds:
+        assert r["cold"]["verified"] == (r["counters"]["disk_read_bytes"] >= 0.9 * r["nbytes"])
+        if tour["file"]["fs_type"] in ("ext4", "xfs", "btrfs"):  # disk-backed: eviction must have worked
+            assert r["cold"]["verified"], r
+
+
+def test_receive_steps_land_every_byte(tour: dict[str, Any]) -> None:
+    spl, ctl = by_id(tour)["splice_recv"]["runs"][0], by_id(tour)["recv_write"]["runs"][0]
+    assert spl["nbytes"] == ctl["nbytes"] == SIZE
+    assert spl["route"] == "splice" and spl["counters"]["user_bytes"] == 0
+    assert ctl["route"] == "readwrite" and ctl["counters"]["user_bytes"] >= 2 * SIZE
+
+
+def test_conclusions_and_comparison(tour: dict[str, Any]) -> None:
+    paths = [c["path"] for c in tour["conclusions"]]
+    assert paths == ["traditional", "mmap", "sendfile", "splice_recv", "copy_file_range", "read_send", "cold"]
+    assert len(tour["comparison"]["rows"]) == sum(len(s["runs"]) for s in tour["steps"])
+
+
+def test_edits_flip_back_so_the_sample_ends_unchanged(tmp_path: Path) -> None:
+    doc = run_tour(TourOptions(size=SIZE, keep=True, cold=False, workdir=tmp_path))
+    data = Path(doc["file"]["path"]).read_bytes()
+    assert data == (sample_block() * 2)[:SIZE]  # warm-only: two flips (traditional, mmap) restore it
+
+
+def test_users_file_is_never_modified(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.txt"
+    mine.write_bytes(b"old and new, old again\n" * 50_000)
+    before = hashlib.sha256(mine.read_bytes()).hexdigest()
+    doc = run_tour(TourOptions(file=mine, cold=False, workdir=tmp_path))
+    assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
+    assert doc["file"]["generated"] is False and doc["file"]["size"] == mine.stat().st_size
+    assert by_id(doc)["traditional"]["runs"][0]["edit"]["replaced"] == 100_000
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tour", "--size", "1M", "--no-cold", "--json", "--dir", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert check(doc, TOUR) == []
+    assert list(tmp_path.iterdir()) == []  # temp dir removed without --keep
+
+
+def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tour", "--size", "1M", "--no-cold", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for part in ("── 1. traditional", "── 3. sendfile", "── comparison", "what the numbers show", "mode switches"):
+        assert part in out
+
+
+@pytest.mark.parametrize("argv", [["--size", "lots"], ["--file", "/nonexistent/x"], ["--dir", "/nonexistent"]])
+def test_cli_user_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tour", *argv]) == 2
+    assert "zcopy tour: error:" in capsys.readouterr().err
