@@ -56,7 +56,7 @@ def test_progress_reaches_the_plan(bench: dict[str, Any]) -> None:
     assert seen and all(total == seen[0][1] for _, total, _ in seen)
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
     rounds = {label for _, _, label in seen}
-    assert any("file-socket 4.0 KiB sendfile" == label for label in rounds)
+    assert "file-socket 4.0 KiB sendfile" in rounds
 
 
 def test_cli_json_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,8 +108,8 @@ def test_fallback_is_visible() -> None:
 
 def test_render_tour_has_every_section() -> None:
     text = render.render_tour(tour_doc())
-    for part in ("── 1. traditional", "flow    readwrite flow", "mode switches", "── comparison", "what the numbers show",
-                 "force: Dirty 70000 kB → 100 kB"):  # fmt: skip
+    for part in ("── 1. traditional", "flow    readwrite flow", "mode switches", "── comparison",
+                 "what the numbers show", "force: Dirty 70000 kB → 100 kB"):  # fmt: skip
         assert part in text
     rows = render.comparison_rows(tour_doc())
     assert len(rows) == 5 and all(len(r) == len(render.COMPARISON_HEADERS) for r in rows)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from zcopy.lab.stats import (
@@ -40,7 +42,7 @@ def test_parse_size_rejects(text: str) -> None:
 def test_log_sizes_default_grid_is_4k_to_1g() -> None:
     sizes = log_sizes(4 * KiB, GiB)
     assert sizes[0] == 4 * KiB and sizes[-1] == GiB and len(sizes) == 10
-    assert all(b == 4 * a for a, b in zip(sizes, sizes[1:]))
+    assert all(b == 4 * a for a, b in itertools.pairwise(sizes))
 
 
 def test_log_sizes_appends_off_grid_top() -> None:
