@@ -440,3 +440,33 @@ def render_explain(doc: Doc) -> str:
     run = {"counters": c, "nbytes": doc["nbytes"]}
     lines.extend(f"  {ln}" for ln in run_lines(run))
     return "\n".join(lines)
+
+
+def bench_markdown(doc: Doc) -> str:
+    """The bench as a markdown section (for `make bench`): context line, then one table per scenario."""
+    m = doc["machine"]
+    load = doc.get("loadavg")
+    out = [
+        "## zcopy lab bench (routes × sizes)",
+        "",
+        f"{doc['date']} · kernel {m['kernel']} · {m['cpus']} CPUs · Python {m['python']} · load average at end "
+        f"{' '.join(f'{x:.2f}' for x in load) if load else '?'} · `{doc['command']}` · median of {doc['repeats']} "
+        "shuffled rounds, (min–max)",
+    ]
+    for scen in doc["scenarios"]:
+        results = [r for r in doc["results"] if r["scenario"] == scen["id"]]
+        present = {r["route"] for r in results}
+        routes = [rt for rt in scen["routes"] if rt in present]
+        cell = {(r["size"], r["route"]): r for r in results}
+        out += ["", f"### {scen['id']}: {scen['title']}", "",
+                "| size | " + " | ".join(f"{rt} MiB/s · CPU s/GiB" for rt in routes) + " |",
+                "|---|" + "---|" * len(routes)]  # fmt: skip
+        for size in sorted({r["size"] for r in results}):
+            cells = []
+            for rt in routes:
+                r = cell.get((size, rt))
+                cells.append(f"{_range_cell(r['mib_per_s'])} · {_range_cell(r['cpu_s_per_gib'], 3)}" if r else "n/a")
+            out.append(f"| {fmt_bytes(size)} | " + " | ".join(cells) + " |")
+    for note in doc.get("notes") or []:
+        out.append(f"\n- {note}")
+    return "\n".join(out) + "\n"
