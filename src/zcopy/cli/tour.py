@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(render.step_block(i, step) + "\n", flush=True)
 
-    if not args.json:
-        print("zcopy tour: the article's data paths, measured on this machine now (cold = page cache evicted "
-              "first, warm = file cached).\n", flush=True)  # fmt: skip
-    doc = run_tour(opts, on_step=show)
+    def start(doc: dict[str, object]) -> None:
+        if not args.json:
+            print(render.render_head(doc), flush=True)
+
+    doc = run_tour(opts, on_step=show, on_start=start)
     if args.json:
         json.dump(doc, sys.stdout, indent=2)
         print()
