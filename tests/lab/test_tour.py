@@ -27,8 +27,8 @@ def by_id(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_json_schema(tour: dict[str, Any]) -> None:
     assert check(json.loads(json.dumps(tour)), TOUR) == []
-    assert [s["id"] for s in tour["steps"]] == ["traditional", "mmap", "sendfile", "splice_recv", "recv_write",
-                                                "copy_file_range", "read_send"]  # fmt: skip
+    assert [s["id"] for s in tour["steps"]] == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range",
+                                                "splice_recv", "recv_write"]  # fmt: skip
 
 
 def test_traditional_copies_every_byte_through_user_space_twice(tour: dict[str, Any]) -> None:
@@ -82,7 +82,7 @@ def test_receive_steps_land_every_byte(tour: dict[str, Any]) -> None:
 
 def test_conclusions_and_comparison(tour: dict[str, Any]) -> None:
     paths = [c["path"] for c in tour["conclusions"]]
-    assert paths == ["traditional", "mmap", "sendfile", "splice_recv", "copy_file_range", "read_send", "cold"]
+    assert paths == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range", "splice_recv", "cold"]
     assert len(tour["comparison"]["rows"]) == sum(len(s["runs"]) for s in tour["steps"])
 
 

@@ -312,7 +312,8 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
         if bad:
             s += f" (NOT cold: {', '.join(bad)})"
         out.append(("cold", s + "; " + ", ".join(extra) + "."))
-    return out
+    rank = {sid: i for i, sid in enumerate(steps)}
+    return sorted(out, key=lambda kv: rank.get(kv[0], len(rank)))  # step order, the cold summary last
 
 
 def render_tail(doc: Doc) -> str:
