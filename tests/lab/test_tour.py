@@ -18,7 +18,7 @@ SIZE = 2 << 20  # 2 MiB: big enough for several 1 MiB edit chunks, small enough 
 
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_tour(TourOptions(size=SIZE, workdir=tmp_path_factory.mktemp("tour")))
+    return run_tour(TourOptions(size=SIZE, repeats=2, workdir=tmp_path_factory.mktemp("tour")))
 
 
 def by_id(doc: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +80,14 @@ def test_receive_steps_land_every_byte(tour: dict[str, Any]) -> None:
     assert ctl["route"] == "readwrite" and ctl["counters"]["user_bytes"] >= 2 * SIZE
 
 
+def test_warm_runs_are_the_median_of_repeats(tour: dict[str, Any]) -> None:
+    for s in tour["steps"]:
+        r = s["runs"][-1]
+        assert r["repeats"]["n"] == 2
+        cpu = r["counters"]["cpu_user_s"] + r["counters"]["cpu_sys_s"]
+        assert cpu == pytest.approx(r["repeats"]["cpu_s"]["min"])  # median-low of two = the smaller
+
+
 def test_conclusions_and_comparison(tour: dict[str, Any]) -> None:
     paths = [c["path"] for c in tour["conclusions"]]
     assert paths == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range", "splice_recv", "cold"]
@@ -87,36 +95,38 @@ def test_conclusions_and_comparison(tour: dict[str, Any]) -> None:
 
 
 def test_edits_flip_back_so_the_sample_ends_unchanged(tmp_path: Path) -> None:
-    doc = run_tour(TourOptions(size=SIZE, keep=True, cold=False, workdir=tmp_path))
+    doc = run_tour(TourOptions(size=SIZE, keep=True, cold=False, repeats=1, workdir=tmp_path))
     data = Path(doc["file"]["path"]).read_bytes()
-    assert data == (sample_block() * 2)[:SIZE]  # warm-only: two flips (traditional, mmap) restore it
+    assert data == (sample_block() * 2)[:SIZE]  # two flips (traditional old→new, mmap new→old) restore it
 
 
 def test_users_file_is_never_modified(tmp_path: Path) -> None:
     mine = tmp_path / "mine.txt"
     mine.write_bytes(b"old and new, old again\n" * 50_000)
     before = hashlib.sha256(mine.read_bytes()).hexdigest()
-    doc = run_tour(TourOptions(file=mine, cold=False, workdir=tmp_path))
+    doc = run_tour(TourOptions(file=mine, cold=False, repeats=1, workdir=tmp_path))
     assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
     assert doc["file"]["generated"] is False and doc["file"]["size"] == mine.stat().st_size
     assert by_id(doc)["traditional"]["runs"][0]["edit"]["replaced"] == 100_000
 
 
 def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tour", "--size", "1M", "--no-cold", "--json", "--dir", str(tmp_path)]) == 0
+    assert main(["tour", "--size", "1M", "--no-cold", "--repeats", "1", "--json", "--dir", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert check(doc, TOUR) == []
     assert list(tmp_path.iterdir()) == []  # temp dir removed without --keep
 
 
 def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tour", "--size", "1M", "--no-cold", "--dir", str(tmp_path)]) == 0
+    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for part in ("── 1. traditional", "── 3. sendfile", "── comparison", "what the numbers show", "mode switches"):
         assert part in out
 
 
-@pytest.mark.parametrize("argv", [["--size", "lots"], ["--file", "/nonexistent/x"], ["--dir", "/nonexistent"]])
+@pytest.mark.parametrize(
+    "argv", [["--size", "lots"], ["--file", "/nonexistent/x"], ["--dir", "/nonexistent"], ["--repeats", "0"]]
+)
 def test_cli_user_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tour", *argv]) == 2
     assert "zcopy tour: error:" in capsys.readouterr().err

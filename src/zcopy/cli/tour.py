@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file", metavar="PATH", help="tour your own file instead (edit steps work on a temp copy)")
     p.add_argument("--keep", action="store_true", help="keep the temp directory and print where it is")
     p.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold (evicted page cache) runs")
+    p.add_argument("--repeats", type=int, default=3, help="warm runs per path; the median-CPU run is shown (3)")
     p.add_argument("--dir", metavar="DIR", help="where to make the temp directory (default: system temp dir)")
     p.add_argument("--json", action="store_true", help="print the whole tour as JSON (schema zcopy.tour/1)")
 
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         workdir = Path(args.dir)
         if not workdir.is_dir():
             raise UserError(f"{args.dir}: not a directory")
-    opts = TourOptions(size=size, file=file, keep=args.keep, cold=args.cold, workdir=workdir)
+    if args.repeats < 1:
+        raise UserError("--repeats must be at least 1")
+    opts = TourOptions(size=size, file=file, keep=args.keep, cold=args.cold, workdir=workdir, repeats=args.repeats)
 
     def show(i: int, step: dict[str, object]) -> None:
         if not args.json:

@@ -139,6 +139,13 @@ def run_lines(run: Mapping[str, Any]) -> list[str]:
     note = cold_note(run)
     if note:
         lines.append(note)
+    reps = run.get("repeats")
+    if reps and reps["n"] > 1:
+        cs, ws = reps["cpu_s"], reps["wall_s"]
+        lines.append(
+            f"median-CPU run of {reps['n']}: CPU {fmt_secs(cs['min'])}–{fmt_secs(cs['max'])}, "
+            f"wall {fmt_secs(ws['min'])}–{fmt_secs(ws['max'])} across the repeats"
+        )
     return lines
 
 
@@ -348,6 +355,7 @@ def _head(doc: Doc) -> list[str]:
         f"{doc['machine']['cpus']} CPUs, Python {doc['machine']['python']}",
         ("Each path that reads the file runs cold (its pages evicted: fsync + posix_fadvise DONTNEED), then warm."
          if doc.get("cold_runs", True) else "Warm runs only (--no-cold): the file is in the page cache."),
+        f"Warm runs are repeated {doc.get('repeats', 1)}× and the run with the median CPU time is shown.",
         "Mode switches = 2 × syscalls (one user→kernel, one back), as the article counts them. Sockets are",
         "loopback: the copy models draw a real NIC, here the loopback device stands in for it (no DMA).",
         "",
