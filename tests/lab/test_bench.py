@@ -82,3 +82,12 @@ def test_cli_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--min-size", "1G", "--max-size", "4K"]) == 2
     assert main(["bench", "--max-size", "huge"]) == 2
     assert "zcopy bench: error:" in capsys.readouterr().err
+
+
+def test_cli_renders_from_json(tmp_path: Path, bench: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps({k: v for k, v in bench.items() if k != "_progress"}))
+    assert main(["bench", "--from", str(src)]) == 0
+    assert "file-socket: file → loopback socket" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["bench", "--from", str(tmp_path / "bad.json")]) == 2

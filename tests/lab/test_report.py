@@ -25,12 +25,14 @@ def test_write_report(tmp_path: Path) -> None:
             data = p.read_bytes()
             assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     page = (tmp_path / "report" / "index.html").read_text()
-    assert "<img src='overview.png'" in page and "<img src='file-socket.png'" in page
+    assert "<img src='file-socket.png'" in page
     assert "sendfile" in page and "CPU s/GiB" in page
 
 
 def test_html_escapes() -> None:
     doc = {"date": "<now>", "machine": {"kernel": "k&", "python": "3", "cpus": 2}, "command": "zcopy <b>",
+           "loadavg": [1.234567, 0.5, 0.25],
            "repeats": 1, "scenarios": [], "results": [], "notes": ["a<b"]}  # fmt: skip
     page = html_page(doc, [])
+    assert "1.23 0.50 0.25" in page
     assert "&lt;now&gt;" in page and "k&amp;" in page and "a&lt;b" in page and "<b>" not in page

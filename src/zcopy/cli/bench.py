@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from zcopy.cli import UserError
 
@@ -26,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", metavar="DIR", help="where the temp files go (default: system temp dir)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout, no table)")
     p.add_argument("--report", metavar="DIR", help="write PNG plots and index.html (needs matplotlib)")
+    p.add_argument("--from", dest="source", metavar="JSON", help="do not measure: render tables/report from a "
+                   "bench JSON written earlier (e.g. DIR/bench.json)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,20 +55,23 @@ def run(args: argparse.Namespace) -> int:
 
         if not have_matplotlib():
             raise UserError("--report needs matplotlib: pip install 'zcopy[lab]' (tables work without it)")
-    bar = Progress("bench")
+    if args.source is not None:
+        doc = _load(args.source)
+    else:
+        bar = Progress("bench")
 
-    def progress(done: int, total: int, label: str) -> None:
-        bar.label = f"{label:<34}"
-        bar.update(done, total)
+        def progress(done: int, total: int, label: str) -> None:
+            bar.label = f"{label:<34}"
+            bar.update(done, total)
 
-    opts = BenchOptions(
-        scenarios=tuple(args.scenario or SCENARIO_IDS), routes=args.route, min_size=lo, max_size=hi,
-        factor=args.factor, repeats=repeats, sample_bytes=sample,
-        workdir=Path(args.dir) if args.dir else None, progress=progress,
-    )  # fmt: skip
-    argv = sys.argv[2:] if len(sys.argv) > 2 else []
-    doc = run_bench(opts, argv)
-    bar.close()
+        opts = BenchOptions(
+            scenarios=tuple(args.scenario or SCENARIO_IDS), routes=args.route, min_size=lo, max_size=hi,
+            factor=args.factor, repeats=repeats, sample_bytes=sample,
+            workdir=Path(args.dir) if args.dir else None, progress=progress,
+        )  # fmt: skip
+        argv = sys.argv[2:] if len(sys.argv) > 2 else []
+        doc = run_bench(opts, argv)
+        bar.close()
     if args.json == "-":
         json.dump(doc, sys.stdout, indent=2)
         print()
@@ -82,3 +88,16 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(doc, Path(args.report))
         print("report: " + ", ".join(str(p) for p in paths), file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
+
+
+def _load(path: str) -> dict[str, Any]:
+    from zcopy.lab.schema import BENCH, check
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read bench JSON: {exc}") from None
+    errors = check(doc, BENCH)
+    if errors:
+        raise UserError(f"{path}: not a zcopy bench JSON ({errors[0]})")
+    return doc  # type: ignore[no-any-return]

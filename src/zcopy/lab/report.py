@@ -119,7 +119,7 @@ def write_report(doc: Doc, outdir: Path) -> list[Path]:
     fig.savefig(overview, dpi=100)
     plt.close(fig)
     page = outdir / "index.html"
-    page.write_text(html_page(doc, [overview, *pngs]))
+    page.write_text(html_page(doc, pngs))  # per-scenario plots beside their tables; overview.png is for docs
     return [*written, overview, *pngs, page]
 
 
@@ -134,17 +134,19 @@ def html_page(doc: Doc, images: list[Path]) -> str:
         "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}</style></head><body>",
         "<h1>zcopy bench report</h1>",
         f"<p>{e(doc['date'])} · kernel {e(m['kernel'])} · {m['cpus']} CPUs · Python {e(m['python'])} · "
-        f"load average {e(str(doc.get('loadavg', '?')))} · command <code>{e(doc['command'])}</code> · "
-        f"median of {doc['repeats']} repeats, min–max in brackets</p>",
+        f"load average at end {e(' '.join(f'{x:.2f}' for x in doc.get('loadavg', [])))} · "
+        f"command <code>{e(doc['command'])}</code> · median of {doc['repeats']} repeats, min–max in brackets</p>",
     ]
-    for img in images:
-        parts.append(f"<p><img src='{e(img.name)}' alt='{e(img.stem)} plot'></p>")
+    by_name = {img.stem: img for img in images}
     for scen in doc["scenarios"]:
         rows = sorted((r for r in doc["results"] if r["scenario"] == scen["id"]),
                       key=lambda r: (r["size"], r["route"]))  # fmt: skip
-        parts.append(f"<h2>{e(scen['id'])}: {e(scen['title'])}</h2><table><tr><th>size</th><th>route</th>"
-                     "<th>route used</th><th>MiB/s</th><th>CPU s/GiB</th><th>syscalls/transfer</th>"
-                     "<th>user-space bytes/transfer</th></tr>")  # fmt: skip
+        parts.append(f"<h2>{e(scen['id'])}: {e(scen['title'])}</h2>")
+        img = by_name.get(scen["id"])
+        if img is not None:
+            parts.append(f"<p><img src='{e(img.name)}' alt='{e(scen['id'])}: CPU per GiB, throughput, CPU saved'></p>")
+        parts.append("<table><tr><th>size</th><th>route</th><th>route used</th><th>MiB/s</th><th>CPU s/GiB</th>"
+                     "<th>syscalls/transfer</th><th>user-space bytes/transfer</th></tr>")  # fmt: skip
         for r in rows:
             rate, cpu = r["mib_per_s"], r["cpu_s_per_gib"]
             parts.append(
