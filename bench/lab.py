@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from _common import machine  # bench/ is on sys.path when run as a script (as bench/run.py does)
+
 from zcopy.lab import render
 from zcopy.lab.bench import BenchOptions, run_bench
 from zcopy.lab.stats import GiB, MiB
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc["command"] = "python bench/lab.py" + (" --quick" if args.quick else "")
     print(render.bench_tables(doc))
     if args.out:
-        Path(args.out).write_text(render.bench_markdown(doc))
+        Path(args.out).write_text(render.bench_markdown(doc, machine()))
         print(f"wrote {args.out}")
     return 0
 

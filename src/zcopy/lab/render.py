@@ -467,14 +467,15 @@ def render_explain(doc: Doc) -> str:
     return "\n".join(lines)
 
 
-def bench_markdown(doc: Doc) -> str:
+def bench_markdown(doc: Doc, machine: str | None = None) -> str:
     """The bench as a markdown section (for `make bench`): context line, then one table per scenario."""
     m = doc["machine"]
     load = doc.get("loadavg")
+    where = machine or f"kernel {m['kernel']} · {m['cpus']} CPUs · Python {m['python']}"
     out = [
         "## zcopy lab bench (routes × sizes)",
         "",
-        f"{doc['date']} · kernel {m['kernel']} · {m['cpus']} CPUs · Python {m['python']} · load average at end "
+        f"{doc['date']} · {where} · load average at end "
         f"{' '.join(f'{x:.2f}' for x in load) if load else '?'} · `{doc['command']}` · median of {doc['repeats']} "
         "shuffled rounds, (min–max)",
     ]
