@@ -130,3 +130,30 @@ def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_user_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tour", *argv]) == 2
     assert "zcopy tour: error:" in capsys.readouterr().err
+
+
+def test_a_refused_route_is_reported_with_the_fallback_that_ran(tmp_path: Path) -> None:
+    from zcopy.lab.tour import Tour
+
+    tour = Tour(TourOptions(size=1 << 20, repeats=1), tmp_path)
+    run = tour.to_socket("warm", "copy_file_range")  # copy_file_range cannot write to a socket
+    assert run["requested_route"] == "copy_file_range" and run["route"] == "sendfile"
+    assert run["skipped"][0][0] == "copy_file_range" and run["skipped"][0][1]
+    assert any("copy_file_range unavailable here" in u for u in tour.unavailable)
+    from zcopy.lab.render import route_note
+
+    assert "FALLBACK: asked for copy_file_range" in route_note(run)
+
+
+def test_tmpfs_cannot_be_made_cold_and_the_tour_says_so() -> None:
+    from zcopy.lab.render import render_tour
+    from zcopy.lab.tour import fs_type
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or fs_type(shm) != "tmpfs":
+        pytest.skip("needs /dev/shm on tmpfs")
+    doc = run_tour(TourOptions(size=1 << 20, repeats=1, workdir=shm))
+    colds = [r for s in doc["steps"] for r in s["runs"] if r["mode"] == "cold"]
+    assert colds and not any(r["cold"]["verified"] for r in colds)  # tmpfs pages are the file: no disk read
+    text = render_tour(doc)
+    assert "cold: NOT verified" in text and "0 of 5 verified cold" in text
