@@ -1,7 +1,8 @@
 """The tour: the article's data paths run on this machine, each measured with zcopy.observe, cold and warm.
 
-Owns the steps (traditional edit, mmap edit, sendfile, splice receive, copy_file_range, read+send control),
-the generated sample file, page-cache eviction for the cold runs, and the JSON document the CLI renders.
+Owns the steps (traditional edit, mmap edit, sendfile + its read+send control, copy_file_range, splice receive +
+its recv+write control), the generated sample file, page-cache eviction for the cold runs, and the JSON document
+the CLI renders (schema: zcopy.lab.schema.TOUR).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from zcopy.lab.stats import MiB, merge_counters, summarize
 DEFAULT_SIZE = 256 * MiB
 
 # The edit flips "old"↔"new" (same length, as in the article), one hit per 64 KiB block: the traditional path
-# must still read and write every byte, while mmap dirties only the 4 KiB pages that hold a hit.
+# must still read and write every byte, while mmap dirties only the pages that hold a hit (on ext4 with large
+# folios, measured here, that is still ~95% of the file: the kernel tracks dirtiness per folio).
 OLD, NEW = b"old", b"new"
 HIT_EVERY = 64 * 1024
 
@@ -111,7 +113,8 @@ def cold_check(disk_read: int, expected: int) -> dict[str, Any]:
     note = None
     if not verified:
         note = (
-            "pages stayed cached: the filesystem may be tmpfs/overlay, or another process holds them mapped"
+            "pages stayed cached: the filesystem may be tmpfs, or something still referenced them (a mapping, "
+            "a socket buffer)"
         )
     return {"requested": True, "verified": verified, "disk_read_bytes": disk_read, "expected_bytes": expected,
             "note": note}  # fmt: skip
@@ -191,22 +194,25 @@ class Tour:
             hits = 0
             # The buffer overlaps the next chunk by len-1 bytes so a hit that straddles two chunks is seen.
             buf = bytearray(EDIT_CHUNK + len(a) - 1)
-            with observe() as work:
-                ch = FileChannel.open(self.edit_path, "r+")
-                pos = 0
-                while True:
-                    n = ch.readinto(buf, position=pos)
-                    if n == 0:
-                        break
-                    data = buf[:n]
-                    hits += data.count(a)
-                    ch.write(data.replace(a, b), position=pos)
-                    if n < len(buf):
-                        break
-                    pos += EDIT_CHUNK
-            with observe() as flush:
-                ch.force()
-                ch.close()
+            ch = FileChannel.open(self.edit_path, "r+")
+            try:
+                with observe() as work:
+                    pos = 0
+                    while True:
+                        n = ch.readinto(buf, position=pos)
+                        if n == 0:
+                            break
+                        data = buf[:n]
+                        hits += data.count(a)
+                        ch.write(data.replace(a, b), position=pos)
+                        if n < len(buf):
+                            break
+                        pos += EDIT_CHUNK
+                with observe() as flush:
+                    ch.force()
+                    ch.close()
+            finally:
+                ch.close()  # idempotent: only matters when the edit failed
             return self._edit_run("readwrite", work, flush, hits, a, b)
 
         return self._run(mode, self.edit_path, body)
@@ -215,18 +221,21 @@ class Tour:
         def body() -> Run:
             a, b = self._pair()
             hits = 0
-            with observe() as work:
-                ch = FileChannel.open(self.edit_path, "r+")
-                m = ch.map(MapMode.READ_WRITE)
-                i = m.find(a)
-                while i != -1:
-                    m[i : i + len(a)] = b
-                    hits += 1
-                    i = m.find(a, i + len(a))
-            with observe() as flush:
-                m.force()
-                m.close()
-                ch.close()
+            ch = FileChannel.open(self.edit_path, "r+")
+            try:
+                with observe() as work:
+                    m = ch.map(MapMode.READ_WRITE)
+                    i = m.find(a)
+                    while i != -1:
+                        m[i : i + len(a)] = b
+                        hits += 1
+                        i = m.find(a, i + len(a))
+                with observe() as flush:
+                    m.force()
+                    m.close()
+                    ch.close()
+            finally:
+                ch.close()  # idempotent: only matters when the edit failed (the mapping dies with the process)
             return self._edit_run("mmap-edit", work, flush, hits, a, b)
 
         return self._run(mode, self.edit_path, body)
@@ -287,6 +296,8 @@ class Tour:
                     finally:
                         sock.close()
                     peer.finish()
+                if n != self.size:
+                    raise RuntimeError(f"received {n} of {self.size} bytes: the sending peer stopped early")
                 return self._transfer_run(used, asked, work, extra, n, "socket", "file", flush)
             finally:
                 dest.unlink(missing_ok=True)
@@ -309,6 +320,8 @@ class Tour:
                     with observe() as flush:
                         out.force()
                         out.close()
+                if n != self.size:
+                    raise RuntimeError(f"copied {n} of {self.size} bytes: the file changed during the tour")
                 return self._transfer_run(used, asked, work, extra, n, "file", "file", flush)
             finally:
                 dest.unlink(missing_ok=True)
