@@ -380,7 +380,7 @@ class Tour:
         yield {
             "id": "read_send", "job": "file→socket",
             "title": "control: the same file → socket job by read + send",
-            "article": "§三.1's copies applied to sending: the control for steps 2 and 3",
+            "article": "§三.1's copies applied to sending: the control for sendfile",
             "runs": self._runs(lambda m: self.to_socket(m, "readwrite")),
         }  # fmt: skip
         yield {
@@ -396,16 +396,17 @@ class Tour:
             "id": "splice_recv", "job": "socket→file",
             "title": "beyond the article: splice receive, transfer_from a socket into a file",
             "article": "not in the article (Java's transferFrom from a socket is an 8 KiB copy loop)",
-            "runs": [self._median(lambda m: self.receive(m, "splice"), "once")],
+            "runs": [self._median(lambda m: self.receive(m, "splice"), "warm")],
             "note": "no cold run: the source is a socket, not the file",
         }  # fmt: skip
         yield {
             "id": "recv_write", "job": "socket→file",
             "title": "control: the same socket → file job by recv + write",
-            "article": "§三.1's copies applied to receiving: the control for step 4",
-            "runs": [self._median(lambda m: self.receive(m, "readwrite"), "once")],
+            "article": "§三.1's copies applied to receiving: the control for splice receive",
+            "runs": [self._median(lambda m: self.receive(m, "readwrite"), "warm")],
             "note": "no cold run: the source is a socket, not the file",
         }  # fmt: skip
+
 
 def machine() -> dict[str, Any]:
     return {"kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count() or 1,
