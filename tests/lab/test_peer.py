@@ -32,3 +32,13 @@ def test_drain_reads_a_pipe() -> None:
     with Peer("drain") as peer:
         os.write(peer.stdin_fd(), b"y" * 70_000)
         assert peer.finish() == 70_000
+
+
+def test_peer_reports_its_cpu_for_the_transfer() -> None:
+    with Peer("sink") as peer:
+        assert peer.address is not None
+        with socket.create_connection(peer.address) as s:
+            s.sendall(b"z" * (8 << 20))
+        assert peer.finish() == 8 << 20
+    assert peer.cpu_user_s >= 0 and peer.cpu_sys_s >= 0
+    assert peer.cpu_user_s + peer.cpu_sys_s < 5  # the transfer only, not a runaway or the interpreter's life

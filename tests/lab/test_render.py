@@ -159,3 +159,12 @@ def test_route_verdicts_explain_why_not() -> None:
     assert forced == {"sendfile": "USED", "splice": "not tried", "copy_file_range": "not tried", "mmap": "not tried",
                       "readwrite": "not tried"}  # fmt: skip
     assert "EXDEV" in render.render_explain(explain_doc())
+
+
+def test_sendfile_sentence_counts_the_receiver_when_known() -> None:
+    d = tour_doc(send_cpu=0.01, ctrl_cpu=0.05)
+    d["steps"][2]["runs"][0]["peer"] = {"role": "receiver", "cpu_user_s": 0.0, "cpu_sys_s": 0.09}
+    d["steps"][3]["runs"][0]["peer"] = {"role": "receiver", "cpu_user_s": 0.0, "cpu_sys_s": 0.05}
+    c = dict(render.conclusions(d))
+    assert "counting the receiving process too: about the same CPU (100.0 ms vs 100.0 ms)" in c["sendfile"]
+    assert "both ends together 100.0 ms" in render.step_block(3, d["steps"][2])

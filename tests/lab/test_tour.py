@@ -157,3 +157,10 @@ def test_tmpfs_cannot_be_made_cold_and_the_tour_says_so() -> None:
     assert colds and not any(r["cold"]["verified"] for r in colds)  # tmpfs pages are the file: no disk read
     text = render_tour(doc)
     assert "cold: NOT verified" in text and "0 of 5 verified cold" in text
+
+
+def test_socket_steps_report_the_other_process(tour: dict[str, Any]) -> None:
+    for sid in ("sendfile", "read_send", "splice_recv", "recv_write"):
+        for r in by_id(tour)[sid]["runs"]:
+            assert r["peer"] is not None and r["peer"]["cpu_user_s"] >= 0 and r["peer"]["role"]
+    assert all(r["peer"] is None for r in by_id(tour)["copy_file_range"]["runs"])

@@ -2,13 +2,15 @@
 
 `python -m zcopy.lab.peer sink` discards what a socket sends; `source FILE COUNT` sends COUNT bytes of FILE
 (repeating it) to whoever connects; `drain` discards stdin. The parent reads the port from the first line of
-stdout and the byte total from the last. The peer uses plain os calls: it is a test fixture, not a route.
+stdout, then at the end its CPU user/sys seconds for the transfer and the byte total. The peer uses plain os
+calls: it is a test fixture, not a route.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -52,7 +54,9 @@ def _drain(fd: int) -> int:
 
 def _serve(mode: str, argv: list[str]) -> int:
     if mode == "drain":
-        print(_drain(0), flush=True)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        total = _drain(0)
+        _report(ru0, total)
         return 0
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -60,6 +64,7 @@ def _serve(mode: str, argv: list[str]) -> int:
     print(lsock.getsockname()[1], flush=True)
     conn, _ = lsock.accept()
     lsock.close()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)  # from here on: the transfer's CPU, not interpreter start-up
     total = 0
     with conn:
         if mode == "sink":
@@ -80,8 +85,14 @@ def _serve(mode: str, argv: list[str]) -> int:
             conn.shutdown(socket.SHUT_WR)
         else:
             raise SystemExit(f"unknown peer mode {mode!r}")
-    print(total, flush=True)
+    _report(ru0, total)
     return 0
+
+
+def _report(ru0: resource.struct_rusage, total: int) -> None:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"{ru.ru_utime - ru0.ru_utime} {ru.ru_stime - ru0.ru_stime}", flush=True)
+    print(total, flush=True)
 
 
 class Peer:
@@ -96,6 +107,9 @@ class Peer:
             text=True,
         )
         self.address: tuple[str, int] | None = None
+        # The peer's CPU while it moved the bytes (after accept / before draining), reported by finish().
+        self.cpu_user_s = 0.0
+        self.cpu_sys_s = 0.0
         if mode != "drain":
             assert self.proc.stdout is not None
             line = self.proc.stdout.readline()
@@ -115,7 +129,10 @@ class Peer:
         assert self.proc.stdout is not None
         out = self.proc.stdout.read()
         self.proc.wait(timeout=timeout)
-        lines = out.split()
+        lines = out.splitlines()
+        if len(lines) >= 2:
+            user, sys_ = lines[-2].split()
+            self.cpu_user_s, self.cpu_sys_s = float(user), float(sys_)
         return int(lines[-1]) if lines else -1
 
     def __enter__(self) -> Peer:

@@ -43,6 +43,7 @@ RUN: dict[str, Any] = {
     "counters": COUNTERS,
     "force": (dict, type(None)),
     "cold": (dict, type(None)),
+    "peer": (dict, type(None)),  # socket steps: the other process's CPU for the same transfer
 }
 
 TOUR: dict[str, Any] = {

@@ -108,6 +108,11 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def _peer_cpu(peer: Peer, role: str) -> dict[str, Any]:
+    """The other process's CPU for the same transfer: on loopback the kernel's TCP work lands on either side."""
+    return {"role": role, "cpu_user_s": peer.cpu_user_s, "cpu_sys_s": peer.cpu_sys_s}
+
+
 def cold_check(disk_read: int, expected: int) -> dict[str, Any]:
     verified = disk_read >= render.COLD_SHARE * expected
     note = None
@@ -249,7 +254,7 @@ class Tour:
             "counters": merge_counters(wc, fc),
             "force": {"dirty_kb_before": fc["dirty_kb_before"], "dirty_kb_after": fc["dirty_kb_after"],
                       "wall_s": fc["wall_s"], "disk_write_bytes": fc["disk_write_bytes"]},
-            "cold": None, "edit": {"replaced": hits, "from": a.decode(), "to": b.decode()},
+            "cold": None, "peer": None, "edit": {"replaced": hits, "from": a.decode(), "to": b.decode()},
         }  # fmt: skip
 
     def to_socket(self, mode: str, route: str) -> Run:
@@ -270,7 +275,9 @@ class Tour:
                 received = peer.finish()
             if received != n:
                 raise RuntimeError(f"the sink received {received} bytes, {n} were sent")
-            return self._transfer_run(used, asked, obs, extra, n, "file", "socket")
+            run = self._transfer_run(used, asked, obs, extra, n, "file", "socket")
+            run["peer"] = _peer_cpu(peer, "receiver")
+            return run
 
         return self._run(mode, self.path, body)
 
@@ -298,7 +305,9 @@ class Tour:
                     peer.finish()
                 if n != self.size:
                     raise RuntimeError(f"received {n} of {self.size} bytes: the sending peer stopped early")
-                return self._transfer_run(used, asked, work, extra, n, "socket", "file", flush)
+                run = self._transfer_run(used, asked, work, extra, n, "socket", "file", flush)
+                run["peer"] = _peer_cpu(peer, "sender (sendfile)")
+                return run
             finally:
                 dest.unlink(missing_ok=True)
 
@@ -347,7 +356,7 @@ class Tour:
         return {
             "route": used, "requested_route": asked, "skipped": extra + skipped_of(work), "flow": flow,
             "cpu_copies": cpu, "dma_copies": dma, "nbytes": n, "counters": counters, "force": force,
-            "cold": None,
+            "cold": None, "peer": None,
         }  # fmt: skip
 
     # ------------------------------------------------------------ the whole tour
