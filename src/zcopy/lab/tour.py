@@ -276,7 +276,7 @@ class Tour:
             if received != n:
                 raise RuntimeError(f"the sink received {received} bytes, {n} were sent")
             run = self._transfer_run(used, asked, obs, extra, n, "file", "socket")
-            run["peer"] = _peer_cpu(peer, "receiver")
+            run["peer"] = _peer_cpu(peer, "receiving peer, splice to /dev/null")
             return run
 
         return self._run(mode, self.path, body)
@@ -306,7 +306,7 @@ class Tour:
                 if n != self.size:
                     raise RuntimeError(f"received {n} of {self.size} bytes: the sending peer stopped early")
                 run = self._transfer_run(used, asked, work, extra, n, "socket", "file", flush)
-                run["peer"] = _peer_cpu(peer, "sender (sendfile)")
+                run["peer"] = _peer_cpu(peer, "sending peer, by sendfile")
                 return run
             finally:
                 dest.unlink(missing_ok=True)
