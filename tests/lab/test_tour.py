@@ -164,3 +164,22 @@ def test_socket_steps_report_the_other_process(tour: dict[str, Any]) -> None:
         for r in by_id(tour)[sid]["runs"]:
             assert r["peer"] is not None and r["peer"]["cpu_user_s"] >= 0 and r["peer"]["role"]
     assert all(r["peer"] is None for r in by_id(tour)["copy_file_range"]["runs"])
+
+
+def test_copy_across_filesystems_shows_exdev_once_and_the_fallback(tmp_path: Path) -> None:
+    import os
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temp dir")
+    mine = shm / f"zcopy-test-{os.getpid()}.bin"
+    mine.write_bytes(os.urandom(1 << 20))
+    try:
+        doc = run_tour(TourOptions(file=mine, cold=False, repeats=1, workdir=tmp_path))
+    finally:
+        mine.unlink()
+    run = by_id(doc)["copy_file_range"]["runs"][0]
+    assert run["requested_route"] == "copy_file_range" and run["route"] != "copy_file_range"
+    reasons = [why for r, why in run["skipped"] if r == "copy_file_range"]
+    assert len(reasons) == 1 and reasons[0].startswith("EXDEV")
+    assert doc["unavailable"] == [f"copy_file_range unavailable here: {reasons[0]}; zcopy chose the route itself"]

@@ -186,10 +186,12 @@ class Tour:
         try:
             return do(intended), intended, []
         except RouteUnavailable as exc:
-            note = f"{intended} unavailable here: {exc.reason}; fell back to zcopy's own route choice"
+            # The core's reason may already name the route ("copy_file_range: EXDEV, ..."): say it once.
+            reason = exc.reason.removeprefix(f"{intended}: ")
+            note = f"{intended} unavailable here: {reason}; zcopy chose the route itself"
             if note not in self.unavailable:
                 self.unavailable.append(note)
-            return do(None), intended, [[intended, exc.reason]]
+            return do(None), intended, [[intended, reason]]
 
     # ------------------------------------------------------------ steps
 
@@ -351,10 +353,13 @@ class Tour:
                      "wall_s": fc["wall_s"], "disk_write_bytes": fc["disk_write_bytes"]}  # fmt: skip
         if used != asked:
             note = f"{asked} was not used for {src}→{dst}: the route taken was {used}"
-            if note not in self.unavailable:
+            if not extra and note not in self.unavailable:
                 self.unavailable.append(note)
+        # The fallback run usually tried the refused route again and recorded why; keep one reason per route.
+        skipped = skipped_of(work)
+        skipped += [e for e in extra if e[0] not in {r for r, _ in skipped}]
         return {
-            "route": used, "requested_route": asked, "skipped": extra + skipped_of(work), "flow": flow,
+            "route": used, "requested_route": asked, "skipped": skipped, "flow": flow,
             "cpu_copies": cpu, "dma_copies": dma, "nbytes": n, "counters": counters, "force": force,
             "cold": None, "peer": None,
         }  # fmt: skip
