@@ -183,3 +183,37 @@ def test_copy_across_filesystems_shows_exdev_once_and_the_fallback(tmp_path: Pat
     reasons = [why for r, why in run["skipped"] if r == "copy_file_range"]
     assert len(reasons) == 1 and reasons[0].startswith("EXDEV")
     assert doc["unavailable"] == [f"copy_file_range unavailable here: {reasons[0]}; zcopy chose the route itself"]
+
+
+def test_resident_pages_and_evict(tmp_path: Path) -> None:
+    from zcopy.lab.tour import evict, fs_type, resident_pages
+
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * (256 * 1024 + 1))  # 65 pages, the last one partial
+    assert resident_pages(f) == 65  # just written: all in the page cache
+    left = evict(f)
+    if fs_type(tmp_path) in ("ext4", "xfs", "btrfs"):
+        assert left == 0 and resident_pages(f) == 0
+    f.read_bytes()
+    assert resident_pages(f) == 65
+    (tmp_path / "empty").touch()
+    assert resident_pages(tmp_path / "empty") == 0
+
+
+def test_evict_gives_up_at_once_where_pages_cannot_leave() -> None:
+    import os
+    import time
+
+    from zcopy.lab.tour import evict, fs_type
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or fs_type(shm) != "tmpfs":
+        pytest.skip("needs /dev/shm on tmpfs")
+    f = shm / f"zcopy-evict-{os.getpid()}"
+    f.write_bytes(b"y" * 8192)
+    try:
+        t = time.monotonic()
+        assert evict(f) == 2
+        assert time.monotonic() - t < 1  # no retry loop on tmpfs
+    finally:
+        f.unlink()

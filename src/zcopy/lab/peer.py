@@ -83,6 +83,10 @@ def _serve(mode: str, argv: list[str]) -> int:
             finally:
                 os.close(fd)
             conn.shutdown(socket.SHUT_WR)
+            # Wait for the receiver's EOF: it comes after the ACKs for all our data, so this socket no longer
+            # pins the file's page-cache pages (sendfile sends references to them) when we exit.
+            while conn.recv(1 << 16):
+                pass
         else:
             raise SystemExit(f"unknown peer mode {mode!r}")
     _report(ru0, total)
