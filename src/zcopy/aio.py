@@ -15,11 +15,7 @@ import time
 from dataclasses import dataclass
 
 from zcopy.errors import TruncatedFileError
-
-try:  # the core's accounting; until it lands on this branch, reporting is a no-op
-    from zcopy.observe import record as _record
-except ImportError:  # pragma: no cover - removed once the core is merged
-    _record = None
+from zcopy.observe import record as _record
 
 # nginx sendfile_max_chunk default (2m since 1.21.4): large enough that per-call overhead vanishes against the
 # copy-free transfer, small enough that one client on loopback (~GB/s) yields the loop every ~1 ms.
@@ -49,7 +45,7 @@ class Outbox:
     ``drain()`` awaits until everything is sent. Counters feed observe: syscalls by name and bytes sent.
     """
 
-    __slots__ = ("_blocked", "_i", "_pos", "body_bytes", "max_chunk", "parts", "sent", "sock_fd", "syscalls", "_sock")
+    __slots__ = ("_blocked", "_i", "_pos", "_sock", "body_bytes", "max_chunk", "parts", "sent", "sock_fd", "syscalls")
 
     def __init__(self, sock: socket.socket, parts: list[Part], max_chunk: int = MAX_CHUNK) -> None:
         self._sock = sock
@@ -134,9 +130,14 @@ class Outbox:
 
     def record(self, op: str, wall_s: float = 0.0) -> None:
         """Report this outbox to zcopy.observe (a contextvar check when nobody observes)."""
-        if _record is not None:
-            _record(op, "sendfile", self.body_bytes, syscalls=dict(self.syscalls),
-                    user_bytes=self.sent - self.body_bytes, wall_s=wall_s)
+        _record(
+            op,
+            "sendfile",
+            self.body_bytes,
+            syscalls=self.syscalls,
+            user_bytes=self.sent - self.body_bytes,
+            wall_s=wall_s,
+        )
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -13,12 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port via SO_REUSEPORT")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop (auto: uvloop when installed)")
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop (auto: uvloop when installed)"
+    )
     parser.add_argument("--list-dirs", action="store_true", help="serve HTML listings for directories")
     parser.add_argument("--dotfiles", action="store_true", help="serve names starting with '.'")
-    parser.add_argument("--no-follow-symlinks", action="store_true",
-                        help="404 for every symlink (default: follow links that stay inside DIR)")
+    parser.add_argument(
+        "--no-follow-symlinks",
+        action="store_true",
+        help="404 for every symlink (default: follow links that stay inside DIR)",
+    )
     parser.add_argument("--no-precompressed", action="store_true", help="never serve FILE.br / FILE.gz variants")
     parser.add_argument("--cache-entries", type=int, default=256, help="open-file cache size (0 = off)")
     parser.add_argument("--cache-valid", type=float, default=1.0, help="seconds a cached file is trusted")
@@ -36,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zcopy.serve.workers import Options, run as run_workers
+    from zcopy.serve.workers import Options
+    from zcopy.serve.workers import run as run_workers
 
     if not os.path.isdir(args.dir):
         raise UserError(f"not a directory: {args.dir}")
@@ -53,14 +58,28 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UserError("--loop uvloop: uvloop is not installed (pip install 'zcopy[fast]')") from None
     opts = Options(
-        root=args.dir, host=args.bind, port=args.port, workers=args.workers, loop=args.loop, grace=args.grace,
-        access_log=args.access_log, json_log=args.json_log, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        root=args.dir,
+        host=args.bind,
+        port=args.port,
+        workers=args.workers,
+        loop=args.loop,
+        grace=args.grace,
+        access_log=args.access_log,
+        json_log=args.json_log,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         quiet=args.quiet,
         server_kwargs=dict(
-            list_dirs=args.list_dirs, dotfiles=args.dotfiles, follow_symlinks=not args.no_follow_symlinks,
-            precompressed=not args.no_precompressed, cache_entries=args.cache_entries, cache_valid=args.cache_valid,
-            header_timeout=args.header_timeout, keepalive_timeout=args.keepalive_timeout,
-            send_timeout=args.send_timeout, max_connections=args.max_connections,
+            list_dirs=args.list_dirs,
+            dotfiles=args.dotfiles,
+            follow_symlinks=not args.no_follow_symlinks,
+            precompressed=not args.no_precompressed,
+            cache_entries=args.cache_entries,
+            cache_valid=args.cache_valid,
+            header_timeout=args.header_timeout,
+            keepalive_timeout=args.keepalive_timeout,
+            send_timeout=args.send_timeout,
+            max_connections=args.max_connections,
             max_header_bytes=args.max_header_bytes,
         ),
     )

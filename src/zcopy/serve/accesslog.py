@@ -43,15 +43,27 @@ class AccessLog:
         if self._stream is not sys.stderr:
             self._stream.close()
 
-    def write(self, peer: str, method: bytes, target: bytes, version: bytes, status: int, nbytes: int,
-              route: str) -> None:
+    def write(
+        self, peer: str, method: bytes, target: bytes, version: bytes, status: int, nbytes: int, route: str
+    ) -> None:
         now = time.time()
         if self.json_lines:
-            line = json.dumps({"remote": peer, "time": now, "method": _printable(method), "target": _printable(target),
-                               "version": version.decode("latin-1"), "status": status, "bytes": nbytes,
-                               "route": route})
+            line = json.dumps(
+                {
+                    "remote": peer,
+                    "time": now,
+                    "method": _printable(method),
+                    "target": _printable(target),
+                    "version": version.decode("latin-1"),
+                    "status": status,
+                    "bytes": nbytes,
+                    "route": route,
+                }
+            )
         else:
             size = str(nbytes) if nbytes else "-"
-            line = (f'{peer} - - [{clf_time(now)}] "{_printable(method)} {_printable(target)} '
-                    f'HTTP/{version.decode("latin-1")}" {status} {size}')
+            line = (
+                f'{peer} - - [{clf_time(now)}] "{_printable(method)} {_printable(target)} '
+                f'HTTP/{version.decode("latin-1")}" {status} {size}'
+            )
         self._stream.write(line + "\n")

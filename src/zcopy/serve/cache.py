@@ -18,8 +18,20 @@ from zcopy.serve import conditional, mime
 class FileEntry:
     """One open regular file with everything a 200/206/304 head needs, computed once."""
 
-    __slots__ = ("content_type", "dead", "encoding", "etag", "fd", "fixed", "ino", "last_modified",
-                 "mtime", "name", "refs", "size")
+    __slots__ = (
+        "content_type",
+        "dead",
+        "encoding",
+        "etag",
+        "fd",
+        "fixed",
+        "ino",
+        "last_modified",
+        "mtime",
+        "name",
+        "refs",
+        "size",
+    )
 
     def __init__(self, fd: int, st: os.stat_result, name: str, content_type: bytes, encoding: bytes, vary: bool):
         self.fd = fd
@@ -36,12 +48,17 @@ class FileEntry:
         # Headers shared by every full (200) response of this file; everything but Date/Connection.
         validators = self.validators(vary)
         self.fixed = b"Content-Type: %s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n%s" % (
-            content_type, self.size, validators, b"Content-Encoding: %s\r\n" % encoding if encoding else b"",
+            content_type,
+            self.size,
+            validators,
+            b"Content-Encoding: %s\r\n" % encoding if encoding else b"",
         )
 
     def validators(self, vary: bool) -> bytes:
         return b"Last-Modified: %s\r\nETag: %s\r\n%s" % (
-            self.last_modified, self.etag, b"Vary: Accept-Encoding\r\n" if vary else b"",
+            self.last_modified,
+            self.etag,
+            b"Vary: Accept-Encoding\r\n" if vary else b"",
         )
 
     def acquire(self) -> FileEntry:

@@ -23,7 +23,13 @@ def http_date(seconds: float) -> bytes:
     """IMF-fixdate (RFC 9110 §5.6.7), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``."""
     t = time.gmtime(seconds)
     return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec,
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
     )
 
 
@@ -36,7 +42,7 @@ def parse_http_date(value: bytes) -> int | None:
     if parsed is None:
         return None
     try:
-        return calendar.timegm(parsed[:9]) - (parsed[9] or 0)  # type: ignore[arg-type]
+        return calendar.timegm(parsed[:9]) - (parsed[9] or 0)
     except (ValueError, OverflowError, TypeError):
         return None
 

@@ -36,8 +36,17 @@ LINGER_SECONDS = 2.0
 # write; past this the per-call overhead stops mattering against the copy and encryption.
 TLS_CHUNK = 1 << 18
 
-_INTERESTING = frozenset((b"range", b"if-range", b"if-match", b"if-none-match", b"if-modified-since",
-                          b"if-unmodified-since", b"accept-encoding"))
+_INTERESTING = frozenset(
+    (
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"accept-encoding",
+    )
+)
 INF = float("inf")
 
 
@@ -152,7 +161,7 @@ class Session:
         handler = self.server.handler
         if err is not None:
             return handler.error(int(err), None, close=True)
-        if self.server.closing or self.reading_stopped and not self.pending:
+        if self.server.closing or (self.reading_stopped and not self.pending):
             req.keep_alive = False
         try:
             return handler.handle(req)
@@ -188,8 +197,15 @@ class Session:
             resp.entry.release()
         server = self.server
         if server.access_log is not None:
-            server.access_log.write(self.peer, req.method, req.target, b"1.0" if req.http10 else b"1.1",
-                                    resp.status, resp.body_bytes if sent is None else sent, resp.route)
+            server.access_log.write(
+                self.peer,
+                req.method,
+                req.target,
+                b"1.0" if req.http10 else b"1.1",
+                resp.status,
+                resp.body_bytes if sent is None else sent,
+                resp.route,
+            )
         if not resp.keep_alive:
             self.close_gracefully()
 

@@ -64,8 +64,9 @@ def _accepts(accept_encoding: bytes, coding: bytes) -> bool:
 class Handler:
     """Answers GET/HEAD for files under ``resolver``'s root, using ``cache`` for open files."""
 
-    def __init__(self, resolver: Resolver, cache: FileCache, *, list_dirs: bool = False,
-                 precompressed: bool = True) -> None:
+    def __init__(
+        self, resolver: Resolver, cache: FileCache, *, list_dirs: bool = False, precompressed: bool = True
+    ) -> None:
         self.resolver = resolver
         self.cache = cache
         self.list_dirs = list_dirs
@@ -80,15 +81,15 @@ class Handler:
             self._date = conditional.http_date(now)
         return self._date
 
-    def error(self, status: int, req: Request | None, *, close: bool = False,
-              extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    def error(
+        self, status: int, req: Request | None, *, close: bool = False, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> Response:
         body = head.error_body(status)
         keep = req is not None and req.keep_alive and not close
         headers = [(b"Content-Type", _TEXT), (b"Content-Length", b"%d" % len(body)), *(extra or [])]
         h = head.build(status, self.date(), headers, keep_alive=keep, http10=req is not None and req.http10)
         send_body = req is None or req.method != b"HEAD"
-        return Response(status, [h + body] if send_body else [h], keep, len(body) if send_body else 0,
-                        route="memory")
+        return Response(status, [h + body] if send_body else [h], keep, len(body) if send_body else 0, route="memory")
 
     def handle(self, req: Request) -> Response:
         if req.method not in (b"GET", b"HEAD"):
@@ -163,8 +164,9 @@ class Handler:
         headers = [(b"Content-Type", b"text/html; charset=utf-8"), (b"Content-Length", b"%d" % len(body))]
         h = head.build(200, self.date(), headers, keep_alive=req.keep_alive, http10=req.http10)
         is_head = req.method == b"HEAD"
-        return Response(200, [h] if is_head else [h + body], req.keep_alive, 0 if is_head else len(body),
-                        route="memory")
+        return Response(
+            200, [h] if is_head else [h + body], req.keep_alive, 0 if is_head else len(body), route="memory"
+        )
 
     def _file(self, req: Request, group: Group) -> Response:
         hdrs = req.headers
@@ -178,9 +180,12 @@ class Handler:
                     entry = group.gz
         if hdrs:
             status = conditional.precondition(
-                etag=entry.etag, mtime=entry.mtime,
-                if_match=hdrs.get(b"if-match"), if_unmodified_since=hdrs.get(b"if-unmodified-since"),
-                if_none_match=hdrs.get(b"if-none-match"), if_modified_since=hdrs.get(b"if-modified-since"),
+                etag=entry.etag,
+                mtime=entry.mtime,
+                if_match=hdrs.get(b"if-match"),
+                if_unmodified_since=hdrs.get(b"if-unmodified-since"),
+                if_none_match=hdrs.get(b"if-none-match"),
+                if_modified_since=hdrs.get(b"if-modified-since"),
             )
             if status == 304:
                 h = head.build(304, self.date(), [], keep_alive=req.keep_alive, http10=req.http10)
@@ -196,12 +201,26 @@ class Handler:
                     spans = ranges.ranges_for(rng, entry.size)
                     if spans is not None:
                         return self._partial(req, entry, group.vary, spans)
-        h = b"".join((_STATUS_200, self.date(), b"\r\n", entry.fixed,
-                      head.connection_header(req.keep_alive, req.http10), b"\r\n"))
+        h = b"".join(
+            (
+                _STATUS_200,
+                self.date(),
+                b"\r\n",
+                entry.fixed,
+                head.connection_header(req.keep_alive, req.http10),
+                b"\r\n",
+            )
+        )
         if req.method == b"HEAD" or entry.size == 0:
             return Response(200, [h], req.keep_alive, 0)
-        return Response(200, [h, FileSlice(entry.fd, 0, entry.size, entry.name)], req.keep_alive, entry.size,
-                        entry.acquire(), "sendfile")
+        return Response(
+            200,
+            [h, FileSlice(entry.fd, 0, entry.size, entry.name)],
+            req.keep_alive,
+            entry.size,
+            entry.acquire(),
+            "sendfile",
+        )
 
     def _partial(self, req: Request, entry: FileEntry, vary: bool, spans: list[ranges.Span]) -> Response:
         size = entry.size
@@ -212,25 +231,36 @@ class Handler:
         is_head = req.method == b"HEAD"
         if len(spans) == 1:
             start, end = spans[0]
-            headers = [(b"Content-Type", entry.content_type), (b"Content-Length", b"%d" % (end - start)),
-                       (b"Content-Range", ranges.content_range(spans[0], size))]
+            headers = [
+                (b"Content-Type", entry.content_type),
+                (b"Content-Length", b"%d" % (end - start)),
+                (b"Content-Range", ranges.content_range(spans[0], size)),
+            ]
             h = head.build(206, self.date(), headers, keep_alive=req.keep_alive, http10=req.http10)
             h = h[:-2] + validators + enc + b"Accept-Ranges: bytes\r\n\r\n"
             if is_head:
                 return Response(206, [h], req.keep_alive, 0)
-            return Response(206, [h, FileSlice(entry.fd, start, end - start, entry.name)], req.keep_alive,
-                            end - start, entry.acquire(), "sendfile")
+            return Response(
+                206,
+                [h, FileSlice(entry.fd, start, end - start, entry.name)],
+                req.keep_alive,
+                end - start,
+                entry.acquire(),
+                "sendfile",
+            )
         boundary = secrets.token_hex(16).encode()  # 128 random bits: will not occur in the file by chance
         part_heads, tail = ranges.multipart_parts(spans, size, entry.content_type, boundary)
         length = sum(len(p) for p in part_heads) + sum(e - s for s, e in spans) + len(tail)
-        headers = [(b"Content-Type", b"multipart/byteranges; boundary=" + boundary),
-                   (b"Content-Length", b"%d" % length)]
+        headers = [
+            (b"Content-Type", b"multipart/byteranges; boundary=" + boundary),
+            (b"Content-Length", b"%d" % length),
+        ]
         h = head.build(206, self.date(), headers, keep_alive=req.keep_alive, http10=req.http10)
         h = h[:-2] + validators + enc + b"Accept-Ranges: bytes\r\n\r\n"
         if is_head:
             return Response(206, [h], req.keep_alive, 0)
         parts: list[Part] = [h]
-        for ph, (s, e) in zip(part_heads, spans):
+        for ph, (s, e) in zip(part_heads, spans, strict=True):
             parts.append(ph)
             parts.append(FileSlice(entry.fd, s, e - s, entry.name))
         parts.append(tail)

@@ -9,10 +9,20 @@ from __future__ import annotations
 SERVER = b"zcopy"
 
 REASONS: dict[int, bytes] = {
-    200: b"OK", 206: b"Partial Content", 301: b"Moved Permanently", 304: b"Not Modified",
-    400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-    412: b"Precondition Failed", 414: b"URI Too Long", 416: b"Range Not Satisfiable",
-    431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
+    200: b"OK",
+    206: b"Partial Content",
+    301: b"Moved Permanently",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    412: b"Precondition Failed",
+    414: b"URI Too Long",
+    416: b"Range Not Satisfiable",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
 }
 
 ALLOW = b"GET, HEAD"

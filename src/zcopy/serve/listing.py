@@ -16,7 +16,7 @@ def render(url_path: bytes, entries: list[tuple[bytes, bool]]) -> bytes:
         text = html.escape(name.decode("utf-8", "replace")) + ("/" if is_dir else "")
         rows.append(f'<li><a href="{html.escape(href)}">{text}</a></li>')
     page = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {t}</title></head>\n"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Index of {t}</title></head>\n'
         "<body><h1>Index of {t}</h1><ul>\n{rows}\n</ul></body></html>\n"
     ).format(t=title, rows="\n".join(rows))
     return page.encode("utf-8")

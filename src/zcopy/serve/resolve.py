@@ -57,7 +57,7 @@ class Resolver:
             root = self.root_b.rstrip(b"/") + b"/"
             if not (target + b"/").startswith(root):
                 return None
-            return [b"/"] + target[len(root) :].split(b"/")  # b"/" = restart at the root
+            return [b"/", *target[len(root) :].split(b"/")]  # b"/" = restart at the root
         return target.split(b"/")
 
     def open(self, segments: tuple[bytes, ...] | list[bytes]) -> Opened | None:

@@ -7,6 +7,7 @@ Usable as a library (``Server(root, ...)``, ``await server.start()``, ``await se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import socket
@@ -16,16 +17,12 @@ import time
 from typing import Any
 
 from zcopy.aio import MAX_CHUNK
+from zcopy.observe import record as _record
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.cache import FileCache
 from zcopy.serve.conn import RawConnection, Session, TLSConnection
 from zcopy.serve.handler import Handler
 from zcopy.serve.resolve import Resolver
-
-try:  # the core's accounting; until it lands on this branch, reporting is a no-op
-    from zcopy.observe import record as _record
-except ImportError:  # pragma: no cover
-    _record = None
 
 # Accept at most this many connections per readable event, so a connection storm cannot monopolise the loop.
 ACCEPT_BATCH = 64
@@ -126,7 +123,8 @@ class Server:
         self._sock.setblocking(False)
         if self.ssl is not None:
             self._tls_server = await self.loop.create_server(
-                lambda: TLSConnection(self), sock=self._sock, ssl=self.ssl, backlog=self.backlog)
+                lambda: TLSConnection(self), sock=self._sock, ssl=self.ssl, backlog=self.backlog
+            )
         else:
             self._resume_accepting()
         self._schedule_sweep()
@@ -255,15 +253,12 @@ class Server:
         self.log_error(message + "\n" + traceback.format_exc())
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
-        if _record is not None:
-            _record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
+        _record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
 
 
 def raise_fd_limit() -> None:
     """Lift the soft RLIMIT_NOFILE to the hard limit: each connection and cached file holds one fd."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass

@@ -61,8 +61,9 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
     loop = asyncio.get_running_loop()
     log = AccessLog(opts.access_log, json_lines=opts.json_log) if opts.access_log else None
     tls = ssl_context(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
-    server = Server(opts.root, host=opts.host, port=opts.port, reuse_port=reuse_port, access_log=log, ssl=tls,
-                    **opts.server_kwargs)
+    server = Server(
+        opts.root, host=opts.host, port=opts.port, reuse_port=reuse_port, access_log=log, ssl=tls, **opts.server_kwargs
+    )
     await server.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -72,8 +73,12 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
     host, port = server.address
     if not opts.quiet:
         scheme = "https" if tls else "http"
-        print(f"zcopy serve: {scheme}://{host}:{port}/ root={server.resolver.root} route={server.route} "
-              f"loop={loop_name} pid={os.getpid()}", file=sys.stderr, flush=True)
+        print(
+            f"zcopy serve: {scheme}://{host}:{port}/ root={server.resolver.root} route={server.route} "
+            f"loop={loop_name} pid={os.getpid()}",
+            file=sys.stderr,
+            flush=True,
+        )
     await stop.wait()
     await server.shutdown(opts.grace)
     return 0
@@ -98,7 +103,7 @@ def _spawn(opts: Options) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             code = serve_one(opts, reuse_port=True)
-        except BaseException as exc:  # noqa: BLE001 - report whatever killed the worker, then exit
+        except BaseException as exc:
             print(f"zcopy serve: worker {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
         finally:
             os._exit(code)
@@ -132,9 +137,9 @@ def run(opts: Options) -> int:
     deadline = float("inf")
     while children:
         while forwarded:
-            sig = forwarded.pop(0)
+            signum = forwarded.pop(0)
             for pid in children:
-                os.kill(pid, signal.SIGTERM if sig == signal.SIGINT else sig)
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
             if stopping and deadline == float("inf"):
                 deadline = time.monotonic() + opts.grace + 5.0  # workers' own grace, plus slack to exit
         try:
