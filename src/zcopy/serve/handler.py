@@ -92,8 +92,6 @@ class Handler:
         return Response(status, [h + body] if send_body else [h], keep, len(body) if send_body else 0, route="memory")
 
     def handle(self, req: Request) -> Response:
-        if req.method not in (b"GET", b"HEAD"):
-            return self.error(405, req, extra=[(b"Allow", head.ALLOW)])
         raw = req.target
         if raw[:1] == b"/" and b"#" not in raw:
             raw_path = raw.partition(b"?")[0]
@@ -102,6 +100,8 @@ class Handler:
                 raw_path = split_target(raw)[0]
             except TargetError as exc:
                 return self.error(exc.status, req, close=exc.status == 400)
+        if req.method not in (b"GET", b"HEAD"):
+            return self.error(405, req, extra=[(b"Allow", head.ALLOW)])
         now = time.monotonic()
         group = self.cache.get(raw_path, now)
         if group is not None:
