@@ -183,8 +183,8 @@ class Session:
             self.finish(req, resp)
         if self.closed or self.busy or self.lingering:
             return
-        if self.eof and not self.in_request:
-            self.close()
+        if (self.eof or self.server.closing) and not self.in_request:
+            self.close()  # graceful shutdown: this connection's in-flight work is done
             return
         if len(self.pending) < MAX_PIPELINE:
             self.resume_reading()
@@ -192,9 +192,7 @@ class Session:
             self.deadline = time.monotonic() + self.server.keepalive_timeout
 
     def finish(self, req: Request, resp: Response, sent: int | None = None) -> None:
-        self.current = None
-        if resp.entry is not None:
-            resp.entry.release()
+        self.release_current()  # a no-op if close() already released it (error paths)
         server = self.server
         if server.access_log is not None:
             server.access_log.write(
