@@ -361,8 +361,8 @@ class TLSConnection(Session, asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
+        self.transport = transport  # type: ignore[assignment]
         peer: Any = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "-"
         self.server.adopt(self)
