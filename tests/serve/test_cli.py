@@ -23,7 +23,8 @@ class Proc:
     def __init__(self, root: Path, *args: str) -> None:
         self.p = subprocess.Popen(
             [sys.executable, "-m", "zcopy", "serve", str(root), "--port", "0", *args],
-            stderr=subprocess.PIPE, text=True,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.p.stderr is not None
         line = self.p.stderr.readline()
@@ -53,8 +54,9 @@ def procs() -> Iterator[list[Proc]]:
 def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "zcopy", "serve", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a directory" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-cert", "x"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-cert", "x"], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "--tls-key" in r.stderr
 
 
@@ -94,7 +96,7 @@ def test_workers_share_the_port_and_stop_on_sigterm(site: Path, procs: list[Proc
         assert c.getresponse().read() == b"hello world\n"
         c.close()
     assert p.stop() == 0
-    assert not any(os.path.exists(f"/proc/{k}") and open(f"/proc/{k}/stat").read().split()[2] != "Z" for k in kids)
+    assert not any(os.path.exists(f"/proc/{k}") and Path(f"/proc/{k}/stat").read_text().split()[2] != "Z" for k in kids)
 
 
 def test_access_log_clf_and_sighup_reopen(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
@@ -137,9 +139,24 @@ def test_json_log(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
 def test_tls_serves_correctly_and_reports_the_copy_route(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
     log = tmp_path / "tls.log"
     p = Proc(site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log", str(log), "--json-log")

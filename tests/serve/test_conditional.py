@@ -31,7 +31,8 @@ def test_matches_weak_and_strong() -> None:
 
 def pc(**kw: bytes) -> int | None:
     args: dict[str, bytes | None] = dict.fromkeys(
-        ("if_match", "if_unmodified_since", "if_none_match", "if_modified_since"), None)
+        ("if_match", "if_unmodified_since", "if_none_match", "if_modified_since"), None
+    )
     args.update(kw)
     return precondition(etag=ETAG, mtime=T, **args)
 
@@ -57,8 +58,14 @@ def test_precondition_order() -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [(ETAG, True), (b"W/" + ETAG, False), (b'"other"', False), (http_date(T), True), (http_date(T + 1), False),
-     (b"junk", False)],
+    [
+        (ETAG, True),
+        (b"W/" + ETAG, False),
+        (b'"other"', False),
+        (http_date(T), True),
+        (http_date(T + 1), False),
+        (b"junk", False),
+    ],
 )
 def test_if_range(value: bytes, ok: bool) -> None:
     assert if_range_holds(value, etag=ETAG, mtime=T) is ok

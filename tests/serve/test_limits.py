@@ -114,7 +114,9 @@ def test_aborts_mid_body_leak_no_fds(serve: Serve, site: Path) -> None:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
         s.connect(r.addr)
-        req = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n%s\r\n" % (b"Range: bytes=0-10,20000-16000000\r\n" if i % 2 else b"")
+        req = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n%s\r\n" % (
+            b"Range: bytes=0-10,20000-16000000\r\n" if i % 2 else b""
+        )
         s.sendall(req)
         s.recv(1000)
         s.close()

@@ -32,8 +32,19 @@ def test_ranges(value: bytes, size: int, want: list[tuple[int, int]]) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b"bytes=5-1", b"bytes=a-b", b"bytes=-", b"bytes=1", b"items=0-1", b"bytes", b"bytes=", b"bytes=1-2-3",
-     b"bytes=+1-2", b"bytes= 0x1-2", b"bytes=1.0-2"],
+    [
+        b"bytes=5-1",
+        b"bytes=a-b",
+        b"bytes=-",
+        b"bytes=1",
+        b"items=0-1",
+        b"bytes",
+        b"bytes=",
+        b"bytes=1-2-3",
+        b"bytes=+1-2",
+        b"bytes= 0x1-2",
+        b"bytes=1.0-2",
+    ],
 )
 def test_invalid_syntax_is_ignored(value: bytes) -> None:
     assert ranges_for(value, 1000) is None

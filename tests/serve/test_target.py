@@ -50,9 +50,22 @@ def test_malformed_escapes_are_400(raw: bytes) -> None:
 
 
 TRAVERSAL = [
-    b"/../etc/passwd", b"/a/../../etc/passwd", b"/%2e%2e/etc/passwd", b"/%2E%2E%2Fetc%2Fpasswd",
-    b"/..%2fetc%2fpasswd", b"/..%5c..%5cwindows", b"/a\\..\\b", b"/%5c%5cserver%5cshare", b"/a%00.txt",
-    b"/.", b"/./hello.txt", b"/a/./b", b"/" + b"x" * 256, b"/.hidden", b"/a/.git/config", b"/%2egit/HEAD",
+    b"/../etc/passwd",
+    b"/a/../../etc/passwd",
+    b"/%2e%2e/etc/passwd",
+    b"/%2E%2E%2Fetc%2Fpasswd",
+    b"/..%2fetc%2fpasswd",
+    b"/..%5c..%5cwindows",
+    b"/a\\..\\b",
+    b"/%5c%5cserver%5cshare",
+    b"/a%00.txt",
+    b"/.",
+    b"/./hello.txt",
+    b"/a/./b",
+    b"/" + b"x" * 256,
+    b"/.hidden",
+    b"/a/.git/config",
+    b"/%2egit/HEAD",
     b"http://h/../x",
 ]
 
