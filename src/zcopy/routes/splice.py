@@ -31,8 +31,6 @@ _FLAGS = _sys.SPLICE_F_MOVE | _sys.SPLICE_F_MORE
 def check(src_kind: str, dst_kind: str) -> str | None:
     if not _sys.HAS_SPLICE:
         return "os.splice is not available (needs Python >= 3.10 on Linux)"
-    if src_kind == "other" or dst_kind == "other":
-        return "splice needs files, sockets or pipes"
     return None
 
 
@@ -135,7 +133,7 @@ def _through_pipe(
             tally.add(NAME)
         if got == 0:
             return moved, Status.EOF
-        # These bytes have left the source; they must reach the target even if it is momentarily full.
+        # From a stream source these bytes cannot be read again: they must reach the target even if it is full.
         blocked = False
         left = got
         while left:
@@ -144,6 +142,10 @@ def _through_pipe(
             except BlockingIOError:
                 if tally is not None:
                     tally.add(NAME)
+                if offset is not None:
+                    # A file source loses nothing: the caller closes this pipe, discarding what the target
+                    # could not take, and a later call re-reads from the returned position.
+                    return moved, Status.DST_AGAIN
                 blocked = True
                 wait_fd(dst_fd, True, None)
                 continue
