@@ -246,7 +246,8 @@ class RawConnection(Session):
         self.fd = sock.fileno()
         self._reading = True
         self.loop.add_reader(self.fd, self._on_readable)
-        self._task: asyncio.Task[None] | None = None
+        self._writing = False
+        self._box: Outbox | None = None
 
     def _on_readable(self) -> None:
         try:
@@ -292,31 +293,50 @@ class RawConnection(Session):
         except OSError:
             self.close()
             return True
-        self.deadline = INF  # the send timeout takes over while a task writes
-        self._task = self.loop.create_task(self._drain(box, resp))
+        # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
+        # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
+        # a used-up budget it fires again on the next loop iteration, after the other ready connections.
+        self._box = box
+        self.deadline = time.monotonic() + self.server.send_timeout
+        self._writing = True
+        self.loop.add_writer(self.fd, self._on_writable)
         return False
+
+    def _on_writable(self) -> None:
+        box = self._box
+        assert box is not None
+        before = box.sent
+        try:
+            done = box.pump()
+        except TruncatedFileError as exc:
+            self._truncated(exc)
+            return
+        except OSError:
+            self.close()
+            return
+        if box.sent != before:
+            # send_timeout is the longest gap between two successful writes (nginx send_timeout).
+            self.deadline = time.monotonic() + self.server.send_timeout
+        if not done:
+            return
+        self._stop_writing()
+        box.record("serve.response")
+        resp = self.current
+        assert resp is not None and self.current_req is not None
+        self.busy = False
+        self.finish(self.current_req, resp)
+        self.process()
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+        self._box = None
 
     def _truncated(self, exc: TruncatedFileError) -> None:
         # The head promised more bytes than the file now has: this connection cannot be reused.
         self.server.log_error(f"{self.peer}: {exc}; closing the connection")
         self.close()
-
-    async def _drain(self, box: Outbox, resp: Response) -> None:
-        try:
-            await box.drain(self.loop, self.server.send_timeout)
-        except TruncatedFileError as exc:
-            self._truncated(exc)
-            return
-        except (OSError, TimeoutError, asyncio.CancelledError):
-            self.close()
-            return
-        finally:
-            box.record("serve.response")
-            self._task = None
-        self.busy = False
-        assert self.current_req is not None
-        self.finish(self.current_req, resp)
-        self.process()
 
     def close_gracefully(self) -> None:
         if self.closed:
@@ -342,10 +362,8 @@ class RawConnection(Session):
         if self._reading:
             self.loop.remove_reader(self.fd)
             self._reading = False
+        self._stop_writing()
         self.release_current()
-        task = self._task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
         self.sock.close()
         self.server.forget(self)
 

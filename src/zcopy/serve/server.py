@@ -180,7 +180,8 @@ class Server:
     def _schedule_sweep(self) -> None:
         # One timer for all connections, ticking at a quarter of the shortest timeout (≤ 1 s): cheaper than a
         # timer per request, and a deadline is overrun by at most 25 %.
-        tick = min(1.0, max(0.05, min(self.header_timeout, self.keepalive_timeout) / 4))
+        shortest = min(self.header_timeout, self.keepalive_timeout, self.send_timeout)
+        tick = min(1.0, max(0.05, shortest / 4))
         self._sweeper = self.loop.call_later(tick, self._sweep)
 
     def _sweep(self) -> None:
