@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import platform
 import random
 import re
 import resource
@@ -24,8 +25,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import platform
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL, BIG = 4 << 10, 256 << 20
@@ -70,7 +69,9 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    return f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def load_average() -> str:
@@ -99,8 +100,11 @@ def warm(path: str) -> None:
 
 def ensure_tools() -> list[str]:
     """apt-get install wrk/nginx when missing; returns notes about what could not be had."""
-    missing = [p for p, exe in (("wrk", "wrk"), ("nginx", "nginx")) if shutil.which(exe) is None
-               and not os.path.exists(f"/usr/sbin/{exe}")]
+    missing = [
+        p
+        for p, exe in (("wrk", "wrk"), ("nginx", "nginx"))
+        if shutil.which(exe) is None and not os.path.exists(f"/usr/sbin/{exe}")
+    ]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
@@ -139,8 +143,13 @@ class Contender:
     def start(self, port: int) -> None:
         self.port = port
         argv = [a.replace("{port}", str(port)).replace("{tmp}", self.tmp) for a in self.argv]
-        self.proc = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.tmp, f"{self.name}.err"), "ab"))
+        errfd = self._errlog()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=errfd,
+        )
+        os.close(errfd)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -150,6 +159,10 @@ class Contender:
                 raise RuntimeError(f"{self.name} exited at start-up (see {self.tmp}/{self.name}.err)")
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on {self.port}")
+
+    def _errlog(self) -> int:
+        # An fd the child inherits for its stderr; ours is closed right after Popen has duplicated it.
+        return os.open(os.path.join(self.tmp, f"{self.name}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     @property
     def pid(self) -> int:
@@ -167,22 +180,40 @@ class Contender:
         self.proc = None
 
 
-_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
-_ERRS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)([KMGT]?B) read")
+_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}  # wrk prints binary units
+_ERRS = re.compile(
+    r"Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
 
 
-def wrk(port: int, path: str, conns: int, seconds: float) -> tuple[int, float, str]:
-    """Run wrk on CPU1; returns (requests, wall seconds, error summary)."""
+def wrk(port: int, path: str, conns: int, seconds: float) -> tuple[int, float, float, str]:
+    """Run wrk on CPU1; returns (requests, wall seconds, bytes read, error summary).
+
+    Bytes read (not requests × size) is what counts for big files: a short run ends with up to one response
+    per connection half-sent, whose CPU the server has already spent.
+    """
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, check=True,
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     m = _REQS.search(out)
     if m is None:
         raise RuntimeError(f"cannot parse wrk output:\n{out}")
     unit = {"ms": 1e-3, "s": 1.0, "m": 60.0}.get(m.group(3), 1.0)
     errors = "; ".join(x.group(0) for x in _ERRS.finditer(out))
-    return int(m.group(1)), float(m.group(2)) * unit, errors
+    return int(m.group(1)), float(m.group(2)) * unit, float(m.group(4)) * _UNITS[m.group(5)], errors
 
 
 @dataclass
@@ -202,17 +233,17 @@ class Cell:
 def measure(c: Contender, path: str, conns: int, seconds: float, size: int, cell: Cell, rate: Cell) -> None:
     wrk(c.port, path, conns, min(1.0, seconds))  # warm-up: caches, connection set-up, JIT-free but lazy imports
     cpu0 = cpu_seconds(c.pid)
-    reqs, wall, errors = wrk(c.port, path, conns, seconds)
+    reqs, wall, nbytes, errors = wrk(c.port, path, conns, seconds)
     cpu = cpu_seconds(c.pid) - cpu0
     if errors:
         cell.notes.add(errors)
-    if reqs == 0:
+    if reqs == 0 and nbytes < size:
         return
     if size == SMALL:
         cell.values.append(cpu / reqs * 1e6)  # µs per request
         rate.values.append(reqs / wall)
     else:
-        gb = reqs * size / 1e9
+        gb = nbytes / 1e9
         cell.values.append(cpu / gb)  # CPU s per GB
         rate.values.append(gb / wall)
 
@@ -251,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     conn_levels = [32] if args.quick else [1, 32, 256]
     idle_n = 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     missing = ensure_tools()
     if "wrk" in missing:
@@ -273,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f.write(AIOHTTP_APP)
     zc = [py, "-m", "zcopy", "serve", root, "--port", "{port}", "--quiet", "--max-connections", "100000"]
     contenders = {
-        "zcopy serve (uvloop)": zc + ["--loop", "uvloop"],
-        "zcopy serve (asyncio)": zc + ["--loop", "asyncio"],
+        "zcopy serve (uvloop)": [*zc, "--loop", "uvloop"],
+        "zcopy serve (asyncio)": [*zc, "--loop", "asyncio"],
+        "zcopy serve (uvloop, no file cache)": [*zc, "--loop", "uvloop", "--cache-entries", "0"],
         "nginx": ["nginx", "-c", "{tmp}/nginx.conf.{port}"],
         "aiohttp add_static": [py, os.path.join(tmp, "aiohttp_app.py"), root, "{port}"],
         "python -m http.server": [py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "-d", root],
@@ -314,14 +346,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = [name]
         for conns in conn_levels:
             row.append(small[(name, conns)].fmt())
-        row += [small_rate[(name, 32)].fmt(digits=0), big[name].fmt(digits=3), big_rate[name].fmt(digits=2),
-                rss[name].fmt(digits=1)]
+        row += [
+            small_rate[(name, 32)].fmt(digits=0),
+            big[name].fmt(digits=3),
+            big_rate[name].fmt(digits=2),
+            rss[name].fmt(digits=1),
+        ]
         rows.append(row)
-    headers = ["server", *[f"4 KiB: CPU µs/req @{c} conns" for c in conn_levels], "4 KiB req/s @32",
-               "256 MiB: CPU s/GB @4", "256 MiB: GB/s", f"RSS MiB, {idle_n} idle conns"]
-    notes = sorted({f"{n}: {note}" for n in contenders for k in list(small) + [n]
-                    for cell in ([small[k]] if isinstance(k, tuple) and k[0] == n else [big[n]] if k == n else [])
-                    for note in cell.notes})
+    headers = [
+        "server",
+        *[f"4 KiB: CPU µs/req @{c} conns" for c in conn_levels],
+        "4 KiB req/s @32",
+        "256 MiB: CPU s/GB @4",
+        "256 MiB: GB/s",
+        f"RSS MiB, {idle_n} idle conns",
+    ]
+    notes = sorted(
+        {f"{name}: {note}" for (name, _), cell in small.items() for note in cell.notes}
+        | {f"{name}: {note}" for name, cell in big.items() for note in cell.notes}
+    )
     md = [
         f"## zcopy serve vs peers ({'quick' if args.quick else 'full'} run)",
         "",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import read_until_close, wait_for
+from .conftest import LOOPS, read_until_close, wait_for
 
 
 class Proc:
@@ -136,7 +136,10 @@ def test_json_log(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
     assert rec["status"] == 200 and rec["bytes"] == 1 << 20 and rec["route"] == "sendfile"
 
 
-def test_tls_serves_correctly_and_reports_the_copy_route(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_tls_serves_correctly_and_reports_the_copy_route(
+    site: Path, tmp_path: Path, procs: list[Proc], loop: str
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
@@ -159,7 +162,9 @@ def test_tls_serves_correctly_and_reports_the_copy_route(site: Path, tmp_path: P
         capture_output=True,
     )
     log = tmp_path / "tls.log"
-    p = Proc(site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log", str(log), "--json-log")
+    p = Proc(
+        site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log", str(log), "--json-log", "--loop", loop
+    )
     procs.append(p)
     assert p.route == "readwrite"  # never claim zero-copy over TLS
     ctx = ssl.create_default_context()
