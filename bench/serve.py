@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     contenders = {
         "zcopy serve (uvloop)": [*zc, "--loop", "uvloop"],
         "zcopy serve (asyncio)": [*zc, "--loop", "asyncio"],
-        "zcopy serve (uvloop, no file cache)": [*zc, "--loop", "uvloop", "--cache-entries", "0"],
+        "zcopy serve (uvloop) no file cache": [*zc, "--loop", "uvloop", "--cache-entries", "0"],
         "nginx": ["nginx", "-c", "{tmp}/nginx.conf.{port}"],
         "aiohttp add_static": [py, os.path.join(tmp, "aiohttp_app.py"), root, "{port}"],
         "python -m http.server": [py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "-d", root],
