@@ -143,3 +143,39 @@ def test_graceful_shutdown_finishes_in_flight(serve: Serve, site: Path) -> None:
         assert late.connect_ex(r.addr) != 0
     rest = read_until_close(busy, 10)
     assert len(first.partition(b"\r\n\r\n")[2]) + len(rest) == 16 << 20  # in-flight response finished
+
+
+def test_file_replaced_during_response_is_consistent(serve: Serve, site: Path) -> None:
+    """os.replace() a file mid-download: that response is all old bytes; the next one all new (new ETag)."""
+    old, new = os.urandom(8 << 20), os.urandom(8 << 20)
+    (site / "v.bin").write_bytes(old)
+    r = serve(cache_valid=0.0)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.connect(r.addr)
+    s.settimeout(10)
+    s.sendall(b"GET /v.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = s.recv(65536)
+    (site / "v.tmp").write_bytes(new)
+    os.replace(site / "v.tmp", site / "v.bin")
+    s.sendall(b"GET /v.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    head1, _, body = first.partition(b"\r\n\r\n")
+    while len(body) < len(old):
+        body += s.recv(1 << 20)
+    rest = body[len(old) :]
+    assert body[: len(old)] == old
+    st, h, body2, _ = recv_response(_Prefixed(s, rest))  # type: ignore[arg-type]
+    assert body2 == new
+    etag1 = [line for line in head1.split(b"\r\n") if line.startswith(b"ETag:")][0].split(b": ")[1]
+    assert h[b"etag"] != etag1
+
+
+class _Prefixed:
+    def __init__(self, sock: socket.socket, buf: bytes) -> None:
+        self.sock, self.buf = sock, buf
+
+    def recv(self, n: int) -> bytes:
+        if self.buf:
+            b, self.buf = self.buf, b""
+            return b
+        return self.sock.recv(n)
