@@ -164,9 +164,9 @@ def test_file_replaced_during_response_is_consistent(serve: Serve, site: Path) -
         body += s.recv(1 << 20)
     rest = body[len(old) :]
     assert body[: len(old)] == old
-    st, h, body2, _ = recv_response(_Prefixed(s, rest))  # type: ignore[arg-type]
+    _st, h, body2, _ = recv_response(_Prefixed(s, rest))  # type: ignore[arg-type]
     assert body2 == new
-    etag1 = [line for line in head1.split(b"\r\n") if line.startswith(b"ETag:")][0].split(b": ")[1]
+    etag1 = next(line for line in head1.split(b"\r\n") if line.startswith(b"ETag:")).split(b": ")[1]
     assert h[b"etag"] != etag1
 
 

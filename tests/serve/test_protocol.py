@@ -340,3 +340,39 @@ def test_request_body_is_skipped(serve: Serve) -> None:
     assert b"405" in st
     st, _, body, _ = _from_buffer(s, rest)
     assert body == b"hello world\n"
+
+
+def test_smuggling_shapes_rejected(serve: Serve) -> None:
+    r = serve()
+    te_cl = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
+    assert raw(r, te_cl).startswith(b"HTTP/1.1 400")
+    bad_te = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    assert raw(r, bad_te).startswith(b"HTTP/1.1 400")
+
+
+def test_chunked_request_body_skipped_then_next_request(serve: Serve) -> None:
+    out = raw(
+        serve(),
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 200 OK") == 2 and out.count(b"hello world\n") == 2
+
+
+def test_upgrade_is_answered_then_closed(serve: Serve) -> None:
+    out = raw(serve(), b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and b"Connection: close" in out and out.endswith(b"hello world\n")
+
+
+def test_head_of_ranges_and_errors_has_no_body(serve: Serve) -> None:
+    r = serve()
+    s = r.connect()
+    s.sendall(
+        b"HEAD /data.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1,5-6\r\n\r\n"
+        b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    out = read_until_close(s)
+    heads = out.split(b"\r\n\r\n")
+    assert heads[0].startswith(b"HTTP/1.1 206") and heads[1].startswith(b"HTTP/1.1 404")
+    assert heads[2].startswith(b"HTTP/1.1 200") and heads[3] == b"hello world\n"
