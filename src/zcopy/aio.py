@@ -45,7 +45,19 @@ class Outbox:
     ``drain()`` awaits until everything is sent. Counters feed observe: syscalls by name and bytes sent.
     """
 
-    __slots__ = ("_blocked", "_i", "_pos", "_sock", "body_bytes", "max_chunk", "parts", "sent", "sock_fd", "syscalls")
+    __slots__ = (
+        "_blocked",
+        "_i",
+        "_pos",
+        "_sock",
+        "body_bytes",
+        "max_chunk",
+        "parts",
+        "sendfiles",
+        "sends",
+        "sent",
+        "sock_fd",
+    )
 
     def __init__(self, sock: socket.socket, parts: list[Part], max_chunk: int = MAX_CHUNK) -> None:
         self._sock = sock
@@ -57,7 +69,18 @@ class Outbox:
         self._blocked = False
         self.sent = 0  # all bytes, head included
         self.body_bytes = 0  # bytes that went by sendfile (never crossed user space)
-        self.syscalls: dict[str, int] = {}
+        self.sends = 0  # send(2) calls
+        self.sendfiles = 0  # sendfile(2) calls
+
+    @property
+    def syscalls(self) -> dict[str, int]:
+        """Syscalls made so far, by name (as zcopy.observe counts them)."""
+        out = {}
+        if self.sends:
+            out["send"] = self.sends
+        if self.sendfiles:
+            out["sendfile"] = self.sendfiles
+        return out
 
     @property
     def done(self) -> bool:
@@ -67,9 +90,6 @@ class Outbox:
     def blocked(self) -> bool:
         """True when the last pump stopped on EAGAIN (wait for writability), False when it used its budget."""
         return self._blocked
-
-    def _count(self, name: str) -> None:
-        self.syscalls[name] = self.syscalls.get(name, 0) + 1
 
     def pump(self) -> bool:
         """Send without blocking; True when all parts are out. Raises TruncatedFileError or OSError."""
@@ -85,9 +105,9 @@ class Outbox:
                     self._i += 1
                     self._pos = 0
                     continue
-                self._count("send")
+                self.sends += 1
                 try:
-                    n = self._sock.send(memoryview(part)[self._pos :], MSG_MORE if more else 0)
+                    n = self._sock.send(memoryview(part)[self._pos :] if self._pos else part, MSG_MORE if more else 0)
                 except (BlockingIOError, InterruptedError):
                     self._blocked = True
                     return False
@@ -99,7 +119,7 @@ class Outbox:
                     continue
                 if budget <= 0:
                     return False
-                self._count("sendfile")
+                self.sendfiles += 1
                 try:
                     n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, min(left, budget))
                 except (BlockingIOError, InterruptedError):

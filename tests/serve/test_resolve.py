@@ -113,3 +113,18 @@ def test_symlink_swapped_in_during_resolution_never_escapes(tree: Path) -> None:
         t.join()
     assert b"SECRET" not in seen
     assert seen <= {b"inside", None}
+
+
+def test_without_proc_the_fallback_open_checks_the_inode(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_proc(path: object, flags: int, *args: object, **kw: object) -> int:
+        if isinstance(path, str) and path.startswith("/proc/self/fd/"):
+            raise FileNotFoundError(2, "no /proc", path)
+        return real_open(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_proc)
+    r = Resolver(tree)
+    assert read(r, b"sub", b"f.txt") == b"inside"
+    assert read(r, b"rel_in") == b"inside"
+    assert read(r, b"rel_out") is None

@@ -107,7 +107,7 @@ class Resolver:
                         if not last:
                             stack.append(fd)
                             continue
-                        return self._finish(fd, st, stack)
+                        return self._finish(fd, st, name, cur)
                     os.close(fd)
                 # A symlink (or a non-directory in the middle, which readlink rejects → None).
                 if not self.follow_symlinks:
@@ -124,7 +124,7 @@ class Resolver:
             for fd in stack:
                 os.close(fd)
 
-    def _finish(self, fd: int, st: os.stat_result, stack: list[int]) -> Opened | None:
+    def _finish(self, fd: int, st: os.stat_result, name: bytes, dir_fd: int) -> Opened | None:
         if stat.S_ISDIR(st.st_mode):
             return Opened(fd, st, True)
         if not stat.S_ISREG(st.st_mode):
@@ -133,6 +133,13 @@ class Resolver:
         try:
             # Re-open the very inode the O_PATH fd refers to: no window for a swap between fstat and open.
             rfd = os.open(f"/proc/self/fd/{fd}", _READ_FLAGS)
+        except FileNotFoundError:
+            # No /proc (some sandboxes): open by name, still without following links, and check below that
+            # it is the inode we vetted (a swap in between → refused).
+            try:
+                rfd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+            except OSError:
+                rfd = -1
         except OSError:
             rfd = -1
         finally:
