@@ -391,12 +391,14 @@ class TLSConnection(Session, asyncio.Protocol):
         self.feed(data)
 
     def eof_received(self) -> bool:
+        # Under TLS the transport closes after EOF whatever we return (asyncio sslproto warns on True), so a
+        # client that half-closes gets what is already written; TLS clients close with close_notify anyway.
         self.eof = True
         if self.idle:
             self.close()
         else:
             self._close_after_pending()
-        return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
