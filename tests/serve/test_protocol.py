@@ -376,3 +376,32 @@ def test_head_of_ranges_and_errors_has_no_body(serve: Serve) -> None:
     heads = out.split(b"\r\n\r\n")
     assert heads[0].startswith(b"HTTP/1.1 206") and heads[1].startswith(b"HTTP/1.1 404")
     assert heads[2].startswith(b"HTTP/1.1 200") and heads[3] == b"hello world\n"
+
+
+def test_partial_writes_to_a_slow_small_buffer_reader(serve: Serve) -> None:
+    """Pipelined multi-range and full responses into a 4 KiB receive buffer read in dribbles: exact bytes, in order."""
+    r = serve(max_chunk=64 << 10)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(r.addr)
+    s.settimeout(10)
+    reqs = [
+        b"GET /data.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-99999,500000-599999\r\n\r\n",
+        b"GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+    s.sendall(b"".join(reqs))
+    out = b""
+    while True:
+        chunk = s.recv(1500)
+        if not chunk:
+            break
+        out += chunk
+        if len(out) < 200_000:
+            time.sleep(0.0005)  # dribble at first: the server sees EAGAIN and partial sends many times
+    assert out.count(b"HTTP/1.1 206") == 1 and out.count(b"HTTP/1.1 200") == 2
+    assert DATA[0:100000] in out and DATA[500000:600000] in out
+    assert out.endswith(b"hello world\n")
+    first_200 = out.index(b"HTTP/1.1 200")
+    body = out[out.index(b"\r\n\r\n", first_200) + 4 :][: len(DATA)]
+    assert body == DATA
