@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import random
 import re
 import resource
@@ -25,6 +24,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from _common import load_average, machine, make_file, table, warm  # bench/ is sys.path[0] when run as a script
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL, BIG = 4 << 10, 256 << 20
@@ -59,43 +60,6 @@ http {{
     server {{ listen 127.0.0.1:{port}; root {root}; }}
 }}
 """
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    return (
-        f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def load_average() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def make_file(path: str, size: int) -> None:
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for off in range(0, size, len(block)):
-            f.write(block[: min(len(block), size - off)])
-
-
-def warm(path: str) -> None:
-    """Read the file once so it sits in the page cache (we measure warm-cache serving)."""
-    with open(path, "rb", buffering=0) as f:
-        while f.read(8 << 20):
-            pass
 
 
 def ensure_tools() -> list[str]:
@@ -341,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 c.stop()
             print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
     rows = []
     for name in contenders:
         row = [name]
@@ -370,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
         f"load average at start: {load_average()}",
-        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), 'bench/serve.py', *(argv or sys.argv[1:])])}`",
+        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), 'bench/serve.py', *shown])}`",
         f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), server on CPU0, wrk -t1 on CPU1, warm "
         "page cache; server CPU from /proc/<pid>/stat deltas; medians (min–max).",
         "- nginx: 1 process (master_process off), sendfile on, tcp_nopush on, access_log off. "
