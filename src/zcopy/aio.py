@@ -14,6 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+from zcopy import _sys
 from zcopy.errors import TruncatedFileError
 from zcopy.observe import record as _record
 
@@ -47,12 +48,15 @@ class Outbox:
 
     __slots__ = (
         "_blocked",
+        "_extra",
         "_i",
         "_pos",
         "_sock",
         "body_bytes",
+        "copied",
         "max_chunk",
         "parts",
+        "route",
         "sendfiles",
         "sends",
         "sent",
@@ -71,6 +75,11 @@ class Outbox:
         self.body_bytes = 0  # bytes that went by sendfile (never crossed user space)
         self.sends = 0  # send(2) calls
         self.sendfiles = 0  # sendfile(2) calls
+        # "sendfile" until a file refuses it (EINVAL etc. before any byte: some FUSE/network file systems);
+        # then the core's route table picks the next route (mmap/readwrite) and its name is reported here.
+        self.route = "sendfile"
+        self.copied = 0  # bytes a fallback route moved through user space
+        self._extra: dict[str, int] = {}
 
     @property
     def syscalls(self) -> dict[str, int]:
@@ -80,6 +89,8 @@ class Outbox:
             out["send"] = self.sends
         if self.sendfiles:
             out["sendfile"] = self.sendfiles
+        for k, v in self._extra.items():
+            out[k] = out.get(k, 0) + v
         return out
 
     @property
@@ -119,12 +130,23 @@ class Outbox:
                     continue
                 if budget <= 0:
                     return False
-                self.sendfiles += 1
-                try:
-                    n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, min(left, budget))
-                except (BlockingIOError, InterruptedError):
-                    self._blocked = True
-                    return False
+                if self.route != "sendfile":
+                    n = self._fallback(part, min(left, budget))
+                    if n < 0:
+                        self._blocked = True
+                        return False
+                else:
+                    self.sendfiles += 1
+                    try:
+                        n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, min(left, budget))
+                    except (BlockingIOError, InterruptedError):
+                        self._blocked = True
+                        return False
+                    except OSError as exc:
+                        if self._pos or exc.errno not in _sys.GIVE_UP_ERRNOS:
+                            raise
+                        self.route = "fallback"  # this file cannot be sendfile'd: let the core choose
+                        continue
                 if n == 0:
                     raise TruncatedFileError(part.name, part.offset + self._pos, part.offset + part.count, self._pos)
                 budget -= n
@@ -140,6 +162,19 @@ class Outbox:
             self._pos = 0
         return True
 
+    def _fallback(self, part: FileSlice, count: int) -> int:
+        """Move by the core's route table (never sendfile again); -1 when the socket would block."""
+        from zcopy.routes import move  # imported on first need: the common path never pays for it
+
+        moved = move(part.fd, self.sock_fd, part.offset + self._pos, count, name=part.name, op="serve.fallback")
+        self.route = moved.route
+        self.copied += moved.user_bytes
+        for k, v in moved.syscalls.items():
+            self._extra[k] = self._extra.get(k, 0) + v
+        if moved.nbytes == 0 and moved.status == "dst_again":
+            return -1
+        return moved.nbytes
+
     async def drain(self, loop: asyncio.AbstractEventLoop, timeout: float | None = None) -> None:
         """Pump until done; ``timeout`` bounds each wait for writability (a stalled reader → TimeoutError)."""
         while not self.pump():
@@ -152,10 +187,10 @@ class Outbox:
         """Report this outbox to zcopy.observe (a contextvar check when nobody observes)."""
         _record(
             op,
-            "sendfile",
+            self.route,
             self.body_bytes,
             syscalls=self.syscalls,
-            user_bytes=self.sent - self.body_bytes,
+            user_bytes=self.sent - self.body_bytes + self.copied,
             wall_s=wall_s,
         )
 

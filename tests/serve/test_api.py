@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zcopy import observe
+from zcopy.observe import observe
 from zcopy.serve import Server
 from zcopy.serve.workers import loop_factory
 
@@ -59,3 +59,32 @@ def test_serve_forever_until_close(site: Path, loop_name: str) -> None:
 def test_root_must_be_a_directory(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         Server(tmp_path / "missing")
+
+
+def test_file_refusing_sendfile_falls_back_and_says_so(
+    site: Path, loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems answer sendfile with EINVAL: the body still arrives by the core's next route, named."""
+    import errno
+    import os
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.EINVAL, "sendfile refused (test)")
+
+    monkeypatch.setattr(os, "sendfile", refuse)
+
+    async def main() -> bytes:
+        async with Server(site, port=0) as server:
+            return await fetch(server.address, b"GET /data.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    with observe() as obs:
+        out = run(loop_name, main())
+    assert isinstance(out, bytes) and out.startswith(b"HTTP/1.1 200") and out.endswith(bytes(range(256)) * 4096)
+    ops = [op for op in obs.operations if op.op == "serve.response"]
+    op = ops[-1]
+    assert op.route in ("splice", "mmap", "readwrite") and op.nbytes == 1 << 20
+    head = len(out) - (1 << 20)
+    if op.route == "splice":
+        assert op.user_bytes == head  # still no user-space copy of the body
+    else:
+        assert op.user_bytes >= head + (1 << 20)

@@ -286,6 +286,8 @@ class RawConnection(Session):
         try:
             if box.pump():
                 box.record("serve.response")
+                if resp.route == "sendfile":
+                    resp.route = box.route  # a file that refused sendfile went by the core's fallback route
                 return True
         except TruncatedFileError as exc:
             self._truncated(exc)
@@ -323,6 +325,8 @@ class RawConnection(Session):
         box.record("serve.response")
         resp = self.current
         assert resp is not None and self.current_req is not None
+        if resp.route == "sendfile":
+            resp.route = box.route
         self.busy = False
         self.finish(self.current_req, resp)
         self.process()
