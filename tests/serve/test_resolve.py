@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.serve.resolve import Resolver
+from zcopy.serve.resolve import Opened, Resolver
 
 
 @pytest.fixture
@@ -128,3 +128,18 @@ def test_without_proc_the_fallback_open_checks_the_inode(tree: Path, monkeypatch
     assert read(r, b"sub", b"f.txt") == b"inside"
     assert read(r, b"rel_in") == b"inside"
     assert read(r, b"rel_out") is None
+
+
+def test_directory_moved_out_of_the_root_mid_walk_is_refused(tree: Path) -> None:
+    """The rename race: `sub/` leaves the root after we opened it but before we open `f.txt` in it."""
+    away = tree.parent / "away"
+
+    class Racy(Resolver):
+        def _finish(self, fd: int, st: os.stat_result, name: bytes, dir_fd: int) -> Opened | None:
+            if not away.exists():
+                os.rename(tree / "sub", away)  # now outside the root, and we hold its fd
+            return super()._finish(fd, st, name, dir_fd)
+
+    assert read(Racy(tree), b"sub", b"f.txt") is None
+    os.rename(away, tree / "sub")
+    assert read(Resolver(tree), b"sub", b"f.txt") == b"inside"

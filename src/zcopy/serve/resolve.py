@@ -62,8 +62,38 @@ class Resolver:
 
     def open(self, segments: tuple[bytes, ...] | list[bytes]) -> Opened | None:
         """Open the file or directory named by ``segments`` under the root; None when missing or refused."""
+        names: list[bytes] = []
+        opened = self._walk(segments, names)
+        if opened is not None and names and not self._still_beneath(names, opened.st):
+            os.close(opened.fd)
+            return None
+        return opened
+
+    def _still_beneath(self, names: list[bytes], st: os.stat_result) -> bool:
+        """Is the inode we opened still reachable from the root by its plain names (no links)?
+
+        A directory we were walking may have been renamed out of the root between two of our steps; then the
+        names no longer lead to the same inode and the answer is no (→ 404). Costs one more walk, on cache
+        misses only; openat2(RESOLVE_BENEATH) would do it in the kernel, but Python has no binding for it.
+        """
+        fds: list[int] = []
+        cur = self.root_fd
+        try:
+            for name in names[:-1]:
+                cur = os.open(name, _DIR_FLAGS, dir_fd=cur)
+                fds.append(cur)
+            again = os.stat(names[-1], dir_fd=cur, follow_symlinks=False)
+        except OSError:
+            return False
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino)
+
+    def _walk(self, segments: tuple[bytes, ...] | list[bytes], names: list[bytes]) -> Opened | None:
+        """The component walk; ``names`` ends as the plain names from the root to what was opened."""
         todo = list(reversed(segments))  # a stack: pop() takes the next component
-        stack: list[int] = []  # directory fds we opened (the root's is not ours to close)
+        stack: list[int] = []  # directory fds we opened (the root's is not ours to close); names[i] ↔ stack[i]
         hops = 0
         try:
             if not todo:
@@ -79,6 +109,7 @@ class Resolver:
                 if name == b"/":
                     while stack:
                         os.close(stack.pop())
+                    names.clear()
                     if not todo:
                         fd = os.dup(self.root_fd)
                         return Opened(fd, os.fstat(fd), True)
@@ -87,6 +118,7 @@ class Resolver:
                     if not stack:
                         return None  # would climb above the root
                     os.close(stack.pop())
+                    names.pop()
                     if not todo:
                         fd = stack.pop() if stack else os.dup(self.root_fd)
                         return Opened(fd, os.fstat(fd), True)
@@ -104,6 +136,7 @@ class Resolver:
                 if fd >= 0:
                     st = os.fstat(fd)
                     if not stat.S_ISLNK(st.st_mode):
+                        names.append(name)
                         if not last:
                             stack.append(fd)
                             continue
