@@ -3,7 +3,8 @@
 Symlink policy: a link is followed only if its target, resolved by us (not the kernel) against the components
 already walked, stays inside the root; ".." pops our own stack and cannot climb above the root. Because each
 step opens relative to an fd we hold and refuses to follow links itself, a symlink swapped in mid-request is
-seen as a link and judged by the same policy. Everything refused or missing is the same None (→ 404).
+seen as a link and judged by the same policy; a directory renamed out of the root mid-walk is caught by
+re-checking the opened inode's plain path afterwards. Everything refused or missing is the same None (→ 404).
 """
 
 from __future__ import annotations
