@@ -12,11 +12,8 @@ from typing import Any
 
 import pytest
 
-from zcopy import aio
+from zcopy import aio, observe
 from zcopy.errors import TruncatedFileError
-from zcopy.observe import (
-    observe,  # the class; `from zcopy import observe` can yield the module once zcopy.observe is imported
-)
 
 try:
     import uvloop

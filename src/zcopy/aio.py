@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 from zcopy import _sys
+from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.errors import TruncatedFileError
-from zcopy.observe import record as _record
 
 # nginx sendfile_max_chunk default (2m since 1.21.4): large enough that per-call overhead vanishes against the
 # copy-free transfer, small enough that one client on loopback (~GB/s) yields the loop every ~1 ms.
@@ -185,7 +185,7 @@ class Outbox:
 
     def record(self, op: str, wall_s: float = 0.0) -> None:
         """Report this outbox to zcopy.observe (a contextvar check when nobody observes)."""
-        _record(
+        _observe.record(
             op,
             self.route,
             self.body_bytes,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.observe import observe
+from zcopy import observe
 from zcopy.serve import Server
 from zcopy.serve.workers import loop_factory
 

@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Any
 
+from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.aio import MAX_CHUNK
-from zcopy.observe import record as _record
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.cache import FileCache
 from zcopy.serve.conn import RawConnection, Session, TLSConnection
@@ -254,7 +254,7 @@ class Server:
         self.log_error(message + "\n" + traceback.format_exc())
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
-        _record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
+        _observe.record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
 
 
 def raise_fd_limit() -> None:
