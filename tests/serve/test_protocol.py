@@ -405,3 +405,15 @@ def test_partial_writes_to_a_slow_small_buffer_reader(serve: Serve) -> None:
     first_200 = out.index(b"HTTP/1.1 200")
     body = out[out.index(b"\r\n\r\n", first_200) + 4 :][: len(DATA)]
     assert body == DATA
+
+
+def test_large_request_body_is_413_and_close(serve: Serve) -> None:
+    r = serve()
+    s = r.connect()
+    s.sendall(b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+    try:
+        for _ in range(40):
+            s.sendall(b"z" * 65536)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert read_until_close(s).startswith(b"HTTP/1.1 413 Content Too Large")

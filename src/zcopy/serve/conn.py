@@ -36,6 +36,10 @@ LINGER_SECONDS = 2.0
 # write; past this the per-call overhead stops mattering against the copy and encryption.
 TLS_CHUNK = 1 << 18
 
+# Request bodies are read and dropped (a file server takes none); past this much the request is answered 413
+# and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
+MAX_BODY = 1 << 20
+
 _INTERESTING = frozenset(
     (
         b"range",
@@ -109,6 +113,13 @@ class Session:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.head_bytes = 0  # from here on: body bytes
+
+    def on_body(self, body: bytes) -> None:
+        self.head_bytes += len(body)
+        if self.head_bytes > MAX_BODY:
+            self._error = 413
+            raise _TooLarge
 
     def on_message_complete(self) -> None:
         self.in_request = False

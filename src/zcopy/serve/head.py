@@ -18,6 +18,7 @@ REASONS: dict[int, bytes] = {
     405: b"Method Not Allowed",
     408: b"Request Timeout",
     412: b"Precondition Failed",
+    413: b"Content Too Large",
     414: b"URI Too Long",
     416: b"Range Not Satisfiable",
     431: b"Request Header Fields Too Large",
