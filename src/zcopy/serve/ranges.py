@@ -8,7 +8,7 @@ Satisfiable ranges are sorted and merged when they overlap or touch: O(n log n),
 
 from __future__ import annotations
 
-# nginx max_ranges is unlimited by default; starlette and Apache's fix cap at 100 ranges, which no real client
+# nginx max_ranges is unlimited by default; starlette caps at 100 ranges, which no real client
 # (PDF viewers, download managers) comes near. More than this → ignore Range and send 200.
 MAX_RANGES = 100
 
