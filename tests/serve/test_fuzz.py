@@ -120,3 +120,41 @@ def test_server_survives_fuzzed_requests(serve: Serve) -> None:
     probe.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert probe.recv(65536).startswith(b"HTTP/1.1 200")
     probe.close()
+
+
+def test_any_segmentation_gives_the_same_answers(serve: Serve) -> None:
+    """The same pipelined requests split at arbitrary points: byte-identical responses (Date aside)."""
+    import time
+
+    r = serve()
+    stream = (
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-4\r\n\r\n"
+        b"HEAD /docs/ HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /nope HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n"
+        b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+
+    def exchange(cuts: list[int]) -> bytes:
+        s = socket.create_connection(r.addr, timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        last = 0
+        for c in [*sorted(set(cuts)), len(stream)]:
+            s.sendall(stream[last:c])
+            last = c
+            time.sleep(0.002)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        s.close()
+        return b"\r\n".join(line for line in out.split(b"\r\n") if not line.startswith(b"Date: "))
+
+    whole = exchange([])
+    assert whole.count(b"HTTP/1.1 ") == 5
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.integers(min_value=1, max_value=len(stream) - 1), max_size=6))
+    def one(cuts: list[int]) -> None:
+        assert exchange(cuts) == whole
+
+    one()
