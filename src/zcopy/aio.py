@@ -208,7 +208,10 @@ async def wait_writable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float
         if timeout is None:
             await fut
         else:
-            await asyncio.wait_for(fut, timeout)
+            try:
+                await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError as exc:  # a distinct class before Python 3.11
+                raise TimeoutError(f"fd {fd} not writable for {timeout} s") from exc
     finally:
         loop.remove_writer(fd)
 

@@ -468,7 +468,7 @@ class TLSConnection(Session, asyncio.Protocol):
             self.transport.abort()
             self.close()
             return
-        except (OSError, TimeoutError, asyncio.CancelledError):
+        except (OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):  # two classes before 3.11
             self.transport.abort()
             self.close()
             return

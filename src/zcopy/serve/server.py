@@ -223,7 +223,7 @@ class Server:
         assert self._closed is not None
         try:
             await asyncio.wait_for(self._closed.wait(), grace)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
             for conn in list(self.connections):
                 conn.close()
         if self._sweeper is not None:
