@@ -202,7 +202,7 @@ class Session:
         if not self.in_request:
             self.deadline = time.monotonic() + self.server.keepalive_timeout
 
-    def finish(self, req: Request, resp: Response, sent: int | None = None) -> None:
+    def finish(self, req: Request, resp: Response) -> None:
         self.release_current()  # a no-op if close() already released it (error paths)
         server = self.server
         if server.access_log is not None:
@@ -212,7 +212,7 @@ class Session:
                 req.target,
                 b"1.0" if req.http10 else b"1.1",
                 resp.status,
-                resp.body_bytes if sent is None else sent,
+                resp.body_bytes,
                 resp.route,
             )
         if not resp.keep_alive:
