@@ -182,3 +182,18 @@ def test_tls_serves_correctly_and_reports_the_copy_route(
     assert c.getresponse().read() == b"hello"
     assert wait_for(lambda: log.exists() and log.read_text().count("\n") == 3)
     assert '"route": "readwrite"' in log.read_text().splitlines()[0]
+
+
+def test_dead_worker_is_replaced(site: Path, procs: list[Proc]) -> None:
+    p = Proc(site, "--workers", "2")
+    procs.append(p)
+    assert wait_for(lambda: len(_children(p.p.pid)) == 2)
+    victim = _children(p.p.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: len(_children(p.p.pid)) == 2 and victim not in _children(p.p.pid), 10)
+    for _ in range(10):
+        c = http.client.HTTPConnection(*p.addr, timeout=5)
+        c.request("GET", "/hello.txt")
+        assert c.getresponse().read() == b"hello world\n"
+        c.close()
+    assert p.stop() == 0
