@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("tour", "run the article's data paths on this machine and measure every copy"),
     "bench": ("bench", "benchmark routes across sizes: median tables, JSON, plots"),
     "explain": ("explain", "move one file and explain the route taken, and why not the others"),
+    "serve": ("serve", "serve a directory over HTTP/1.1, file bodies by sendfile"),
 }
 
 
