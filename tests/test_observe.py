@@ -151,3 +151,14 @@ def test_disk_and_dirty_counters(tmp_path: Path) -> None:
         ch.force()
     assert obs.totals.disk_write_bytes >= 8 << 20
     assert obs.operations[-1].op == "force" and obs.operations[-1].route == "fsync"
+
+
+def test_zcopy_observe_is_the_class_whatever_was_imported_first() -> None:
+    code = (
+        "import zcopy.observe, zcopy.routes, zcopy.mapped\n"
+        "from zcopy import observe\n"
+        "import zcopy\n"
+        "assert isinstance(observe, type) and zcopy.observe is observe, observe\n"
+        "with observe() as obs: pass\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -25,7 +25,6 @@ _WHERE = {
     "copy": "zcopy.fastcopy",
     "MapMode": "zcopy.mapped",
     "MappedBuffer": "zcopy.mapped",
-    "observe": "zcopy.observe",
 }
 
 if TYPE_CHECKING:
@@ -40,7 +39,12 @@ if TYPE_CHECKING:
     )
     from zcopy.fastcopy import copy
     from zcopy.mapped import MapMode, MappedBuffer
-    from zcopy.observe import observe
+
+
+# Eager, unlike the rest: the class `observe` shares its name with its module, and importing the submodule sets
+# `zcopy.observe` to the module. Binding the class here, right after that import, makes `zcopy.observe` the class
+# for good (a later `import zcopy.observe` finds the module in sys.modules and leaves the attribute alone).
+from zcopy.observe import observe  # noqa: E402
 
 
 def __getattr__(name: str) -> object:

@@ -1,0 +1,360 @@
+"""zcopy serve against nginx, aiohttp add_static and python -m http.server: server CPU per request / per GB.
+
+Server pinned to CPU0, wrk to CPU1, warm page cache; server CPU is read from /proc/<pid>/stat (utime+stime,
+all threads) before and after each wrk run. Contender order is shuffled per round; medians with min/max.
+Also RSS with 1,000 idle keep-alive connections. Installs wrk and nginx with apt-get when missing (root).
+Usage: .venv/bin/python bench/serve.py [--quick] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from _common import load_average, machine, make_file, table, warm  # bench/ is sys.path[0] when run as a script
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SMALL, BIG = 4 << 10, 256 << 20
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+AIOHTTP_APP = """
+import sys
+from aiohttp import web
+app = web.Application()
+app.router.add_static("/", sys.argv[1])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None)
+"""
+
+NGINX_CONF = """
+worker_processes 1;
+master_process off;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+
+def ensure_tools() -> list[str]:
+    """apt-get install wrk/nginx when missing; returns notes about what could not be had."""
+    missing = [
+        p
+        for p, exe in (("wrk", "wrk"), ("nginx", "nginx"))
+        if shutil.which(exe) is None and not os.path.exists(f"/usr/sbin/{exe}")
+    ]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=False, capture_output=True)
+    return [p for p in ("wrk", "nginx") if shutil.which(p) is None and not os.path.exists(f"/usr/sbin/{p}")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Contender:
+    name: str
+    argv: list[str]
+    tmp: str
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def start(self, port: int) -> None:
+        self.port = port
+        argv = [a.replace("{port}", str(port)).replace("{tmp}", self.tmp) for a in self.argv]
+        errfd = self._errlog()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=errfd,
+        )
+        os.close(errfd)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start-up (see {self.tmp}/{self.name}.err)")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on {self.port}")
+
+    def _errlog(self) -> int:
+        # An fd the child inherits for its stderr; ours is closed right after Popen has duplicated it.
+        return os.open(os.path.join(self.tmp, f"{self.name}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)([KMGT]?B) read")
+_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}  # wrk prints binary units
+_ERRS = re.compile(
+    r"Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+
+
+def wrk(port: int, path: str, conns: int, seconds: float) -> tuple[int, float, float, str]:
+    """Run wrk on CPU1; returns (requests, wall seconds, bytes read, error summary).
+
+    Bytes read (not requests × size) is what counts for big files: a short run ends with up to one response
+    per connection half-sent, whose CPU the server has already spent.
+    """
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    m = _REQS.search(out)
+    if m is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    unit = {"ms": 1e-3, "s": 1.0, "m": 60.0}.get(m.group(3), 1.0)
+    errors = "; ".join(x.group(0) for x in _ERRS.finditer(out))
+    return int(m.group(1)), float(m.group(2)) * unit, float(m.group(4)) * _UNITS[m.group(5)], errors
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    extra: list[float] = field(default_factory=list)
+    notes: set[str] = field(default_factory=set)
+
+    def fmt(self, scale: float = 1.0, digits: int = 1) -> str:
+        if not self.values:
+            return "—"
+        v = [x * scale for x in self.values]
+        med = statistics.median(v)
+        return f"{med:.{digits}f}" if len(v) == 1 else f"{med:.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})"
+
+
+def measure(c: Contender, path: str, conns: int, seconds: float, size: int, cell: Cell, rate: Cell) -> None:
+    wrk(c.port, path, conns, min(1.0, seconds))  # warm-up: caches, connection set-up, JIT-free but lazy imports
+    cpu0 = cpu_seconds(c.pid)
+    reqs, wall, nbytes, errors = wrk(c.port, path, conns, seconds)
+    cpu = cpu_seconds(c.pid) - cpu0
+    if errors:
+        cell.notes.add(errors)
+    if reqs == 0 and nbytes < size:
+        return
+    if size == SMALL:
+        cell.values.append(cpu / reqs * 1e6)  # µs per request
+        rate.values.append(reqs / wall)
+    else:
+        gb = nbytes / 1e9
+        cell.values.append(cpu / gb)  # CPU s per GB
+        rate.values.append(gb / wall)
+
+
+def idle_rss(c: Contender, n: int) -> int:
+    """Server RSS (KiB) after opening ``n`` keep-alive connections that each fetched the 4 KiB file once."""
+    socks = []
+    req = b"GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+            s.sendall(req)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            socks.append(s)
+        time.sleep(0.5)
+        return rss_kib(c.pid)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="1 round, short runs: proves the script works")
+    ap.add_argument("--out", help="write a markdown section to this file")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--only", help="comma-separated contender names")
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    conn_levels = [32] if args.quick else [1, 32, 256]
+    idle_n = 1000
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    missing = ensure_tools()
+    if "wrk" in missing:
+        print("bench/serve: wrk is not available (apt-get failed); nothing measured", file=sys.stderr)
+        return 1
+    py = sys.executable
+    tmp = tempfile.mkdtemp(prefix="zcopy-bench-serve-")
+    root = os.path.join(tmp, "root")
+    os.makedirs(root)
+    for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(tmp, d))
+    make_file(os.path.join(root, "small.bin"), SMALL)
+    make_file(os.path.join(root, "big.bin"), BIG)
+    warm(os.path.join(root, "small.bin"))
+    warm(os.path.join(root, "big.bin"))
+    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port="{port}", root=root))
+    with open(os.path.join(tmp, "aiohttp_app.py"), "w") as f:
+        f.write(AIOHTTP_APP)
+    zc = [py, "-m", "zcopy", "serve", root, "--port", "{port}", "--quiet", "--max-connections", "100000"]
+    contenders = {
+        "zcopy serve (uvloop)": [*zc, "--loop", "uvloop"],
+        "zcopy serve (asyncio)": [*zc, "--loop", "asyncio"],
+        "zcopy serve (uvloop) no file cache": [*zc, "--loop", "uvloop", "--cache-entries", "0"],
+        "nginx": ["nginx", "-c", "{tmp}/nginx.conf.{port}"],
+        "aiohttp add_static": [py, os.path.join(tmp, "aiohttp_app.py"), root, "{port}"],
+        "python -m http.server": [py, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "-d", root],
+    }
+    if "nginx" in missing:
+        del contenders["nginx"]
+    if args.only:
+        keep = set(args.only.split(","))
+        contenders = {k: v for k, v in contenders.items() if k in keep}
+    small = {(n, c): Cell() for n in contenders for c in conn_levels}
+    small_rate = {(n, c): Cell() for n in contenders for c in conn_levels}
+    big, big_rate, rss = ({n: Cell() for n in contenders} for _ in range(3))
+    rng = random.Random(1)
+    names = list(contenders)
+    for rnd in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            c = Contender(name.split()[0], contenders[name], tmp)
+            port = free_port()
+            if name == "nginx":  # nginx reads its port from the config file
+                with open(os.path.join(tmp, "nginx.conf")) as f:
+                    conf = f.read().replace("{port}", str(port))
+                with open(os.path.join(tmp, f"nginx.conf.{port}"), "w") as f:
+                    f.write(conf)
+            c.start(port)
+            try:
+                for conns in conn_levels:
+                    measure(c, "/small.bin", conns, seconds, SMALL, small[(name, conns)], small_rate[(name, conns)])
+                measure(c, "/big.bin", 4, seconds, BIG, big[name], big_rate[name])
+                if rnd == 0:
+                    rss[name].values.append(idle_rss(c, idle_n) / 1024)
+            finally:
+                c.stop()
+            print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
+    rows = []
+    for name in contenders:
+        row = [name]
+        for conns in conn_levels:
+            row.append(small[(name, conns)].fmt())
+        row += [
+            small_rate[(name, 32)].fmt(digits=0),
+            big[name].fmt(digits=3),
+            big_rate[name].fmt(digits=2),
+            rss[name].fmt(digits=1),
+        ]
+        rows.append(row)
+    headers = [
+        "server",
+        *[f"4 KiB: CPU µs/req @{c} conns" for c in conn_levels],
+        "4 KiB req/s @32",
+        "256 MiB: CPU s/GB @4",
+        "256 MiB: GB/s",
+        f"RSS MiB, {idle_n} idle conns",
+    ]
+    notes = sorted(
+        {f"{name}: {note}" for (name, _), cell in small.items() for note in cell.notes}
+        | {f"{name}: {note}" for name, cell in big.items() for note in cell.notes}
+    )
+    md = [
+        f"## zcopy serve vs peers ({'quick' if args.quick else 'full'} run)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
+        f"load average at start: {load_average()}",
+        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), 'bench/serve.py', *shown])}`",
+        f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), server on CPU0, wrk -t1 on CPU1, warm "
+        "page cache; server CPU from /proc/<pid>/stat deltas; medians (min–max).",
+        "- nginx: 1 process (master_process off), sendfile on, tcp_nopush on, access_log off. "
+        "http.server speaks HTTP/1.0, so wrk reconnects for every request.",
+        "",
+        table(headers, rows),
+        "",
+    ]
+    if notes:
+        md += ["wrk reported: " + "; ".join(notes), ""]
+    text = "\n".join(md)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""One client connection: httptools parsing, in-order answers to pipelined requests, deadlines, limits.
+
+RawConnection (the fast path) owns a plain non-blocking socket: reads via loop.add_reader, answers by
+aio.Outbox (send + sendfile) straight from the read callback and only spawns a task when the socket is full.
+TLSConnection is an asyncio Protocol over an SSL transport: sendfile cannot encrypt, so file bytes are
+pread into memory and written (route "readwrite", reported as such).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from zcopy.aio import FileSlice, Outbox
+from zcopy.errors import TruncatedFileError
+from zcopy.serve.handler import Request, Response
+
+if TYPE_CHECKING:
+    from zcopy.serve.server import Server
+
+# One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished
+# header section can make us buffer beyond --max-header-bytes (see _feed).
+RECV_SIZE = 1 << 16
+# Pipelined requests parsed but not yet answered; beyond this we stop reading until the queue drains.
+MAX_PIPELINE = 32
+# After "Connection: close" we stop writing, then read and discard what the peer still sends for this long,
+# so our close does not turn into an RST that destroys the response in flight (nginx lingering_close).
+LINGER_SECONDS = 2.0
+# The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
+# write; past this the per-call overhead stops mattering against the copy and encryption.
+TLS_CHUNK = 1 << 18
+
+# Request bodies are read and dropped (a file server takes none); past this much the request is answered 413
+# and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
+MAX_BODY = 1 << 20
+
+_INTERESTING = frozenset(
+    (
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"accept-encoding",
+    )
+)
+INF = float("inf")
+
+
+class _TooLarge(Exception):
+    """Raised from a parser callback to stop parsing (httptools wraps it as HttpParserCallbackError)."""
+
+
+class Session:
+    """Parser callbacks and the request queue, shared by the raw and the TLS connection."""
+
+    def __init__(self, server: Server, peer: str) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.peer = peer
+        self.parser = httptools.HttpRequestParser(self)
+        self.pending: deque[Request] = deque()
+        self.closed = False
+        self.in_request = False  # a request has begun and is not complete
+        self.in_head = False  # ... and its header section is not complete
+        self.head_bytes = 0
+        self.reading_stopped = False  # a 400/431 or an upgrade: nothing after it is parsed
+        self.eof = False
+        self.busy = False  # a response is being written by a task
+        self.current: Response | None = None
+        self.current_req: Request | None = None
+        self.lingering = False
+        self.deadline = time.monotonic() + server.header_timeout
+        self._url: list[bytes] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._hosts = 0
+        self._error = 0
+
+    # -- httptools callbacks -------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.in_request = True
+        self.in_head = True
+        self.head_bytes = 0
+        self._url = []
+        self._headers = {}
+        self._hosts = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self.head_bytes += len(url)
+        if self.head_bytes > self.server.max_url_bytes:
+            self._error = 414
+            raise _TooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self.head_bytes > self.server.max_header_bytes:
+            self._error = 431
+            raise _TooLarge
+        name = name.lower()
+        if name == b"host":
+            self._hosts += 1
+        elif name in _INTERESTING:
+            old = self._headers.get(name)
+            self._headers[name] = value if old is None else old + b", " + value
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0  # from here on: body bytes
+
+    def on_body(self, body: bytes) -> None:
+        self.head_bytes += len(body)
+        if self.head_bytes > MAX_BODY:
+            self._error = 413
+            raise _TooLarge
+
+    def on_message_complete(self) -> None:
+        self.in_request = False
+        p = self.parser
+        method: bytes = p.get_method()
+        version: str = p.get_http_version()
+        http10 = version == "1.0"
+        url = b"".join(self._url)
+        if (not http10 and self._hosts != 1) or self._hosts > 1:
+            # RFC 9112 §3.2: a 1.1 request without exactly one Host (or any with several) → 400.
+            self._error = 400
+            raise _TooLarge
+        self.pending.append(Request(method, url, http10, bool(p.should_keep_alive()), self._headers))
+
+    # -- input ----------------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        if self.reading_stopped:
+            return
+        if not self.in_request:
+            # First byte of a request: the whole head must arrive within header_timeout (slowloris).
+            self.deadline = time.monotonic() + self.server.header_timeout
+        counted = self.in_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.reading_stopped = True  # we speak no other protocol: answer what came, then close
+            self._close_after_pending()
+        except httptools.HttpParserError:
+            status = self._error or 400
+            self.reading_stopped = True
+            self.pending.append(Request(b"", b"", False, False, {b"!error": b"%d" % status}))
+        else:
+            if counted and self.in_head:
+                # Bytes of one unfinished header section (upper bound): caps what httptools buffers for a
+                # header line that never ends, at max_header_bytes + one RECV_SIZE.
+                self.head_bytes += len(data)
+                if self.head_bytes > self.server.max_header_bytes + RECV_SIZE:
+                    self.reading_stopped = True
+                    self.pending.append(Request(b"", b"", False, False, {b"!error": b"431"}))
+        self.process()
+
+    def _close_after_pending(self) -> None:
+        if self.pending:
+            self.pending[-1].keep_alive = False
+        elif not self.busy:
+            self.close()
+
+    def respond(self, req: Request) -> Response:
+        err = req.headers.get(b"!error")
+        handler = self.server.handler
+        if err is not None:
+            return handler.error(int(err), None, close=True)
+        if self.server.closing or (self.reading_stopped and not self.pending):
+            req.keep_alive = False
+        try:
+            return handler.handle(req)
+        except Exception:  # a bug must cost one connection, never the server
+            self.server.log_exception("handler failed")
+            return handler.error(500, req, close=True)
+
+    def process(self) -> None:
+        """Answer queued requests in order until one cannot be finished without waiting."""
+        while self.pending and not self.busy and not self.closed and not self.lingering:
+            req = self.pending.popleft()
+            resp = self.respond(req)
+            self.current = resp
+            self.current_req = req
+            if not self.start(resp):
+                self.busy = True
+                self.pause_reading()
+                return
+            self.finish(req, resp)
+        if self.closed or self.busy or self.lingering:
+            return
+        if (self.eof or self.server.closing) and not self.in_request:
+            self.close()  # graceful shutdown: this connection's in-flight work is done
+            return
+        if len(self.pending) < MAX_PIPELINE:
+            self.resume_reading()
+        if not self.in_request:
+            self.deadline = time.monotonic() + self.server.keepalive_timeout
+
+    def finish(self, req: Request, resp: Response) -> None:
+        self.release_current()  # a no-op if close() already released it (error paths)
+        server = self.server
+        if server.access_log is not None:
+            server.access_log.write(
+                self.peer,
+                req.method,
+                req.target,
+                b"1.0" if req.http10 else b"1.1",
+                resp.status,
+                resp.body_bytes,
+                resp.route,
+            )
+        if not resp.keep_alive:
+            self.close_gracefully()
+
+    # -- to be provided by the transport flavour ------------------------------------------------------
+    def start(self, resp: Response) -> bool:
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def close_gracefully(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def release_current(self) -> None:
+        if self.current is not None and self.current.entry is not None:
+            self.current.entry.release()
+        self.current = None
+
+    def on_deadline(self) -> None:
+        """The sweeper found our deadline passed: slow head (slowloris), idle keep-alive, or linger over."""
+        self.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_request and not self.busy and not self.pending
+
+
+class RawConnection(Session):
+    """A plain TCP connection driven by add_reader and aio.Outbox (sendfile)."""
+
+    def __init__(self, server: Server, sock: socket.socket, peer: str) -> None:
+        super().__init__(server, peer)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._reading = True
+        self.loop.add_reader(self.fd, self._on_readable)
+        self._writing = False
+        self._box: Outbox | None = None
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if self.lingering:
+            if not data:
+                self.close()
+            return
+        if not data:
+            self.eof = True
+            self.pause_reading()
+            if self.idle:
+                self.close()
+            else:
+                self._close_after_pending()
+            return
+        self.feed(data)
+
+    def pause_reading(self) -> None:
+        if self._reading and not self.closed:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self.closed and not self.eof:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._on_readable)
+
+    def start(self, resp: Response) -> bool:
+        box = Outbox(self.sock, resp.parts, self.server.max_chunk)
+        try:
+            if box.pump():
+                box.record("serve.response")
+                if resp.route == "sendfile":
+                    resp.route = box.route  # a file that refused sendfile went by the core's fallback route
+                return True
+        except TruncatedFileError as exc:
+            self._truncated(exc)
+            return True
+        except OSError:
+            self.close()
+            return True
+        # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
+        # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
+        # a used-up budget it fires again on the next loop iteration, after the other ready connections.
+        self._box = box
+        self.deadline = time.monotonic() + self.server.send_timeout
+        self._writing = True
+        self.loop.add_writer(self.fd, self._on_writable)
+        return False
+
+    def _on_writable(self) -> None:
+        box = self._box
+        assert box is not None
+        before = box.sent
+        try:
+            done = box.pump()
+        except TruncatedFileError as exc:
+            self._truncated(exc)
+            return
+        except OSError:
+            self.close()
+            return
+        if box.sent != before:
+            # send_timeout is the longest gap between two successful writes (nginx send_timeout).
+            self.deadline = time.monotonic() + self.server.send_timeout
+        if not done:
+            return
+        self._stop_writing()
+        box.record("serve.response")
+        resp = self.current
+        assert resp is not None and self.current_req is not None
+        if resp.route == "sendfile":
+            resp.route = box.route
+        self.busy = False
+        self.finish(self.current_req, resp)
+        self.process()
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+        self._box = None
+
+    def _truncated(self, exc: TruncatedFileError) -> None:
+        # The head promised more bytes than the file now has: this connection cannot be reused.
+        self.server.log_error(f"{self.peer}: {exc}; closing the connection")
+        self.close()
+
+    def close_gracefully(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.lingering = True
+        self.pending.clear()
+        self.deadline = time.monotonic() + LINGER_SECONDS
+        if not self._reading and not self.eof:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._on_readable)
+        elif self.eof:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._reading:
+            self.loop.remove_reader(self.fd)
+            self._reading = False
+        self._stop_writing()
+        self.release_current()
+        self.sock.close()
+        self.server.forget(self)
+
+
+class TLSConnection(Session, asyncio.Protocol):
+    """A TLS connection over an asyncio SSL transport; file bodies by pread + write (a copy, honestly named)."""
+
+    def __init__(self, server: Server) -> None:
+        Session.__init__(self, server, "-")
+        self.transport: asyncio.Transport | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
+        self.transport = transport  # type: ignore[assignment]
+        peer: Any = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "-"
+        self.server.adopt(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        self.feed(data)
+
+    def eof_received(self) -> bool:
+        # Under TLS the transport closes after EOF whatever we return (asyncio sslproto warns on True), so a
+        # client that half-closes gets what is already written; TLS clients close with close_notify anyway.
+        self.eof = True
+        if self.idle:
+            self.close()
+        else:
+            self._close_after_pending()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and not self.eof:
+            self.transport.resume_reading()
+
+    def start(self, resp: Response) -> bool:
+        assert self.transport is not None
+        if all(isinstance(p, bytes) for p in resp.parts):
+            for p in resp.parts:
+                self.transport.write(p)  # type: ignore[arg-type]
+            return True
+        resp.route = "readwrite"  # never claim zero-copy over TLS: every file byte is copied to encrypt it
+        self.deadline = INF
+        self._task = self.loop.create_task(self._write(resp))
+        return False
+
+    async def _write(self, resp: Response) -> None:
+        assert self.transport is not None
+        sent = 0
+        t0 = time.perf_counter()
+        try:
+            for p in resp.parts:
+                if isinstance(p, bytes):
+                    self.transport.write(p)
+                    continue
+                assert isinstance(p, FileSlice)
+                pos, end = p.offset, p.offset + p.count
+                while pos < end:
+                    if not self._can_write.is_set():
+                        await asyncio.wait_for(self._can_write.wait(), self.server.send_timeout)
+                    chunk = os.pread(p.fd, min(TLS_CHUNK, end - pos), pos)
+                    if not chunk:
+                        raise TruncatedFileError(p.name, pos, end, sent)
+                    self.transport.write(chunk)
+                    pos += len(chunk)
+                    sent += len(chunk)
+        except TruncatedFileError as exc:
+            self.server.log_error(f"{self.peer}: {exc}; closing the connection")
+            self.transport.abort()
+            self.close()
+            return
+        except (OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):  # two classes before 3.11
+            self.transport.abort()
+            self.close()
+            return
+        finally:
+            self._task = None
+            self.server.record("serve.response", "readwrite", sent, time.perf_counter() - t0)
+        self.busy = False
+        assert self.current_req is not None
+        self.finish(self.current_req, resp)
+        self.process()
+
+    def close_gracefully(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # flushes what is buffered, then closes (TLS close_notify)
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.release_current()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.server.forget(self)

@@ -1,0 +1,143 @@
+"""Fixtures: a real zcopy server on 127.0.0.1:0 in a background thread, on asyncio and (when installed) uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zcopy.serve import Server
+from zcopy.serve.workers import loop_factory
+
+try:
+    import uvloop  # noqa: F401
+
+    LOOPS = ["asyncio", "uvloop"]
+except ImportError:  # uvloop is optional ("fast" extra): then only asyncio runs, and the test ids say so
+    LOOPS = ["asyncio"]
+
+
+class Running:
+    """A Server running on its own event loop thread; ``addr`` is where to connect."""
+
+    def __init__(self, root: Path, loop_name: str, **kwargs: Any) -> None:
+        _, factory = loop_factory(loop_name)
+        self.loop = factory()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = Server(root, port=0, **kwargs)
+        self.call(self.server.start())
+        self.addr = self.server.address
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.call(self.server.shutdown(1.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        s = socket.create_connection(self.addr, timeout=timeout)
+        return s
+
+
+@pytest.fixture(params=LOOPS)
+def loop_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A small document root: files, a directory with index.html, a dotfile, a bigger binary file."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hello.txt").write_bytes(b"hello world\n")
+    (root / "empty.bin").write_bytes(b"")
+    (root / "data.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB, every offset's byte is known
+    (root / "docs").mkdir()
+    (root / "docs" / "index.html").write_bytes(b"<h1>docs</h1>\n")
+    (root / "nodir").mkdir()
+    (root / "nodir" / "a <b>&.txt").write_bytes(b"x")
+    (root / ".secret").write_bytes(b"hidden\n")
+    (root / "sp ace.txt").write_bytes(b"space\n")
+    return root
+
+
+@pytest.fixture
+def serve(site: Path, loop_name: str) -> Iterator[Callable[..., Running]]:
+    """Factory: serve(**Server kwargs) → Running on ``site``; every server started is stopped afterwards."""
+    started: list[Running] = []
+
+    def start(root: Path | None = None, **kwargs: Any) -> Running:
+        r = Running(root or site, loop_name, **kwargs)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def recv_response(sock: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes, bytes]:
+    """Read one response (status line, headers, Content-Length body) from a raw socket; returns leftovers too."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a full head: {buf!r}")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
+    status = lines[0]
+    n = int(headers.get(b"content-length", b"0"))
+    code = int(status.split()[1])
+    if code in (204, 304) or getattr(sock, "_head_only", False):
+        n = 0
+    while len(rest) < n:
+        chunk = sock.recv(max(65536, n - len(rest)))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(rest)} of {n} body bytes")
+        rest += chunk
+    return status, headers, rest[:n], rest[n:]
+
+
+def read_until_close(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()

@@ -1,0 +1,161 @@
+"""zcopy.aio on real non-blocking sockets, under asyncio and uvloop: EAGAIN waits, chunk cap, truncation, observe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zcopy import aio, observe
+from zcopy.errors import TruncatedFileError
+
+try:
+    import uvloop
+
+    LOOPS: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop, uvloop.new_event_loop]
+except ImportError:  # uvloop is optional: the ids show when only asyncio ran
+    LOOPS = [asyncio.new_event_loop]
+
+
+@pytest.fixture(params=LOOPS, ids=[f.__module__.split(".")[0] for f in LOOPS])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    def runner(coro: Coroutine[Any, Any, Any]) -> Any:
+        loop = request.param()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.close()
+
+    return runner
+
+
+def drain_in_thread(sock: socket.socket, out: bytearray, delay: float = 0.0) -> threading.Thread:
+    def reader() -> None:
+        if delay:
+            threading.Event().wait(delay)
+        while chunk := sock.recv(1 << 16):
+            out.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    return t
+
+
+def test_sendfile_head_and_body_with_eagain(tmp_path: Path, run: Callable[..., Any]) -> None:
+    data = os.urandom(8 << 20)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    got = bytearray()
+    t = drain_in_thread(b, got, delay=0.2)  # the reader starts late: the sender must hit EAGAIN and wait
+
+    async def main() -> int:
+        with open(f, "rb") as fh:
+            return await aio.sendfile(a, fh.fileno(), 100, len(data) - 100, head=b"HEAD", max_chunk=1 << 20)
+
+    with observe() as obs:
+        n = run(main())
+    a.close()
+    t.join()
+    b.close()
+    assert n == len(data) - 100
+    assert bytes(got) == b"HEAD" + data[100:]
+    op = obs.operations[-1]
+    assert op.route == "sendfile" and op.nbytes == n and op.user_bytes == 4
+    assert op.syscalls["sendfile"] >= 8  # 1 MiB cap per call → at least 8 calls for ~8 MiB
+
+
+def test_truncation_raises_with_progress(tmp_path: Path, run: Callable[..., Any]) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 1000)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    got = bytearray()
+    t = drain_in_thread(b, got)
+
+    async def main() -> None:
+        with open(f, "rb") as fh:
+            await aio.sendfile(a, fh.fileno(), 0, 5000, name="f")
+
+    with pytest.raises(TruncatedFileError) as e:
+        run(main())
+    a.close()
+    t.join()
+    b.close()
+    assert e.value.bytes_moved == 1000 and e.value.position == 1000 and e.value.expected_end == 5000
+    assert len(got) == 1000
+
+
+def test_stalled_reader_times_out(tmp_path: Path, run: Callable[..., Any]) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * (16 << 20))
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main() -> None:
+        with open(f, "rb") as fh:
+            await aio.sendfile(a, fh.fileno(), 0, 16 << 20, timeout=0.2)
+
+    with pytest.raises(TimeoutError):
+        run(main())
+    a.close()
+    b.close()
+
+
+def test_chunk_cap_yields_to_other_tasks(tmp_path: Path, run: Callable[..., Any]) -> None:
+    """With a small cap the loop gets control between chunks even when the socket never blocks."""
+    f = tmp_path / "f"
+    f.write_bytes(b"y" * (4 << 20))
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    a.setblocking(False)
+    got = bytearray()
+    t = drain_in_thread(b, got)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        tick = asyncio.ensure_future(ticker())
+        with open(f, "rb") as fh:
+            await aio.sendfile(a, fh.fileno(), 0, 4 << 20, max_chunk=64 << 10)
+        tick.cancel()
+
+    run(main())
+    a.close()
+    t.join()
+    b.close()
+    assert len(got) == 4 << 20
+    assert ticks >= 8  # at least a share of the 64 chunk boundaries let the ticker run
+
+
+def test_blocking_socket_refused(run: Callable[..., Any]) -> None:
+    a, b = socket.socketpair()
+    with pytest.raises(ValueError):
+        run(aio.sendfile(a, 0, 0, 1))
+    a.close()
+    b.close()
+
+
+def test_send_all(run: Callable[..., Any]) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    got = bytearray()
+    t = drain_in_thread(b, got, delay=0.1)
+    payload = os.urandom(4 << 20)
+    run(aio.send_all(a, payload))
+    a.close()
+    t.join()
+    b.close()
+    assert bytes(got) == payload
