@@ -349,12 +349,16 @@ def main(argv: list[str] | None = None) -> int:
         wall_line = "nc was not available (and could not be installed): no nc comparison in this run."
         wall_base = None
     h_wall = ["contender", "wall s (median)", "min – max", "vs nc+fsync", "GB/s"]
+    # getrusage CPU is sampled per scheduler tick on many kernels (4 ms steps seen here): below ~256 MiB a
+    # contender uses only a handful of ticks, so the ratios are coarse.
+    coarse = ("\n**Coarse:** at this size each CPU figure is a few scheduler ticks; the 1 GiB run is the measurement."
+              if size < 256 * MiB else "")
     text = f"""## Transfer: zcopy send / recv ({when})
 
 Machine: {machine()}; load average at end {load_average()}.
 Command: `{cmd}` (one {size / MiB:.0f} MiB file over 127.0.0.1, warm page cache, {rounds} rounds, order shuffled
 per round, medians; measured side on CPU 0, CPU = its thread's user+sys (RUSAGE_THREAD); peer process on CPU 1;
-every receiver fsyncs). {routes}.
+every receiver fsyncs). {routes}.{coarse}
 
 ### Receiver CPU (sender: `zcopy send` / a sendfile loop; timed from accept)
 {table(h_cpu, _rows(rx, size, "cpu_s", "recv_into + write 1 MiB + fsync", True))}
