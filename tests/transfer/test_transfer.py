@@ -405,3 +405,25 @@ def test_malformed_frame_mid_session_is_refused_both_ways(tmp_path: Path, start_
     while (ev := dec.next_event()) is not p.NEED_DATA:
         events.append(ev)
     assert isinstance(events[-1], p.Error) and events[-1].code == E_PROTOCOL
+
+
+def test_ipv6_loopback(tmp_path: Path) -> None:
+    from zcopy.transfer import Receiver
+
+    try:
+        rx = Receiver(tmp_path, ("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    src = tmp_path / "src.txt"
+    src.write_text("over v6\n")
+    dst = tmp_path / "in"
+    dst.mkdir()
+    rx.close()
+    import threading
+
+    with Receiver(dst, ("::1", 0)) as rx:
+        t = threading.Thread(target=rx.serve_once)
+        t.start()
+        assert send([src], rx.address).ok
+        t.join()
+    assert (dst / "src.txt").read_text() == "over v6\n"

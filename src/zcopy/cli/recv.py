@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     host, port = rx.address
+    host = f"[{host}]" if ":" in host else host
     # Scripts (and the tests) read the chosen port from this line.
     print(f"zcopy recv: listening on {host}:{port}, writing to {args.directory}"
           + (" (token required)" if token else ""), file=sys.stderr, flush=True)

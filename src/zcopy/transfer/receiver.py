@@ -100,7 +100,8 @@ class Receiver:
         # The target directory itself may be a symlink (the user named it); only what lies below it is policed.
         self._root = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self._listener = socket.create_server(listen)
+            family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
+            self._listener = socket.create_server(listen, family=family)
         except BaseException:
             os.close(self._root)
             raise
