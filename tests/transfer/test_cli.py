@@ -154,15 +154,16 @@ def _bytes_by_syscall(log: Path, keep: Callable[[str], bool]) -> dict[str, int]:
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
-def test_strace_no_body_byte_crosses_user_space_on_either_side(tmp_path: Path) -> None:
+def test_strace_zero_copy_both_sides_and_publish_order(tmp_path: Path) -> None:
     src = tmp_path / "body.bin"
     size = 8 << 20
     src.write_bytes(os.urandom(size))
     dst = tmp_path / "dst"
     dst.mkdir()
     calls = "trace=" + ",".join(sorted(_COPYING | {"sendfile", "splice"}))
+    publish = ",fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat"
     rlog, slog = tmp_path / "recv.strace", tmp_path / "send.strace"
-    recv = subprocess.Popen(["strace", "-f", "-y", "-e", calls, "-o", str(rlog), *ZCOPY, "recv", str(dst),
+    recv = subprocess.Popen(["strace", "-f", "-y", "-e", calls + publish, "-o", str(rlog), *ZCOPY, "recv", str(dst),
                              "--listen", "127.0.0.1:0", "--once"], stderr=subprocess.PIPE, text=True)
     assert recv.stderr is not None
     line = recv.stderr.readline()
@@ -186,3 +187,17 @@ def test_strace_no_body_byte_crosses_user_space_on_either_side(tmp_path: Path) -
     # Only the protocol's frames (a few hundred bytes) went through copying syscalls on either side.
     assert sum(n for name, n in sent.items() if name in _COPYING) < 4096, sent
     assert sum(n for name, n in got.items() if name in _COPYING) < 4096, got
+
+    # The publishing order, as the kernel saw it: body → fsync(partial) → link(final) → unlink(partial) →
+    # fsync(directory). The final name exists only after the data is durable.
+    lines = rlog.read_text().splitlines()
+
+    def first(pred: Callable[[str], bool]) -> int:
+        return next(i for i, line in enumerate(lines) if pred(line))
+
+    last_splice = max(i for i, line in enumerate(lines) if "splice(" in line and "zcopy-part>" in line)
+    fsync_part = first(lambda s: re.search(r"\bfsync\(\d+<[^>]*\.body\.bin\.zcopy-part>", s) is not None)
+    link = first(lambda s: "linkat(" in s and '"body.bin"' in s)
+    unlink = first(lambda s: "unlinkat(" in s and ".body.bin.zcopy-part" in s)
+    fsync_dir = first(lambda s: re.search(rf"\bfsync\(\d+<{re.escape(str(dst))}>\)", s) is not None)
+    assert last_splice < fsync_part < link < unlink < fsync_dir
