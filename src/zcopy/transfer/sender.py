@@ -302,7 +302,12 @@ class _Session:
             # for it cannot prove it, and may be an impostor.
             self._fail(AuthError("the receiver does not require a token, so it cannot prove it knows ours"))
         entries = tuple(s.entry for s in self.sources)
-        self.sock.sendall(p.Manifest(self.algo, self.resume, entries).encode())
+        try:
+            manifest = p.Manifest(self.algo, self.resume, entries).encode()
+        except ValueError:  # over MAX_PAYLOAD[T_MANIFEST]
+            self._fail(TransferError(f"{len(entries)} entries do not fit in one manifest (64 MiB); send the tree "
+                                     "in parts", E_UNSUPPORTED))
+        self.sock.sendall(manifest)
         plan = self._expect(p.Plan)
         assert isinstance(plan, p.Plan)
         if len(plan.entries) != len(entries):
