@@ -1,0 +1,75 @@
+"""`zcopy cp SRC DST`: copy a file by the best route and say which route it took."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from zcopy.cli import UserError
+
+# Files at least this big get a progress bar (on a terminal): below it the copy is over before a bar is seen.
+PROGRESS_MIN = 64 << 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from zcopy.routes import ROUTES
+
+    p.add_argument("src", metavar="SRC", help="file to copy")
+    p.add_argument("dst", metavar="DST", help="destination file or existing directory")
+    p.add_argument("--route", choices=ROUTES, help="force one route (fails instead of falling back)")
+    p.add_argument("--no-fallback", action="store_true", help="use only the best route for this pair, or fail")
+    p.add_argument("--metadata", "-p", action="store_true", help="also copy mode and access/modify times")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zcopy import RouteUnavailable, TruncatedFileError
+    from zcopy.cli.progress import Progress, human_bytes
+    from zcopy.fastcopy import copy_result
+
+    src, dst = args.src, args.dst
+    if not os.path.exists(src):
+        raise UserError(f"{src}: no such file")
+    if os.path.isdir(src):
+        raise UserError(f"{src}: is a directory (cp copies one file)")
+    if not os.path.isfile(src):
+        raise UserError(f"{src}: not a regular file")
+    parent = os.path.dirname(os.path.abspath(dst)) if not os.path.isdir(dst) else dst
+    if not os.path.isdir(parent):
+        raise UserError(f"{dst}: directory {parent} does not exist")
+    size = os.path.getsize(src)
+    bar = Progress(f"cp {os.path.basename(src)}", enabled=None if size >= PROGRESS_MIN and not args.json else False)
+    t0 = time.perf_counter()
+    try:
+        moved = copy_result(
+            src, dst, route=args.route, fallback=not args.no_fallback, metadata=args.metadata, progress=bar.update
+        )
+    except RouteUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except TruncatedFileError as exc:
+        raise UserError(f"{exc}; nothing was written to {dst}") from None
+    except OSError as exc:
+        raise UserError(f"{exc.strerror or exc}: {exc.filename or dst}; nothing was written to {dst}") from None
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    summary = {
+        "src": src,
+        "dst": dst,
+        "bytes": moved.nbytes,
+        "route": moved.route,
+        "skipped": [{"route": r, "reason": why} for r, why in moved.skipped],
+        "seconds": round(wall, 6),
+    }
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        rate = moved.nbytes / wall if wall > 0 else 0.0
+        print(f"{human_bytes(moved.nbytes)} copied by {moved.route} in {wall:.3f} s ({human_bytes(rate)}/s)")
+        for r, why in moved.skipped:
+            print(f"  fell back from {r}: {why}")
+    return 0

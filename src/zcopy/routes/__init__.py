@@ -1,0 +1,194 @@
+"""Moving bytes between two fds by the best route that works, and saying which one did.
+
+`move()` classifies both ends, walks the selection table (routes.table), lets a route give up only before any
+byte moved, turns a source that shrank into TruncatedFileError, and reports the operation to `observe`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from zcopy import observe as _observe
+from zcopy.errors import RouteUnavailable, TruncatedFileError
+from zcopy.routes import copy_file_range, readwrite, sendfile, splice, table
+from zcopy.routes import mmap as mmap_route
+from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+
+_MODULES: dict[str, ModuleType] = {
+    m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, readwrite)
+}
+ROUTES = table.ROUTES
+
+# route name → model(src_kind, dst_kind) -> CopyModel
+COPY_MODELS: dict[str, Callable[[str, str], CopyModel]] = {name: m.model for name, m in _MODULES.items()}
+
+
+def copy_model(route: str, src_kind: str, dst_kind: str) -> CopyModel:
+    return COPY_MODELS[route](src_kind, dst_kind)
+
+
+@dataclass
+class Moved:
+    """What a move did: bytes, the route that moved them, the routes skipped first (and why)."""
+
+    nbytes: int
+    route: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    syscalls: dict[str, int] = field(default_factory=dict)
+    user_bytes: int = 0
+    status: str = "done"  # done | eof | src_again | dst_again
+    src_kind: str = ""
+    dst_kind: str = ""
+
+
+def kind_of_mode(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    return "other"
+
+
+def kind_of(fd: int) -> str:
+    return kind_of_mode(os.fstat(fd).st_mode)
+
+
+def plan(src_kind: str, dst_kind: str, route: str | None = None, fallback: bool = True) -> list[tuple[str, str | None]]:
+    """The routes move() would try, each with the reason it cannot serve this pair (None: it may)."""
+    if route is not None:
+        if route not in _MODULES:
+            raise ValueError(f"unknown route {route!r}; choose from {', '.join(ROUTES)}")
+        names: tuple[str, ...] = (route,)
+    else:
+        names = table.order(src_kind, dst_kind)
+        if not fallback:
+            names = names[:1]
+    return [(n, _MODULES[n].check(src_kind, dst_kind)) for n in names]
+
+
+def move(
+    src_fd: int,
+    dst_fd: int,
+    offset: int | None,
+    count: int,
+    *,
+    route: str | None = None,
+    fallback: bool = True,
+    dst_offset: int | None = None,
+    name: str | None = None,
+    op: str = "move",
+    timeout: float | None = None,
+    wait: bool = False,
+) -> Moved:
+    """Move up to `count` bytes from src_fd (at `offset`, or its file position when None) to dst_fd (at
+    `dst_offset`, or its position/stream when None).
+
+    Stops at `count`, at the source's end, or — for non-blocking fds unless `wait` — when an fd would block.
+    `route` forces one route (no fallback); `fallback=False` allows only the table's first choice. Either raises
+    RouteUnavailable when impossible. A regular-file source that shrinks mid-way raises TruncatedFileError.
+    An OSError after partial progress carries `bytes_moved`.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    pending = _observe.begin()
+    tally = Tally() if pending is not None else None
+    src_st = os.fstat(src_fd)
+    src_kind = kind_of_mode(src_st.st_mode)
+    dst_kind = kind_of(dst_fd)
+    if tally is not None:
+        tally.add("fstat", 2)
+    label = name or f"fd:{src_fd}"
+    use_position = src_kind == "file" and offset is None
+    if use_position:
+        offset = os.lseek(src_fd, 0, os.SEEK_CUR)
+    if offset is not None and offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    # Java's transferTo contract: a regular file moves at most size - position bytes. Size 0 also describes
+    # procfs/sysfs files that do have data, so then we read until EOF.
+    sized = src_kind == "file" and src_st.st_size > 0
+    if sized and offset is not None:
+        count = max(0, min(count, src_st.st_size - offset))
+    candidates = plan(src_kind, dst_kind, route, fallback)
+    skipped: list[tuple[str, str]] = []
+    moved = 0
+    status = Status.DONE
+    used = candidates[-1][0] if candidates else "readwrite"
+    for rname, reason in candidates:
+        if reason is not None:
+            skipped.append((rname, reason))
+            continue
+        used = rname
+        try:
+            moved, status = _run(
+                _MODULES[rname], src_fd, dst_fd, offset, count, dst_offset, tally, moved, wait, timeout
+            )
+        except GiveUp as g:
+            skipped.append((rname, g.reason))
+            moved += g.salvaged
+            continue
+        break
+    else:
+        forced = route if route is not None else (candidates[0][0] if candidates else "?")
+        why = "; ".join(f"{r}: {w}" for r, w in skipped)
+        if route is not None or not fallback:
+            raise RouteUnavailable(forced, why)
+        raise RouteUnavailable(forced, f"no route could move {src_kind} → {dst_kind}: {why}")
+    if use_position and offset is not None:
+        os.lseek(src_fd, offset + moved, os.SEEK_SET)
+    if status is Status.EOF and sized and offset is not None and moved < count:
+        now = os.fstat(src_fd).st_size
+        if now < offset + count:
+            raise TruncatedFileError(label, offset + moved, offset + count, moved)
+    result = Moved(moved, used, skipped, {}, 0, status.value, src_kind, dst_kind)
+    if pending is not None and tally is not None:
+        result.syscalls = tally.syscalls
+        result.user_bytes = tally.user_bytes
+        pending.end(op, used, moved, tally.syscalls, tally.user_bytes, skipped)
+    return result
+
+
+def _run(
+    mod: ModuleType,
+    src_fd: int,
+    dst_fd: int,
+    offset: int | None,
+    count: int,
+    dst_offset: int | None,
+    tally: Tally | None,
+    already: int,
+    wait: bool,
+    timeout: float | None,
+) -> tuple[int, Status]:
+    """Run one route to completion; with `wait`, sleep in poll() on EAGAIN instead of returning."""
+    moved = already
+    while True:
+        try:
+            n, status = mod.move(
+                src_fd,
+                dst_fd,
+                None if offset is None else offset + moved,
+                count - moved,
+                None if dst_offset is None else dst_offset + moved,
+                tally,
+            )
+        except GiveUp as g:
+            if moved == already:
+                raise
+            # Progress was made by this route earlier in the call: never switch routes mid-stream.
+            err = OSError(errno.EIO, f"route {mod.NAME} failed after {moved} bytes: {g.reason}")
+            err.bytes_moved = moved  # type: ignore[attr-defined]
+            raise err from None
+        moved += n
+        if status in (Status.DONE, Status.EOF) or not wait:
+            return moved, status
+        wait_fd(dst_fd if status is Status.DST_AGAIN else src_fd, status is Status.DST_AGAIN, timeout)
+
+
+__all__ = ["COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan"]
