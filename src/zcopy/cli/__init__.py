@@ -12,6 +12,7 @@ from zcopy import __version__
 # name → (module under zcopy.cli, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("cp", "copy a file by the best zero-copy route"),
+    "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
 }
 
 

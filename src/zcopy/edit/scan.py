@@ -93,14 +93,15 @@ class Chunk:
             return sum(len(e.new) - (e.end - e.start) for e in self.edits)
         return self.new_len - (self.end - self.start)
 
-    def output(self) -> Iterator[tuple[int, int] | bytes]:
+    def output(self) -> Iterator[tuple[int, int] | bytes | memoryview]:
         """What the region becomes, in order: ``(a, b)`` = source bytes [a, b) unchanged, bytes = new content.
 
         Unchanged spans come as ranges so the caller may move them in-kernel; a bulk chunk yields its whole
         new content as one piece.
         """
         if self.edits is None:
-            yield self.new[: self.new_len]
+            # A view, not a slice: slicing would copy the window once more.
+            yield self.new if self.new_len == len(self.new) else memoryview(self.new)[: self.new_len]
             return
         pos = self.start
         for e in self.edits:
@@ -247,7 +248,7 @@ def apply(chunks: Iterator[Chunk], source: bytes) -> bytes:
     out: list[bytes] = []
     for ch in chunks:
         for piece in ch.output():
-            out.append(source[piece[0] : piece[1]] if isinstance(piece, tuple) else piece)
+            out.append(source[piece[0] : piece[1]] if isinstance(piece, tuple) else bytes(piece))
     return b"".join(out)
 
 
