@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import faulthandler
     import re
 
-    from zcopy.edit import LengthChangeError, ReplaceResult, exit_code, replace
+    from zcopy.edit import LengthChangeError, exit_code, replace
     from zcopy.edit.scan import Spec
     from zcopy.errors import ZeroCopyError
 
