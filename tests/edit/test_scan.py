@@ -34,7 +34,7 @@ def check_tiling(chunks: list[Chunk], size: int) -> None:
     assert pos == size
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(small, pattern, st.binary(max_size=6), windows, limits, st.integers(min_value=0, max_value=5))
 def test_literal_matches_bytes_replace(data: bytes, old: bytes, new: bytes, window: int, sparse: int,
                                        count: int) -> None:

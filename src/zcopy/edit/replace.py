@@ -177,10 +177,13 @@ def _chunks(
     spec: Spec, ch: FileChannel, mapping: MappedBuffer | None, size: int, window: int, progress: Progress | None
 ) -> Iterator[Chunk]:
     """scan() over the mapping (or pread when unmappable), checking before each window that the file did not
-    shrink: touching a mapped page past EOF is SIGBUS, which Python cannot catch."""
+    shrink: touching a mapped page past EOF is SIGBUS, which Python cannot catch. ``progress(offset, size)``
+    runs just before each window is read."""
     fd = ch.fileno()
 
     def check(a: int, b: int) -> None:
+        if progress is not None:
+            progress(a, size)
         now = os.fstat(fd).st_size
         if now < b:
             raise TruncatedFileError(ch.name, min(now, a), b, a)
@@ -192,6 +195,8 @@ def _chunks(
         return data
 
     def read_pread(a: int, b: int) -> bytes:
+        if progress is not None:
+            progress(a, size)
         data = os.pread(fd, b - a, a)
         if len(data) != b - a:
             raise TruncatedFileError(ch.name, a + len(data), b, a)
@@ -202,9 +207,9 @@ def _chunks(
     for chunk in scan(spec, buf, size, window=window, read=read):
         if spec.regex and chunk.end > chunk.start:
             check(chunk.start, chunk.end)  # re read the mapping itself; make sure it is still all there
-        if progress is not None:
-            progress(chunk.end, size)
         yield chunk
+    if progress is not None:
+        progress(size, size)
 
 
 def _replaced_bytes(chunk: Chunk, spec: Spec) -> int:
