@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
 import sys
 
 IS_LINUX = sys.platform.startswith("linux")
@@ -22,8 +21,9 @@ F_SETPIPE_SZ: int = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 F_GETPIPE_SZ: int = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 # socket(7)/msg_zerocopy.rst: SO_ZEROCOPY = 60, MSG_ZEROCOPY = 0x4000000 (Linux >= 4.14); Python 3.11 lacks both.
-SO_ZEROCOPY: int = getattr(socket, "SO_ZEROCOPY", 60)
-MSG_ZEROCOPY: int = getattr(socket, "MSG_ZEROCOPY", 0x4000000)
+# (Literals, not getattr(socket, ...): importing socket here would cost every `zcopy` start-up ~2 ms.)
+SO_ZEROCOPY = 60
+MSG_ZEROCOPY = 0x4000000
 
 # Open file description locks (Linux >= 3.15): per-open-file, not per-process, so two channels in one
 # process conflict as they should. Fall back to classic POSIX record locks elsewhere.

@@ -208,7 +208,7 @@ class FileChannel:
                 raise ValueError(f"position must be >= 0, got {position}")
             n = os.preadv(fd, buffers, position)
         if pending is not None:
-            pending.end("read", "readwrite", n, {"readv" if position is None else "preadv": 1}, n)
+            pending.end("read", "readwrite", n, {"readv" if position is None else "preadv2": 1}, n)
         return n
 
     def read(self, n: int = -1, position: int | None = None) -> bytes:
@@ -259,7 +259,7 @@ class FileChannel:
             if not views or not views[0]:
                 views = [v for v in views if len(v)]
         if pending is not None:
-            pending.end("write", "readwrite", total, {"writev" if position is None else "pwritev": calls}, total)
+            pending.end("write", "readwrite", total, {"writev" if position is None else "pwritev2": calls}, total)
         return total
 
     def force(self, metadata: bool = True) -> None:
@@ -446,10 +446,14 @@ class SocketChannel:
         """Send all of data."""
         self._check()
         pending = _observe.begin()
-        self.socket.sendall(data)
+        view = memoryview(data).cast("B")
+        calls = 0
+        while view:
+            view = view[self.socket.send(view) :]
+            calls += 1
         n = memoryview(data).nbytes
         if pending is not None:
-            pending.end("write", "readwrite", n, {"sendto": 1}, n)
+            pending.end("write", "readwrite", n, {"sendto": calls}, n)
         return n
 
     def shutdown_output(self) -> None:

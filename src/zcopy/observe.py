@@ -9,8 +9,9 @@ import contextvars
 import resource
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from types import TracebackType
+
+from zcopy._record import Record
 
 _active: contextvars.ContextVar[Observer | None] = contextvars.ContextVar("zcopy_observer", default=None)
 
@@ -18,16 +19,26 @@ _active: contextvars.ContextVar[Observer | None] = contextvars.ContextVar("zcopy
 _RUSAGE_OP = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 
-@dataclass
-class Usage:
+class Usage(Record):
     """CPU, scheduling and fault counters over an interval (getrusage deltas)."""
 
-    cpu_user_s: float = 0.0
-    cpu_sys_s: float = 0.0
-    ctx_voluntary: int = 0
-    ctx_involuntary: int = 0
-    minor_faults: int = 0
-    major_faults: int = 0
+    __slots__ = ("cpu_sys_s", "cpu_user_s", "ctx_involuntary", "ctx_voluntary", "major_faults", "minor_faults")
+
+    def __init__(
+        self,
+        cpu_user_s: float = 0.0,
+        cpu_sys_s: float = 0.0,
+        ctx_voluntary: int = 0,
+        ctx_involuntary: int = 0,
+        minor_faults: int = 0,
+        major_faults: int = 0,
+    ) -> None:
+        self.cpu_user_s = cpu_user_s
+        self.cpu_sys_s = cpu_sys_s
+        self.ctx_voluntary = ctx_voluntary
+        self.ctx_involuntary = ctx_involuntary
+        self.minor_faults = minor_faults
+        self.major_faults = major_faults
 
     @classmethod
     def between(cls, a: resource.struct_rusage, b: resource.struct_rusage) -> Usage:
@@ -40,17 +51,34 @@ class Usage:
             b.ru_majflt - a.ru_majflt,
         )
 
+    def as_dict(self) -> dict[str, object]:
+        return self.fields()
 
-@dataclass
-class Operation:
-    op: str  # what was asked: "transfer_to", "copy", "read", "force", ...
-    route: str  # how it was done: "sendfile", "splice", "readwrite", ...
-    nbytes: int
-    syscalls: dict[str, int]
-    user_bytes: int  # bytes copied between kernel and user space (a read then write of n bytes counts 2n)
-    wall_s: float
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # routes tried first and why they gave up
-    usage: Usage = field(default_factory=Usage)
+
+class Operation(Record):
+    """One recorded operation: what was asked (op), how it was done (route) and what it cost."""
+
+    __slots__ = ("nbytes", "op", "route", "skipped", "syscalls", "usage", "user_bytes", "wall_s")
+
+    def __init__(
+        self,
+        op: str,
+        route: str,
+        nbytes: int,
+        syscalls: dict[str, int],
+        user_bytes: int,
+        wall_s: float,
+        skipped: list[tuple[str, str]] | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        self.op = op  # "transfer_to", "copy", "read", "force", ...
+        self.route = route  # "sendfile", "splice", "readwrite", ...
+        self.nbytes = nbytes
+        self.syscalls = syscalls
+        self.user_bytes = user_bytes  # bytes copied between kernel and user space (read then write of n: 2n)
+        self.wall_s = wall_s
+        self.skipped = skipped if skipped is not None else []  # routes tried first and why they gave up
+        self.usage = usage if usage is not None else Usage()
 
     @property
     def syscall_count(self) -> int:
@@ -62,27 +90,46 @@ class Operation:
         return 2 * self.syscall_count
 
     def as_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["skipped"] = [list(s) for s in self.skipped]
+        d = self.fields()
+        d["syscalls"] = dict(self.syscalls)
+        d["skipped"] = [list(x) for x in self.skipped]
+        d["usage"] = self.usage.as_dict()
         d["syscall_count"] = self.syscall_count
         d["mode_switches"] = self.mode_switches
         return d
 
 
-@dataclass
-class Totals:
-    nbytes: int = 0
-    syscalls: dict[str, int] = field(default_factory=dict)
-    user_bytes: int = 0
-    wall_s: float = 0.0
-    usage: Usage = field(default_factory=Usage)  # whole process (all threads) over the observe block
-    disk_read_bytes: int = 0  # /proc/self/io read_bytes: what storage really delivered
-    disk_write_bytes: int = 0  # /proc/self/io write_bytes: what this process caused to be written to storage
-    io_rchar: int = 0  # /proc/self/io rchar/wchar: bytes through read-like/write-like syscalls
-    io_wchar: int = 0
-    dirty_kb_before: int = 0  # /proc/meminfo Dirty (system-wide) at start and end
-    dirty_kb_after: int = 0
-    routes: dict[str, int] = field(default_factory=dict)  # route → bytes moved by it
+class Totals(Record):
+    """Sums over the operations plus process-wide deltas over the observe block."""
+
+    __slots__ = (
+        "dirty_kb_after",
+        "dirty_kb_before",
+        "disk_read_bytes",
+        "disk_write_bytes",
+        "io_rchar",
+        "io_wchar",
+        "nbytes",
+        "routes",
+        "syscalls",
+        "usage",
+        "user_bytes",
+        "wall_s",
+    )
+
+    def __init__(self, wall_s: float = 0.0) -> None:
+        self.nbytes = 0
+        self.syscalls: dict[str, int] = {}
+        self.user_bytes = 0
+        self.wall_s = wall_s
+        self.usage = Usage()  # whole process (all threads)
+        self.disk_read_bytes = 0  # /proc/self/io read_bytes: what storage really delivered
+        self.disk_write_bytes = 0  # /proc/self/io write_bytes: what this process caused to be written to storage
+        self.io_rchar = 0  # /proc/self/io rchar/wchar: bytes through read-like/write-like syscalls
+        self.io_wchar = 0
+        self.dirty_kb_before = 0  # /proc/meminfo Dirty (system-wide) at start and end
+        self.dirty_kb_after = 0
+        self.routes: dict[str, int] = {}  # route → bytes moved by it
 
     @property
     def syscall_count(self) -> int:
@@ -93,7 +140,10 @@ class Totals:
         return 2 * self.syscall_count
 
     def as_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        d = self.fields()
+        d["syscalls"] = dict(self.syscalls)
+        d["routes"] = dict(self.routes)
+        d["usage"] = self.usage.as_dict()
         d["syscall_count"] = self.syscall_count
         d["mode_switches"] = self.mode_switches
         return d

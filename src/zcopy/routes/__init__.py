@@ -10,10 +10,10 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 
 from zcopy import observe as _observe
+from zcopy._record import Record
 from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
@@ -32,18 +32,30 @@ def copy_model(route: str, src_kind: str, dst_kind: str) -> CopyModel:
     return COPY_MODELS[route](src_kind, dst_kind)
 
 
-@dataclass
-class Moved:
+class Moved(Record):
     """What a move did: bytes, the route that moved them, the routes skipped first (and why)."""
 
-    nbytes: int
-    route: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    syscalls: dict[str, int] = field(default_factory=dict)
-    user_bytes: int = 0
-    status: str = "done"  # done | eof | src_again | dst_again
-    src_kind: str = ""
-    dst_kind: str = ""
+    __slots__ = ("dst_kind", "nbytes", "route", "skipped", "src_kind", "status", "syscalls", "user_bytes")
+
+    def __init__(
+        self,
+        nbytes: int,
+        route: str,
+        skipped: list[tuple[str, str]] | None = None,
+        syscalls: dict[str, int] | None = None,
+        user_bytes: int = 0,
+        status: str = "done",
+        src_kind: str = "",
+        dst_kind: str = "",
+    ) -> None:
+        self.nbytes = nbytes
+        self.route = route
+        self.skipped = skipped if skipped is not None else []
+        self.syscalls = syscalls if syscalls is not None else {}
+        self.user_bytes = user_bytes
+        self.status = status  # done | eof | src_again | dst_again
+        self.src_kind = src_kind
+        self.dst_kind = dst_kind
 
 
 def kind_of_mode(mode: int) -> str:

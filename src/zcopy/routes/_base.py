@@ -10,9 +10,9 @@ import enum
 import errno
 import os
 import select
-from dataclasses import dataclass, field
 
 from zcopy import _sys
+from zcopy._record import Record
 
 
 class Status(enum.Enum):
@@ -54,12 +54,14 @@ _WHY = {
 }
 
 
-@dataclass
-class Tally:
+class Tally(Record):
     """Syscalls by name and bytes that crossed the user/kernel boundary. Only allocated while observing."""
 
-    syscalls: dict[str, int] = field(default_factory=dict)
-    user_bytes: int = 0
+    __slots__ = ("syscalls", "user_bytes")
+
+    def __init__(self) -> None:
+        self.syscalls: dict[str, int] = {}
+        self.user_bytes = 0
 
     def add(self, name: str, n: int = 1) -> None:
         self.syscalls[name] = self.syscalls.get(name, 0) + n
@@ -100,21 +102,27 @@ def write_all(dst_fd: int, view: memoryview, dst_offset: int | None, tally: Tall
 DMA, CPU, REF = "DMA", "CPU", "ref"  # REF: only page references/descriptors move (no byte copied)
 
 
-@dataclass(frozen=True)
-class Hop:
-    src: str
-    dst: str
-    kind: str  # DMA, CPU or ref
-    note: str = ""  # e.g. "in kernel"
+class Hop(Record):
+    """One arrow of the article's diagrams: bytes (or only page references) going from src to dst."""
+
+    __slots__ = ("dst", "kind", "note", "src")
+
+    def __init__(self, src: str, dst: str, kind: str, note: str = "") -> None:
+        self.src = src
+        self.dst = dst
+        self.kind = kind  # DMA, CPU or ref
+        self.note = note  # e.g. "in kernel"
 
 
-@dataclass(frozen=True)
-class CopyModel:
+class CopyModel(Record):
     """The article's diagram for one route between two endpoint kinds, as data."""
 
-    route: str
-    hops: tuple[Hop, ...]
-    user_space: bool  # do the bytes pass through a user-space buffer?
+    __slots__ = ("hops", "route", "user_space")
+
+    def __init__(self, route: str, hops: tuple[Hop, ...], user_space: bool) -> None:
+        self.route = route
+        self.hops = hops
+        self.user_space = user_space  # do the bytes pass through a user-space buffer?
 
     @property
     def cpu_copies(self) -> int:

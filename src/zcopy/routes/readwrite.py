@@ -54,7 +54,7 @@ def move(
             exc.bytes_moved = moved  # type: ignore[attr-defined]
             raise
         if tally is not None:
-            tally.add("readv" if offset is None else "preadv")
+            tally.add("readv" if offset is None else "preadv2")
             tally.user_bytes += got
         if got == 0:
             return moved, Status.EOF

@@ -1,0 +1,139 @@
+"""Shared benchmark plumbing: machine facts, rounds with shuffled contender order, medians, markdown tables.
+
+Benchmarks are not tests: they print and write docs, never assert timings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
+    return (
+        f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def load_average() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def thread_cpu() -> float:
+    """CPU seconds (user + sys) of the calling thread (RUSAGE_THREAD, Linux 2.6.26)."""
+    r = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+    return r.ru_utime + r.ru_stime
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclass
+class Sample:
+    wall_s: float
+    cpu_s: float
+
+
+@dataclass
+class Result:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def med(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def lo(self, attr: str) -> float:
+        return min(getattr(s, attr) for s in self.samples)
+
+    def hi(self, attr: str) -> float:
+        return max(getattr(s, attr) for s in self.samples)
+
+
+def run_rounds(
+    contenders: dict[str, Callable[[], Sample]],
+    rounds: int,
+    between: Callable[[], None] | None = None,
+    seed: int = 1,
+) -> dict[str, Result]:
+    """Each round runs every contender once in a freshly shuffled order (a copying contender pollutes the cache
+    for whoever runs next: ~15% bias measured here, so no one may always go second)."""
+    rng = random.Random(seed)
+    results = {name: Result(name) for name in contenders}
+    names = list(contenders)
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            results[name].samples.append(contenders[name]())
+            if between is not None:
+                between()
+    return results
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def drop_dirty() -> None:
+    """Flush dirty pages (untimed) so the next contender does not pay for the previous one's writeback."""
+    os.sync()
+
+
+def warm(path: str) -> None:
+    """Read the file once so it sits in the page cache (the benchmarks measure warm-cache transfers)."""
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(8 * MiB)
+        while f.readinto(buf):
+            pass
+
+
+def make_file(path: str, size: int) -> None:
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, MiB)
+            f.write(block[:n])
+            left -= n
+
+
+def timed(fn: Callable[[], object]) -> Sample:
+    c0, t0 = thread_cpu(), time.perf_counter()
+    fn()
+    return Sample(time.perf_counter() - t0, thread_cpu() - c0)
+
+
+def sh(cmd: list[str]) -> Sample:
+    """Run a command; wall time and the child's CPU."""
+    c0, t0 = children_cpu(), time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return Sample(time.perf_counter() - t0, children_cpu() - c0)

@@ -1,0 +1,262 @@
+"""Core benchmark: file→socket, socket→file and file→file, zcopy against the usual Python ways and `cp`.
+
+Side by side in one run, warm page cache, medians of N rounds with the contenders' order shuffled each round.
+CPU is the sending/receiving thread's own (RUSAGE_THREAD); the peer process runs pinned to the other core.
+Usage: python bench/core.py [--quick] [--size BYTES] [--rounds N] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import (
+    GiB,
+    MiB,
+    Result,
+    Sample,
+    drop_dirty,
+    load_average,
+    machine,
+    make_file,
+    run_rounds,
+    sh,
+    table,
+    thread_cpu,
+    timed,
+    warm,
+)
+
+from zcopy import FileChannel, copy
+
+# Peer processes: a discarding receiver, and a sender that sendfile()s the file to each connection.
+DISCARD = r"""
+import socket, sys
+srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
+buf = bytearray(1 << 20)
+while True:
+    c, _ = srv.accept()
+    while c.recv_into(buf): pass
+    c.close()
+"""
+SOURCE = r"""
+import os, socket, sys
+path = sys.argv[1]; size = os.path.getsize(path)
+srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
+fd = os.open(path, os.O_RDONLY)
+while True:
+    c, _ = srv.accept()
+    off = 0
+    while off < size:
+        off += os.sendfile(c.fileno(), fd, off, size - off)
+    c.close()
+"""
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _peer(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    pre = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    p = subprocess.Popen([*pre, sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    return p, int(p.stdout.readline())
+
+
+def _finish(sock: socket.socket) -> None:
+    # Wall time includes delivery: half-close, then wait for the receiver to close.
+    sock.shutdown(socket.SHUT_WR)
+    sock.recv(1)
+    sock.close()
+
+
+def file_to_socket(path: str, size: int, rounds: int) -> dict[str, Result]:
+    peer, port = _peer(DISCARD)
+    addr = ("127.0.0.1", port)
+
+    def measure(send: object) -> Sample:
+        sock = socket.create_connection(addr)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            c0, t0 = thread_cpu(), time.perf_counter()
+            send(fd, sock)  # type: ignore[operator]
+            cpu = thread_cpu() - c0
+            _finish(sock)
+            return Sample(time.perf_counter() - t0, cpu)
+        finally:
+            os.close(fd)
+
+    def zcopy_transfer_to(fd: int, sock: socket.socket) -> None:
+        with FileChannel(fd) as ch:
+            assert ch.transfer_to(0, size, sock) == size
+
+    def raw_sendfile(fd: int, sock: socket.socket) -> None:
+        off, out = 0, sock.fileno()
+        while off < size:
+            off += os.sendfile(out, fd, off, size - off)
+
+    def socket_sendfile(fd: int, sock: socket.socket) -> None:
+        with open(fd, "rb", closefd=False) as f:
+            sock.sendfile(f)
+
+    def read_sendall(fd: int, sock: socket.socket) -> None:
+        buf = bytearray(64 * 1024)
+        view = memoryview(buf)
+        while n := os.readv(fd, [buf]):
+            sock.sendall(view[:n])
+
+    contenders = {
+        "zcopy transfer_to (sendfile)": lambda: measure(zcopy_transfer_to),
+        "raw os.sendfile loop": lambda: measure(raw_sendfile),
+        "socket.sendfile": lambda: measure(socket_sendfile),
+        "read + sendall 64 KiB": lambda: measure(read_sendall),
+    }
+    try:
+        return run_rounds(contenders, rounds)
+    finally:
+        peer.kill()
+
+
+def socket_to_file(path: str, size: int, rounds: int, tmp: str) -> dict[str, Result]:
+    peer, port = _peer(SOURCE, path)
+    addr = ("127.0.0.1", port)
+    dst = os.path.join(tmp, "received")
+
+    def measure(recv: object) -> Sample:
+        sock = socket.create_connection(addr)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            return timed(lambda: recv(sock, fd))  # type: ignore[operator]
+        finally:
+            sock.close()
+            os.close(fd)
+            os.unlink(dst)
+
+    def zcopy_transfer_from(sock: socket.socket, fd: int) -> None:
+        with FileChannel(fd) as ch:
+            assert ch.transfer_from(sock, 0, size) == size
+
+    def recv_into_write(sock: socket.socket, fd: int) -> None:
+        buf = bytearray(MiB)
+        view = memoryview(buf)
+        while n := sock.recv_into(buf):
+            done = 0
+            while done < n:
+                done += os.write(fd, view[done:n])
+
+    contenders = {
+        "zcopy transfer_from (splice)": lambda: measure(zcopy_transfer_from),
+        "recv_into + write 1 MiB": lambda: measure(recv_into_write),
+    }
+    try:
+        return run_rounds(contenders, rounds, between=drop_dirty)
+    finally:
+        peer.kill()
+
+
+def file_to_file(path: str, rounds: int, tmp: str) -> dict[str, Result]:
+    dst = os.path.join(tmp, "copy")
+    zcopy_exe = shutil.which("zcopy") or os.path.join(os.path.dirname(sys.executable), "zcopy")
+
+    def then_clean(sample: Sample) -> Sample:
+        os.unlink(dst)
+        return sample
+
+    contenders = {
+        "zcopy.copy": lambda: then_clean(timed(lambda: copy(path, dst))),
+        "zcopy cp (CLI)": lambda: then_clean(sh([zcopy_exe, "cp", path, dst])),
+        "cp": lambda: then_clean(sh(["cp", path, dst])),
+        "shutil.copyfile": lambda: then_clean(timed(lambda: shutil.copyfile(path, dst))),
+    }
+    return run_rounds(contenders, rounds, between=drop_dirty)
+
+
+def _rows(results: dict[str, Result], size: int, attr: str, base: str, per_gb: bool) -> list[list[str]]:
+    scale = GiB / size if per_gb else 1.0
+    ref = results[base].med(attr)
+    rows = []
+    for name, r in results.items():
+        rows.append(
+            [
+                name,
+                f"{r.med(attr) * scale:.3f}",
+                f"{r.lo(attr) * scale:.3f} – {r.hi(attr) * scale:.3f}",
+                f"{r.med(attr) / ref:.2f}×" if ref > 0 else "–",
+                f"{size / r.med('wall_s') / GiB:.2f}",
+            ]
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="64 MiB, 3 rounds: proves the script works")
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--out", help="write a markdown section here")
+    args = ap.parse_args(argv)
+    size = args.size or (64 * MiB if args.quick else GiB)
+    rounds = args.rounds or (3 if args.quick else 7)
+    _pin(0)
+    tmp = tempfile.mkdtemp(prefix="zcopy-bench-", dir=os.environ.get("ZCOPY_BENCH_DIR"))
+    try:
+        src = os.path.join(tmp, "src")
+        make_file(src, size)
+        os.sync()
+        warm(src)
+        f2s = file_to_socket(src, size, rounds)
+        s2f = socket_to_file(src, size, rounds, tmp)
+        f2f = file_to_file(src, rounds, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    cmd = "python bench/core.py" + (" --quick" if args.quick else "")
+    h_cpu = ["contender", "CPU s/GB (median)", "min – max", "vs baseline", "GB/s"]
+    h_wall = ["contender", "wall s (median)", "min – max", "vs cp", "GB/s"]
+    f2s_ratio_raw = f2s["zcopy transfer_to (sendfile)"].med("cpu_s") / f2s["raw os.sendfile loop"].med("cpu_s")
+    f2s_ratio_rs = f2s["zcopy transfer_to (sendfile)"].med("cpu_s") / f2s["read + sendall 64 KiB"].med("cpu_s")
+    s2f_ratio = s2f["zcopy transfer_from (splice)"].med("cpu_s") / s2f["recv_into + write 1 MiB"].med("cpu_s")
+    f2f_ratio = f2f["zcopy.copy"].med("wall_s") / f2f["cp"].med("wall_s")
+    f2f_cli = f2f["zcopy cp (CLI)"].med("wall_s") / f2f["cp"].med("wall_s")
+    text = f"""## Core routes ({when})
+
+Machine: {machine()}; load average at end {load_average()}.
+Command: `{cmd}` (file {size / MiB:.0f} MiB, warm page cache, {rounds} rounds, order shuffled per round,
+medians; CPU = the sending/receiving thread's user+sys from getrusage(RUSAGE_THREAD); peer process pinned to CPU 1).
+
+### file → socket (loopback), sender CPU
+{table(h_cpu, _rows(f2s, size, "cpu_s", "raw os.sendfile loop", True))}
+
+`transfer_to` / raw sendfile loop = **{f2s_ratio_raw:.2f}×** (target ≤ 1.05×);
+`transfer_to` / read+sendall = **{f2s_ratio_rs:.2f}×** (target ≤ 0.5×).
+
+### socket → file (loopback), receiver CPU
+{table(h_cpu, _rows(s2f, size, "cpu_s", "recv_into + write 1 MiB", True))}
+
+`transfer_from` (splice) / recv_into+write = **{s2f_ratio:.2f}×** (target ≤ 0.7×).
+
+### file → file, wall time
+{table(h_wall, _rows(f2f, size, "wall_s", "cp", False))}
+
+`zcopy.copy` / `cp` = **{f2f_ratio:.2f}×**, `zcopy cp` / `cp` = **{f2f_cli:.2f}×** (target ≤ 1.05×).
+"""
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`make bench`: run every benchmark script in bench/ one after another and rewrite docs/benchmarks.md.
+
+Each script is run in its own process with `--out FILE` and writes one markdown section. Extra arguments (e.g.
+`--quick`) are passed to every script. `ZCOPY_BENCH_ONLY=core,serve` limits which ones run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SCRIPTS = ["core", "lab", "transfer", "replace", "serve"]  # in this order; missing ones are skipped
+
+HEADER = """# Benchmarks
+
+Written by `make bench` (`python bench/run.py`): every number below was measured by the command shown with it, on
+the machine named with it. These machines are noisy, so contenders run side by side in the same run, their order
+shuffled per round, and medians are quoted with min–max. Benchmarks are never timed assertions in tests.
+"""
+
+
+def main(argv: list[str]) -> int:
+    only = {s for s in os.environ.get("ZCOPY_BENCH_ONLY", "").split(",") if s}
+    sections: list[str] = []
+    failed: list[str] = []
+    for name in SCRIPTS:
+        path = os.path.join(HERE, f"{name}.py")
+        if not os.path.exists(path) or (only and name not in only):
+            continue
+        with tempfile.NamedTemporaryFile("r", suffix=".md") as out:
+            print(f"== bench/{name}.py {' '.join(argv)}", flush=True)
+            rc = subprocess.call([sys.executable, path, *argv, "--out", out.name], cwd=ROOT)
+            with open(out.name) as f:
+                text = f.read()
+        if rc != 0 or not text.strip():
+            failed.append(name)
+            text = f"## bench/{name}.py\n\nFailed on {datetime.date.today()} (exit {rc}); see its output.\n"
+        sections.append(text.strip() + "\n")
+    dest = os.path.join(ROOT, "docs", "benchmarks.md")
+    if only and os.path.exists(dest):
+        print(f"ZCOPY_BENCH_ONLY set: not rewriting {dest}; sections printed above")
+        return 1 if failed else 0
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest, "w") as f:
+        f.write(HEADER + "\n" + "\n".join(sections))
+    print(f"wrote {dest}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
