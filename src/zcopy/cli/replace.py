@@ -7,6 +7,7 @@ Exit status, grep-like: 0 something matched (and was replaced unless --dry-run),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     # A file truncated by another process while mapped raises SIGBUS on the next touch, which Python cannot
     # catch. The scan checks the size before every window; for the race left, at least print where we died.
-    faulthandler.enable()
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(OSError, ValueError):  # stderr without a file descriptor (embedded use)
+            faulthandler.enable(sys.__stderr__ or sys.stderr)
     old, new = _to_bytes(args.old, args.encoding), _to_bytes(args.new, args.encoding)
     if args.count < 0:
         raise UserError("--count must be >= 0")

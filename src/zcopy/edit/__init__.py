@@ -1,9 +1,9 @@
 """zcopy.edit: find/replace in files of any size through mmap, in place or by an atomic rewrite.
 
-`scan` is the pure matcher, `result` the outcome model, `replace` the I/O (locks, mappings, temp files).
+`scan` is the pure matcher, `result` the outcome model, `editor` the I/O (locks, mappings, temp files).
 """
 
-from zcopy.edit.replace import (
+from zcopy.edit.editor import (
     ConcurrentModificationError,
     FileLockedError,
     LengthChangeError,

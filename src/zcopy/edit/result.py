@@ -1,6 +1,6 @@
 """What `zcopy replace` did (or would do) to one file: the ReplaceResult model and its exit-code rule.
 
-Pure data: the I/O glue (edit.replace) fills it, the CLI renders it.
+Pure data: the I/O glue (edit.editor) fills it, the CLI renders it.
 """
 
 from __future__ import annotations

@@ -309,3 +309,31 @@ def test_sigkill_during_safe_rewrite_leaves_old_or_new(tmp_path: Path) -> None:
                 assert f.name.endswith(".zcopy-tmp")
                 f.unlink()
     assert outcomes["old"] > 0, outcomes  # at least some kills landed before the rename
+
+
+# Truncation between the size check and the next touch of the mapping (the race no check can close):
+# the process dies of SIGBUS, but faulthandler (enabled by the CLI) says where, and --safe keeps the original.
+RACE = textwrap.dedent("""
+    import os, sys
+    import zcopy.edit.editor as r
+    from zcopy.cli import main
+    real_chunks = r._chunks
+    def racing_chunks(spec, ch, mapping, size, window, progress):
+        for chunk in real_chunks(spec, ch, mapping, size, window, progress):
+            if chunk.matches:
+                os.truncate(ch.name, 0)  # another process shrinks the file right after the check
+            yield chunk
+    r._chunks = racing_chunks
+    sys.exit(main(["replace", *sys.argv[1:]]))
+""")
+
+
+@pytest.mark.parametrize("flags", [[], ["--safe"]])
+def test_sigbus_race_is_not_silent_and_safe_keeps_original(tmp_path: Path, flags: list[str]) -> None:
+    p = write(tmp_path / "f", (b"x" * 5000 + b"old") * 200)  # sparse matches: edits touch the mapping
+    ino = p.stat().st_ino
+    proc = subprocess.run([sys.executable, "-c", RACE, *flags, "old", "new", str(p)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Bus error" in proc.stderr and "zcopy/edit/editor.py" in proc.stderr, proc.stderr
+    assert p.stat().st_ino == ino  # --safe: never renamed over; in place: edited the (truncated) inode only
