@@ -20,7 +20,15 @@ from typing import Literal
 from zcopy import routes
 from zcopy.channel import FileChannel, FileLock
 from zcopy.edit.result import IN_PLACE, REWRITE, ReplaceResult
-from zcopy.edit.scan import DEFAULT_GRANULE, DEFAULT_WINDOW, Chunk, Spec, changed_blocks, scan
+from zcopy.edit.scan import (
+    DEFAULT_GRANULE,
+    DEFAULT_WINDOW,
+    Chunk,
+    Spec,
+    changed_blocks,
+    effective_window,
+    scan,
+)
 from zcopy.errors import TruncatedFileError, ZeroCopyError
 from zcopy.mapped import MapMode, MappedBuffer
 
@@ -99,7 +107,14 @@ def replace(
         raise LengthChangeError(f"cannot edit in place: {why}; use --safe (a rewrite)")
     in_place = mode == "in-place" or (mode == "auto" and spec.same_length and backup is None)
     result = ReplaceResult(os.fspath(path), dry_run=dry_run)
-    ch, lock = _open_locked(real, writable=in_place and not dry_run, wait=wait_lock)
+    try:
+        ch, lock = _open_locked(real, writable=in_place and not dry_run, wait=wait_lock)
+    except PermissionError:
+        if mode != "auto" or not in_place:
+            raise
+        # A read-only file in a writable directory: like sed -i, replace it by a rewrite.
+        in_place = False
+        ch, lock = _open_locked(real, writable=False, wait=wait_lock)
     try:
         size = ch.size()
         result.size_before = result.size_after = size
@@ -109,7 +124,13 @@ def replace(
         if regex and mapping is None and size:
             raise ZeroCopyError(f"{real}: cannot be mapped, and --regex scans the mapping")
         try:
-            chunks = _chunks(spec, ch, mapping, size, window, progress)
+            # Windows with more matches than this are handed over whole (bulk, built in C) rather than match by
+            # match. In place: more than one match per page on average means every page is stored anyway.
+            # Rewrite: more than window / min_kernel_span matches means the average unchanged span is too
+            # short to be worth an in-kernel move.
+            eff = effective_window(spec, window)
+            sparse = eff // DEFAULT_GRANULE if in_place else (eff // min_kernel_span if min_kernel_span else eff)
+            chunks = _chunks(spec, ch, mapping, size, window, sparse, progress)
             if dry_run:
                 _count(chunks, spec, result)
                 if result.matches:
@@ -174,7 +195,13 @@ def _map(ch: FileChannel, size: int, mode: MapMode) -> MappedBuffer | None:
 
 
 def _chunks(
-    spec: Spec, ch: FileChannel, mapping: MappedBuffer | None, size: int, window: int, progress: Progress | None
+    spec: Spec,
+    ch: FileChannel,
+    mapping: MappedBuffer | None,
+    size: int,
+    window: int,
+    sparse_limit: int,
+    progress: Progress | None,
 ) -> Iterator[Chunk]:
     """scan() over the mapping (or pread when unmappable), checking before each window that the file did not
     shrink: touching a mapped page past EOF is SIGBUS, which Python cannot catch. ``progress(offset, size)``
@@ -204,7 +231,7 @@ def _chunks(
 
     buf: object = mapping if mapping is not None else b""
     read = read_mapped if mapping is not None else read_pread
-    for chunk in scan(spec, buf, size, window=window, read=read):
+    for chunk in scan(spec, buf, size, window=window, read=read, sparse_limit=sparse_limit):
         if spec.regex and chunk.end > chunk.start:
             check(chunk.start, chunk.end)  # re read the mapping itself; make sure it is still all there
         yield chunk
