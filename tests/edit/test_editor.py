@@ -347,3 +347,19 @@ def test_sigbus_race_is_not_silent_and_safe_keeps_original(tmp_path: Path, flags
         assert flags and proc.returncode == 2, proc.stderr
         assert "was truncated" in proc.stderr or "changed while it was being rewritten" in proc.stderr
     assert p.stat().st_ino == ino  # --safe: never renamed over; in place: edited the (truncated) inode only
+
+
+def test_observe_sees_the_stores_and_the_kernel_moves(tmp_path: Path) -> None:
+    from zcopy import observe
+
+    p = write(tmp_path / "f", b"a" * (1 << 20) + b"old" + b"b" * (1 << 20))
+    with observe() as obs:
+        replace(p, b"old", b"new")
+        replace(p, b"new", b"newer")
+    ops = [(o.op, o.route) for o in obs.operations]
+    assert ("replace", "mmap") in ops  # the in-place stores (3 bytes) and their msync
+    mmap_op = next(o for o in obs.operations if o.op == "replace" and o.route == "mmap")
+    assert mmap_op.user_bytes == 3 and mmap_op.syscalls == {"msync": 1}
+    kernel = [o for o in obs.operations if o.op == "replace" and o.route != "mmap"]
+    assert kernel and sum(o.nbytes for o in kernel) == 2 << 20  # both unchanged spans moved in-kernel
+    assert all(o.user_bytes == 0 for o in kernel)

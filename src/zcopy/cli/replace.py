@@ -18,6 +18,9 @@ from zcopy.cli import UserError
 if TYPE_CHECKING:
     from zcopy.edit import ReplaceResult
 
+# Files at least this big get a progress bar (on a terminal only), as in `zcopy cp`.
+PROGRESS_MIN = 64 << 20
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("old", metavar="OLD", help="bytes to find (a Python re pattern with --regex)")
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import faulthandler
     import re
 
+    from zcopy.cli.progress import Progress
     from zcopy.edit import LengthChangeError, exit_code, replace
     from zcopy.edit.scan import Spec
     from zcopy.errors import ZeroCopyError
@@ -79,17 +83,25 @@ def run(args: argparse.Namespace) -> int:
     errors: list[dict[str, str]] = []
     for path in args.files:
         try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0  # replace() reports the real error
+        bar = Progress(f"replace {os.path.basename(path)}",
+                       enabled=None if size >= PROGRESS_MIN and not args.json else False)
+        try:
             r = replace(path, old, new, regex=args.regex, ignore_case=args.ignore_case, count=args.count,
-                        mode=args.mode, dry_run=args.dry_run, backup=args.backup)
+                        mode=args.mode, dry_run=args.dry_run, backup=args.backup, progress=bar.update)
         except (ZeroCopyError, OSError) as exc:
             if isinstance(exc, LengthChangeError):
                 raise UserError(str(exc)) from None
             msg = f"{exc.strerror}: {exc.filename or path}" if isinstance(exc, OSError) and exc.strerror \
                 else str(exc)
+            bar.close()
             errors.append({"path": path, "error": msg})
             if not args.json:
                 print(f"zcopy replace: error: {msg}", file=sys.stderr)
             continue
+        bar.close()
         results.append(r)
         if not args.json:
             print(render(r))

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+from zcopy import observe as _observe
 from zcopy import routes
 from zcopy.channel import FileChannel, FileLock
 from zcopy.edit.result import IN_PLACE, REWRITE, ReplaceResult
@@ -289,6 +290,9 @@ def _edit_in_place(
     result.forced_ranges = len(touched)
     if touched:
         result.route = IN_PLACE
+        # Stores into a mapping are no syscalls: report them to observe ourselves (msync per forced range).
+        _observe.record("replace", "mmap", result.user_bytes, syscalls={"msync": len(touched)},
+                        user_bytes=result.user_bytes)
 
 
 class _TempWriter:
