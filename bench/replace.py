@@ -109,6 +109,7 @@ def contenders(path: str) -> dict[str, tuple[list[str], str]]:
         "zcopy replace (same length, in place)": ([*zc, "old", "new", path], "new"),
         "zcopy replace --safe (same length)": ([*zc, "--safe", "old", "new", path], "new"),
         "zcopy replace (length-changing: old→older)": ([*zc, "old", "older", path], "older"),
+        "zcopy replace --regex o(l)d new (rewrite)": ([*zc, "--regex", "o(l)d", "new", path], "new"),
         "sed -i s/old/new/g": (["sed", "-i", "s/old/new/g", path], "new"),
         "perl -pi -e s/old/new/g": (["perl", "-pi", "-e", "s/old/new/g", path], "new"),
         "Python read-all/replace/write-all": ([py, "-c", readall, path, "new"], "new"),

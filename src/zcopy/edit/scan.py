@@ -259,13 +259,16 @@ def changed_blocks(old: bytes, new: bytes, length: int, base: int, granule: int)
     never straddles a page it did not change.
     """
     spans: list[tuple[int, int]] = []
+    view = memoryview(new)
     lo = 0
     hi = min(length, granule - base % granule)
     while lo < length:
-        if old[lo:hi] != new[lo:hi]:
+        # startswith(view, lo) is a memcmp without copying either side (slicing both: ~2x slower here).
+        if not old.startswith(view[lo:hi], lo):
             if spans and spans[-1][1] == lo:
                 spans[-1] = (spans[-1][0], hi)
             else:
                 spans.append((lo, hi))
         lo, hi = hi, min(length, hi + granule)
+    view.release()
     return spans
