@@ -27,7 +27,7 @@ from zcopy.edit import (
     replace,
 )
 from zcopy.edit.result import IN_PLACE, REWRITE
-from zcopy.errors import TruncatedFileError
+from zcopy.errors import TruncatedFileError, ZeroCopyError
 
 data_st = st.binary(max_size=400).map(lambda b: bytes(b"ab\n"[x % 3] for x in b))
 old_st = st.binary(min_size=1, max_size=4).map(lambda b: bytes(b"ab"[x & 1] for x in b))
@@ -363,3 +363,20 @@ def test_observe_sees_the_stores_and_the_kernel_moves(tmp_path: Path) -> None:
     kernel = [o for o in obs.operations if o.op == "replace" and o.route != "mmap"]
     assert kernel and sum(o.nbytes for o in kernel) == 2 << 20  # both unchanged spans moved in-kernel
     assert all(o.user_bytes == 0 for o in kernel)
+
+
+def test_unmappable_file_is_read_with_pread_and_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some filesystems refuse mmap (ENODEV): literal replacements still work through pread + rewrite."""
+    import errno
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(FileChannel, "map", refuse)
+    data = (b"x" * 3000 + b"old") * 1000
+    p = write(tmp_path / "f", data)
+    r = replace(p, b"old", b"new", window=4096)
+    assert r.route == REWRITE and r.matches == 1000
+    assert p.read_bytes() == data.replace(b"old", b"new")
+    with pytest.raises(ZeroCopyError, match="cannot be mapped"):
+        replace(p, b"n(e)w", b"x", regex=True)
