@@ -16,7 +16,9 @@ from zcopy.edit.scan import Chunk, Edit, Spec, apply, changed_blocks, effective_
 small = st.binary(max_size=200).map(lambda b: bytes(b"ab"[x & 1] for x in b))
 pattern = st.binary(min_size=1, max_size=5).map(lambda b: bytes(b"ab"[x & 1] for x in b))
 mixed_case = st.binary(max_size=200).map(lambda b: bytes(b"aAbB"[x & 3] for x in b))
-windows = st.integers(min_value=1, max_value=17)
+# Tiny windows put matches on window edges; 48-256 byte windows hold several matches each (a window is split
+# at no more than window // 16 matches, so those exercise multi-match windows and the density cap).
+windows = st.one_of(st.integers(min_value=1, max_value=17), st.sampled_from([48, 100, 256]))
 limits = st.sampled_from([0, 1, 10**9])  # sparse_limit: always bulk / mixed / always exact edits
 
 
@@ -119,6 +121,16 @@ def test_empty_old_and_bad_count_are_refused() -> None:
         Spec(b"a", b"b", count=-1)
     with pytest.raises(re.error):
         Spec(b"(", b"", regex=True)
+
+
+@pytest.mark.parametrize("ignore_case", [False, True])
+def test_dense_windows_are_capped_but_exact(ignore_case: bool) -> None:
+    data = b"aA" * 50_000
+    spec = Spec(b"a", b"xy", ignore_case=ignore_case)
+    out, chunks = run(spec, data, 1600)  # at most 100 matches per window
+    expected = re.sub(b"a", b"xy", data, flags=re.IGNORECASE) if ignore_case else data.replace(b"a", b"xy")
+    assert out == expected
+    assert max(c.matches for c in chunks) <= effective_window(spec, 1600) // 16
 
 
 def test_effective_window_shrinks_for_long_new() -> None:

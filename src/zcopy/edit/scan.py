@@ -21,9 +21,14 @@ DEFAULT_WINDOW = 1 << 20
 # marks dirty and writes back. Storing unchanged bytes in a page a change already dirtied costs no extra I/O.
 DEFAULT_GRANULE = 4096
 
-# Regex matches are handed out in batches of at most this many edits, so memory stays bounded however many
+# Matches are handed out as exact edits in batches of at most this many, so memory stays bounded however many
 # matches the file holds (an Edit is ~100 bytes: 4096 of them is < 1 MiB).
 EDIT_BATCH = 4096
+
+# A window is split at no more than window // 16 matches: bytes.join keeps one Py_buffer (80 bytes) per piece
+# while it runs, so a 1 MiB window of a 1-byte OLD matching everywhere would need 80 MiB at once; capped, join
+# needs ≤ 5 windows. A denser window ends after that many matches and the next one starts there.
+BYTES_PER_PIECE = 16
 
 
 class Edit(NamedTuple):
@@ -169,7 +174,8 @@ def _scan_literal(
     old, new = spec.old, spec.new
     n_old = len(old)
     key = old.lower() if spec.ignore_case else old
-    remaining = spec.count if spec.count else -1  # -1: unlimited, as bytes.split's maxsplit
+    remaining = spec.count if spec.count else -1  # -1: unlimited
+    pieces_max = max(1, win // BYTES_PER_PIECE)
     s = 0
     while s < size:
         if remaining == 0:
@@ -181,12 +187,12 @@ def _scan_literal(
             raise ValueError(f"read({s}, {x}) returned {len(chunk)} bytes")
         # bytes.lower() folds ASCII only, exactly what re.IGNORECASE does for a bytes pattern.
         hay = chunk.lower() if spec.ignore_case else chunk
-        pieces = hay.split(key, remaining)
+        limit = pieces_max if remaining < 0 else min(remaining, pieces_max)
+        pieces = hay.split(key, limit)
         k = len(pieces) - 1
         t = x - len(pieces[-1])  # end of the last match in this window (s if none)
-        if remaining > 0 and k == remaining:
-            c = t  # count reached: everything after the last match stays as it is
-            remaining = 0
+        if k == limit:
+            c = t  # count reached, or a very dense window: continue right after the last match taken
         elif x == size:
             c = size
         else:
@@ -198,7 +204,7 @@ def _scan_literal(
             yield Chunk(s, c, 0, [])
             s = c
             continue
-        if k <= sparse_limit:
+        if k <= min(sparse_limit, EDIT_BATCH):
             edits: list[Edit] = []
             pos = s
             for p in pieces[:-1]:
