@@ -178,3 +178,20 @@ def test_changed_blocks_cover_exactly_the_differences(data: bytes, base: int, gr
         assert data[lo:hi] != bytes(new[lo:hi])
     assert bytes(patched) == bytes(new)
     assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))  # coalesced: never adjacent
+
+
+@pytest.mark.parametrize(("old", "new", "data", "ignore_case"), [
+    (b"a", b"b", b"a" * (6 << 20), False),  # a match at every byte: 6 M matches
+    (b"a", b"", b"ab" * (3 << 20), True),
+    (b"a", b"b" * 16, b"a" * (6 << 20), False),  # NEW 16x longer: the window shrinks
+])
+def test_memory_bounded_in_the_densest_cases(old: bytes, new: bytes, data: bytes, ignore_case: bool) -> None:
+    window = 1 << 20
+    tracemalloc.start()
+    try:
+        n = sum(c.matches for c in scan(Spec(old, new, ignore_case=ignore_case), data, len(data), window=window))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == len(re.findall(re.escape(old), data, flags=re.IGNORECASE if ignore_case else 0))
+    assert peak < 16 * window, peak  # ~10 windows at worst, never the input's 6 MiB x pieces
