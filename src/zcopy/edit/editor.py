@@ -116,7 +116,7 @@ def replace(
     in_place = mode == "in-place" or (mode == "auto" and spec.same_length and backup is None)
     result = ReplaceResult(os.fspath(path), dry_run=dry_run)
     try:
-        ch, lock = _open_locked(real, writable=in_place and not dry_run, wait=wait_lock)
+        ch, lock = _open_locked(real, writable=in_place and not dry_run, wait=wait_lock, read_only=dry_run)
     except PermissionError:
         if mode != "auto" or not in_place:
             raise
@@ -159,15 +159,16 @@ def replace(
     return result
 
 
-def _open_locked(real: str, writable: bool, wait: bool) -> tuple[FileChannel, FileLock]:
-    """Open ``real`` and take its advisory lock (exclusive when we can open it for writing, else shared).
+def _open_locked(real: str, writable: bool, wait: bool, read_only: bool = False) -> tuple[FileChannel, FileLock]:
+    """Open ``real`` and take its advisory lock: exclusive when we can open it for writing, shared when it can
+    only be read (or ``read_only``, for a dry run: it waits for writers but not for other readers).
 
     A rewrite replaces the inode, so a lock obtained after another run renamed its result over ``real`` is on
     a dead inode: detect that (path no longer names our inode) and start again on the new file.
     """
     for _ in range(_LOCK_RETRIES):
         try:
-            ch = FileChannel.open(real, "r+")
+            ch = FileChannel.open(real, "r" if read_only else "r+")
         except PermissionError:
             if writable:
                 raise
