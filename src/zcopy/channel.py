@@ -48,7 +48,7 @@ def parse_mode(mode: str) -> int:
     m = mode.replace("b", "")
     if "+" in m:
         m = m.replace("+", "") + "+"
-    if m not in _MODES or mode.count("b") > 1:
+    if m not in _MODES or len(set(mode)) != len(mode):  # like open(): no letter twice ("r++", "rbb")
         raise ValueError(f"invalid mode {mode!r}: use r, r+, w, w+, a, a+, x or x+ (optionally with b)")
     return _MODES[m] | os.O_CLOEXEC
 
@@ -109,6 +109,7 @@ class FileChannel:
         self._writable = acc in (os.O_WRONLY, os.O_RDWR)
         self.last_route: str | None = None
         self.last_move: routes.Moved | None = None
+        self._locks: list[FileLock] = []
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], mode: str = "r", *, perms: int = 0o666) -> FileChannel:
@@ -149,6 +150,12 @@ class FileChannel:
         return self._writable
 
     def close(self) -> None:
+        if self._fd >= 0 and not self._own:
+            # The fd (and the OFD locks on it) outlive a channel that does not own it; closing a channel
+            # releases its locks (Java), so unlock them here or they would stay held, reported invalid.
+            for lk in self._locks:
+                lk.release()
+        self._locks.clear()
         fd, self._fd = self._fd, -1
         if fd >= 0 and self._own:
             if self._file is not None:
@@ -295,7 +302,11 @@ class FileChannel:
         else:
             self._check_write()
         ok = self._fcntl_lock(fcntl.F_RDLCK if shared else fcntl.F_WRLCK, position, size, wait)
-        return FileLock(self, position, size, shared) if ok else None
+        if not ok:
+            return None
+        lk = FileLock(self, position, size, shared)
+        self._locks = [held for held in self._locks if held.valid] + [lk]
+        return lk
 
     def lock(self, position: int = 0, size: int = 0, shared: bool = False) -> FileLock:
         """Block until the range is locked (size 0: to end of file, however it grows)."""
@@ -377,7 +388,9 @@ class FileChannel:
 
 
 def _target_fd(obj: Endpoint, writing: bool) -> int:
-    if isinstance(obj, (FileChannel, SocketChannel)):
+    if isinstance(obj, FileChannel):
+        return obj._check_write() if writing else obj._check_read()
+    if isinstance(obj, SocketChannel):
         return obj._check()
     return fd_of(obj)
 
@@ -457,6 +470,7 @@ class SocketChannel:
         return n
 
     def shutdown_output(self) -> None:
+        self._check()
         self.socket.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:

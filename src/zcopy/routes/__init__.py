@@ -200,7 +200,11 @@ def _run(
         moved += n
         if status in (Status.DONE, Status.EOF) or not wait:
             return moved, status
-        wait_fd(dst_fd if status is Status.DST_AGAIN else src_fd, status is Status.DST_AGAIN, timeout)
+        try:
+            wait_fd(dst_fd if status is Status.DST_AGAIN else src_fd, status is Status.DST_AGAIN, timeout)
+        except TimeoutError as exc:
+            exc.bytes_moved = moved  # type: ignore[attr-defined]
+            raise
 
 
 __all__ = ["COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan"]
