@@ -380,3 +380,14 @@ def test_unmappable_file_is_read_with_pread_and_rewritten(tmp_path: Path, monkey
     assert p.read_bytes() == data.replace(b"old", b"new")
     with pytest.raises(ZeroCopyError, match="cannot be mapped"):
         replace(p, b"n(e)w", b"x", regex=True)
+
+
+def test_rewrite_removes_temp_files_of_killed_runs(tmp_path: Path) -> None:
+    p = write(tmp_path / "f", b"old")
+    stale = tmp_path / ".f.k1LL3dXy.zcopy-tmp"  # the name mkstemp gives: .NAME.<8 random chars>.zcopy-tmp
+    stale.write_bytes(b"half a rewrite")
+    other = tmp_path / ".g.k1LL3dXy.zcopy-tmp"  # another file's temp: not ours to delete
+    other.write_bytes(b"x")
+    replace(p, b"old", b"new", mode="safe")
+    assert p.read_bytes() == b"new"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [".g.k1LL3dXy.zcopy-tmp", "f"]

@@ -9,6 +9,7 @@ from user space; fsync, atomic rename, fsync of the directory. The original is n
 from __future__ import annotations
 
 import contextlib
+import glob
 import mmap
 import os
 import stat
@@ -53,6 +54,9 @@ FORCE_GAP = 1 << 20
 MADV_POPULATE_WRITE: int = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 # Below 16 pages the madvise call costs more than the faults it saves.
 POPULATE_MIN = 16 * DEFAULT_GRANULE
+
+# tempfile.mkstemp's random part is 8 characters (tempfile._RandomNameSequence); stale-temp cleanup matches it.
+_TEMP_RANDOM = 8
 
 # A lock taken on a file that another `zcopy replace --safe` renamed away is stale; re-open and retry
 # (each retry means another run completed, so a handful is plenty).
@@ -380,6 +384,8 @@ def _rewrite(
     """
     directory, base = os.path.split(real)
     before = os.fstat(ch.fileno())
+    if ch.writable:
+        _remove_stale_temps(directory, base)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".zcopy-tmp")
     renamed = False
     try:
@@ -416,6 +422,15 @@ def _rewrite(
         if not renamed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _remove_stale_temps(directory: str, base: str) -> None:
+    """Delete temp files that killed runs left for this file. Safe only under the exclusive lock: every run
+    builds its temp file while holding that lock on the current inode, so no live run can own one now."""
+    pattern = os.path.join(glob.escape(directory), f".{glob.escape(base)}.{'[!.]' * _TEMP_RANDOM}.zcopy-tmp")
+    for stale in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
 
 
 def _copy_metadata(fd: int, st: os.stat_result) -> None:
