@@ -380,7 +380,7 @@ def _rewrite(
     """Build the new content in a temp file beside ``real``, then rename it over ``real``.
 
     Nothing touches ``real`` until the rename, and rename(2) is atomic: a crash at any point leaves either
-    the old file or the new one (plus, at worst, a stale ``.NAME.*.zcopy-tmp`` beside it).
+    the old file or the new one (plus, at worst, a stale ``.NAME.*.zcopy-tmp`` that the next rewrite removes).
     """
     directory, base = os.path.split(real)
     before = os.fstat(ch.fileno())
