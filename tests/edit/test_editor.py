@@ -229,7 +229,7 @@ def test_lock_held_during_edit(tmp_path: Path) -> None:
     assert seen and all(seen)
 
 
-@pytest.mark.parametrize("mode", ["auto", "safe"])
+@pytest.mark.parametrize("mode", ["auto", "safe", "regex"])
 def test_truncation_by_another_process_fails_cleanly(tmp_path: Path, mode: str) -> None:
     data = b"old " * (1 << 18)  # 1 MiB
     p = write(tmp_path / "f", data)
@@ -240,11 +240,12 @@ def test_truncation_by_another_process_fails_cleanly(tmp_path: Path, mode: str) 
             os.truncate(p, 1000)
 
     with pytest.raises(TruncatedFileError, match="truncated"):
-        replace(p, b"old", b"new" if mode == "auto" else b"newer", window=64 << 10, mode=mode,  # type: ignore[arg-type]
+        replace(p, b"old" if mode != "regex" else b"o(l)d", b"new" if mode == "auto" else b"newer",
+                window=64 << 10, mode="auto" if mode == "auto" else "safe", regex=mode == "regex",
                 progress=truncate)
     assert p.stat().st_ino == ino  # never replaced by a partial rewrite
     assert sorted(os.listdir(tmp_path)) == ["f"]
-    if mode == "safe":
+    if mode != "auto":
         assert p.read_bytes() == data[:1000]  # the other process's result, untouched by us
 
 

@@ -136,14 +136,14 @@ def replace(
             in_place = False  # a regular file mmap refuses (some FUSE, procfs): rewrite with pread instead
         if regex and mapping is None and size:
             raise ZeroCopyError(f"{real}: cannot be mapped, and --regex scans the mapping")
+        # Windows with more matches than this are handed over whole (bulk, built in C) rather than match by
+        # match. In place: more than one match per page on average means every page is stored anyway.
+        # Rewrite: more than window / min_kernel_span matches means the average unchanged span is too short
+        # to be worth an in-kernel move.
+        eff = effective_window(spec, window)
+        sparse = eff // DEFAULT_GRANULE if in_place else (eff // min_kernel_span if min_kernel_span else eff)
+        chunks = _chunks(spec, ch, mapping, size, window, sparse, progress)
         try:
-            # Windows with more matches than this are handed over whole (bulk, built in C) rather than match by
-            # match. In place: more than one match per page on average means every page is stored anyway.
-            # Rewrite: more than window / min_kernel_span matches means the average unchanged span is too
-            # short to be worth an in-kernel move.
-            eff = effective_window(spec, window)
-            sparse = eff // DEFAULT_GRANULE if in_place else (eff // min_kernel_span if min_kernel_span else eff)
-            chunks = _chunks(spec, ch, mapping, size, window, sparse, progress)
             if dry_run:
                 _count(chunks, spec, result)
                 if result.matches:
@@ -155,6 +155,8 @@ def replace(
             else:
                 _rewrite(chunks, spec, ch, mapping, real, st, backup, min_kernel_span, result)
         finally:
+            # A scan stopped by an error still holds re's export of the mapping: end it before unmapping.
+            chunks.close()
             if mapping is not None:
                 mapping.close()
     finally:
