@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Literal
 
 from zcopy import observe as _observe
@@ -218,7 +218,7 @@ def _chunks(
     window: int,
     sparse_limit: int,
     progress: Progress | None,
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """scan() over the mapping (or pread when unmappable), checking before each window that the file did not
     shrink: touching a mapped page past EOF is SIGBUS, which Python cannot catch. ``progress(offset, size)``
     runs just before each window is read."""
