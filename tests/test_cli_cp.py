@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,16 @@ def test_version_and_help() -> None:
     assert zcopy("--version").stdout.startswith("zcopy ")
     r = zcopy("--help")
     assert r.returncode == 0 and "cp" in r.stdout
+
+
+def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
+    # `zcopy cp ... --json | head -0` style: nobody reads stdout (the pipe has no reader at all).
+    make_file(tmp_path / "a", 1000)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "zcopy", "cp", str(tmp_path / "a"), str(tmp_path / "b"), "--json"],
+                           stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert p.returncode == 141 and "Traceback" not in p.stderr, p.stderr

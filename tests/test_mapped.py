@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
 import shutil
@@ -433,3 +434,47 @@ def test_beyond_4_gib_sparse_read_only(tmp_path: Path) -> None:
             assert m.position == 4 << 30 and m[4:10] == b"past4G"
     finally:
         os.close(fd)
+
+
+# --- accounting: map / force / close report to observe, with the syscalls strace sees ----------------------
+
+_OBSERVED_MAP = r"""
+import json, os, sys
+from zcopy import FileChannel, MapMode, observe
+with FileChannel.open(sys.argv[1], "r+") as ch:
+    os.access("/zcopy-mark-start", os.F_OK)
+    with observe() as obs:
+        m = ch.map(MapMode.READ_WRITE, 0, 3 * 4096)
+        m[0:3] = b"new"
+        m.force()
+        m.close()
+    os.access("/zcopy-mark-end", os.F_OK)
+print(json.dumps([[o.op, o.route, o.syscalls] for o in obs.operations]))
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
+def test_mapping_operations_are_observed_and_match_strace(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_bytes(b"old" + b"\0" * 100)  # the mapping extends the file: fallocate
+    log = tmp_path / "log"
+    out = subprocess.run(
+        ["strace", "-o", str(log), "-e", "trace=mmap,munmap,msync,fallocate,fcntl,access",
+         sys.executable, "-c", _OBSERVED_MAP, str(f)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    ops = json.loads(out)
+    assert [(op, route) for op, route, _ in ops] == [("map", "mmap"), ("force", "msync"), ("unmap", "mmap")]
+    text = log.read_text()
+    window = text[text.index("/zcopy-mark-start") : text.index("/zcopy-mark-end")].splitlines()[1:]
+    seen: dict[str, int] = {}
+    for line in window:
+        name = line.split("(", 1)[0]
+        seen[name] = seen.get(name, 0) + 1
+    recorded: dict[str, int] = {}
+    for _, _, calls in ops:
+        for k, v in calls.items():
+            recorded[k] = recorded.get(k, 0) + v
+    for name in ("mmap", "munmap", "msync", "fallocate", "fcntl"):
+        assert recorded.get(name, 0) == seen.get(name, 0), (name, recorded, seen)
+    assert f.read_bytes()[:3] == b"new"

@@ -15,6 +15,7 @@ import os
 import stat
 from typing import Any, Literal, NoReturn, TypeVar
 
+from zcopy import observe as _observe
 from zcopy._sys import PAGE_SIZE
 from zcopy.errors import ClosedChannelError, NonReadableChannelError, NonWritableChannelError
 
@@ -96,7 +97,10 @@ class MappedBuffer(mmap.mmap):
             self._closed()
         start, length = page_span(offset, size, len(self))
         if length:
+            pending = _observe.begin()
             super().flush(start, length)
+            if pending is not None:
+                pending.end("force", "msync", length, {"msync": 1})
 
     def load(self) -> None:
         """Bring the whole region into memory now (Java's load()): WILLNEED read-ahead, then populate.
@@ -105,6 +109,7 @@ class MappedBuffer(mmap.mmap):
         """
         if self.closed:
             self._closed()
+        pending = _observe.begin()
         super().madvise(mmap.MADV_WILLNEED)
         try:
             super().madvise(MADV_POPULATE_READ)
@@ -114,6 +119,8 @@ class MappedBuffer(mmap.mmap):
             # A strided memoryview copy reads one byte per page at C speed: the touch that faults it in.
             with memoryview(self) as mv:
                 mv[::PAGE_SIZE].tobytes()
+        if pending is not None:
+            pending.end("load", "madvise", len(self), {"madvise": 2})
 
     def advise(self, option: int, start: int = 0, length: int | None = None) -> None:
         """madvise(option) over [start, start+length) (to the end if length is None), start aligned down."""
@@ -131,8 +138,12 @@ class MappedBuffer(mmap.mmap):
 
     def close(self) -> None:
         """Unmap now (Java cannot). Idempotent. BufferError if memoryviews of the mapping are still alive."""
+        pending = None if self.closed else _observe.begin()
         try:
             super().close()
+            if pending is not None:
+                # CPython's mmap holds a dup of the fd: closing the mapping is munmap + close.
+                pending.end("unmap", "mmap", 0, {"munmap": 1, "close": 1})
         except BufferError as e:
             raise BufferError(
                 f"cannot unmap {self!r}: memoryviews of it are still alive; release them first "
@@ -267,6 +278,7 @@ def map_file(fd: int, mode: MapMode, position: int = 0, size: int | None = None)
             f"position {position} is not a multiple of mmap.ALLOCATIONGRANULARITY "
             f"({mmap.ALLOCATIONGRANULARITY}); map from {aligned} and use view()[{position - aligned}:]"
         )
+    pending = _observe.begin()
     _check_access(fd, mode)
     st = os.fstat(fd)
     file_size = st.st_size
@@ -288,7 +300,15 @@ def map_file(fd: int, mode: MapMode, position: int = 0, size: int | None = None)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"cannot extend a non-regular file (fd {fd}) to {end} bytes for mapping")
         _extend(fd, file_size, end)
-    return MappedBuffer(fd, size, mode=mode, position=position)
+    m = MappedBuffer(fd, size, mode=mode, position=position)
+    if pending is not None:
+        # Ours: fcntl(F_GETFL) + fstat (+ fallocate when extending); CPython's mmap(): fstat,
+        # fcntl(F_DUPFD_CLOEXEC) (it keeps its own fd), mmap.
+        calls = {"fcntl": 2, "fstat": 2, "mmap": 1}
+        if end > file_size:
+            calls["fallocate"] = 1
+        pending.end("map", "mmap", size, calls)
+    return m
 
 
 def _check_access(fd: int, mode: MapMode) -> None:

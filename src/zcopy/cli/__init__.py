@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +13,9 @@ from zcopy import __version__
 # name → (module under zcopy.cli, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("cp", "copy a file by the best zero-copy route"),
+    "tour": ("tour", "run the article's data paths on this machine and measure every copy"),
+    "bench": ("bench", "benchmark routes across sizes: median tables, JSON, plots"),
+    "explain": ("explain", "move one file and explain the route taken, and why not the others"),
     "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
 }
 
@@ -48,4 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"zcopy {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`zcopy tour | head`): stop quietly, and keep the interpreter's final flush of
+        # stdout from raising again (the recipe in Python's signal module docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a broken pipe
     return rc
