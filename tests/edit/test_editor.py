@@ -393,3 +393,18 @@ def test_rewrite_removes_temp_files_of_killed_runs(tmp_path: Path) -> None:
     replace(p, b"old", b"new", mode="safe")
     assert p.read_bytes() == b"new"
     assert sorted(f.name for f in tmp_path.iterdir()) == [".g.k1LL3dXy.zcopy-tmp", "f"]
+
+
+def test_rewrite_keeps_owner_and_setuid_when_allowed(tmp_path: Path) -> None:
+    p = write(tmp_path / "f", b"old")
+    if os.geteuid() == 0:  # root may give the new file any owner: owner, group and set-ID bits survive
+        os.chown(p, 1234, 1235)
+        expected_owner = (1234, 1235)
+    else:  # our own file: nothing to change, and the set-ID bit stays since the owner is kept
+        expected_owner = (os.getuid(), os.getgid())
+    p.chmod(0o4750)
+    replace(p, b"old", b"new!", mode="safe")
+    st = p.stat()
+    assert (st.st_uid, st.st_gid) == expected_owner
+    assert stat.S_IMODE(st.st_mode) == 0o4750
+    assert p.read_bytes() == b"new!"
