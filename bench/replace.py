@@ -81,8 +81,8 @@ def peak_anon(pid: int, stop: threading.Event, out: list[int]) -> None:
     out.append(peak)
 
 
-def run_once(cmd: list[str]) -> tuple[float, int, int]:
-    """Run cmd; return (wall seconds, peak RssAnon bytes, ru_maxrss bytes)."""
+def run_once(cmd: list[str]) -> tuple[float, int, int, float]:
+    """Run cmd; return (wall seconds, peak RssAnon bytes, ru_maxrss bytes, CPU user+sys seconds)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop = threading.Event()
@@ -97,7 +97,7 @@ def run_once(cmd: list[str]) -> tuple[float, int, int]:
     err = proc.stderr.read() if proc.stderr else b""
     if proc.returncode not in (0,):
         raise RuntimeError(f"{shlex.join(cmd)} exited {proc.returncode}: {err.decode(errors='replace')}")
-    return wall, (peaks[0] if peaks else 0), ru.ru_maxrss * 1024
+    return wall, (peaks[0] if peaks else 0), ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime
 
 
 def contenders(path: str) -> dict[str, tuple[list[str], str]]:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         matches, expected = generate(master, size)
         print(f"file: {size / MiB:.0f} MiB, {matches} matches of 'old'", flush=True)
         cands = contenders(target)
-        samples: dict[str, list[tuple[float, int, int]]] = {name: [] for name in cands}
+        samples: dict[str, list[tuple[float, int, int, float]]] = {name: [] for name in cands}
         rng = random.Random(1)
         names = list(cands)
         for rnd in range(rounds):
@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 if rnd == 0 and digest(target) != expected[word]:
                     raise SystemExit(f"{name}: wrong result")
                 samples[name].append(sample)
-                print(f"round {rnd + 1}: {name}: {sample[0]:.3f} s, RssAnon {sample[1] / MiB:.1f} MiB", flush=True)
+                print(f"round {rnd + 1}: {name}: {sample[0]:.3f} s wall, {sample[3]:.3f} s CPU, "
+                      f"RssAnon {sample[1] / MiB:.1f} MiB", flush=True)
         text = render(samples, size, matches, rounds, argv or [])
         print(text)
         if args.out:
@@ -166,15 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(samples: dict[str, list[tuple[float, int, int]]], size: int, matches: int, rounds: int,
+def render(samples: dict[str, list[tuple[float, int, int, float]]], size: int, matches: int, rounds: int,
            argv: list[str]) -> str:
     sed = statistics.median(s[0] for s in samples["sed -i s/old/new/g"])
     rows = []
     for name, ss in sorted(samples.items(), key=lambda kv: statistics.median(s[0] for s in kv[1])):
         walls = [s[0] for s in ss]
         med = statistics.median(walls)
+        cpu = statistics.median(s[3] for s in ss)
         rows.append([name, f"{med:.3f}", f"{min(walls):.3f}–{max(walls):.3f}", f"{med / sed:.2f}×",
-                     f"{max(s[1] for s in ss) / MiB:.1f}", f"{max(s[2] for s in ss) / MiB:.1f}"])
+                     f"{cpu:.3f}", f"{max(s[1] for s in ss) / MiB:.1f}", f"{max(s[2] for s in ss) / MiB:.1f}"])
     cmd = shlex.join(["python", "bench/replace.py", *argv])
     return (
         f"## bench/replace.py — find/replace in a {size / MiB:.0f} MiB text file\n\n"
@@ -182,8 +184,8 @@ def render(samples: dict[str, list[tuple[float, int, int]]], size: int, matches:
         f"{load_average()} at the end. Command: `{cmd}`. {matches} matches of the 3-byte word `old`; "
         f"{rounds} rounds, contender order shuffled per round; warm page cache; `sync` before each run. "
         "zcopy fsyncs its result; sed, perl and read-all do not.\n\n"
-        + table(["contender", "median wall s", "min–max s", "vs sed -i", "peak RssAnon MiB",
-                 "peak RSS (maxrss) MiB"], rows)
+        + table(["contender", "median wall s", "min–max s", "vs sed -i", "median CPU s (user+sys)",
+                 "peak RssAnon MiB", "peak RSS (maxrss) MiB"], rows)
         + "\n\nPeak RssAnon is sampled every 5 ms from /proc/PID/status (anonymous memory only: zcopy's mapped "
         "file pages count in RSS but not here); maxrss includes every resident page.\n"
     )
