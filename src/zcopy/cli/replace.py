@@ -23,6 +23,10 @@ PROGRESS_MIN = 64 << 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Exit status: 0 something matched (and was replaced unless --dry-run), 1 nothing matched, "
+                "2 error (other files are still processed). Same-length literal edits go in place through a "
+                "mapping (an interrupted run leaves some matches replaced); anything else, or --safe, is an "
+                "atomic rewrite. See docs/replace.md.")
     p.add_argument("old", metavar="OLD", help="bytes to find (a Python re pattern with --regex)")
     p.add_argument("new", metavar="NEW", help="replacement (\\1, \\g<name> group references with --regex)")
     p.add_argument("files", metavar="FILE", nargs="+", help="regular files to edit")
