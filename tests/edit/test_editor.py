@@ -408,3 +408,28 @@ def test_rewrite_keeps_owner_and_setuid_when_allowed(tmp_path: Path) -> None:
     assert (st.st_uid, st.st_gid) == expected_owner
     assert stat.S_IMODE(st.st_mode) == 0o4750
     assert p.read_bytes() == b"new!"
+
+
+FULL_DISK = textwrap.dedent("""
+    import resource, signal, sys
+    from zcopy.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit write() fails with EFBIG, like ENOSPC
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    sys.exit(main(["replace", *sys.argv[1:]]))
+""")
+
+
+@pytest.mark.parametrize("min_span", ["dense", "sparse"])
+def test_write_failure_never_publishes_a_partial_file(tmp_path: Path, min_span: str) -> None:
+    """The temp file cannot grow past 1 MiB (RLIMIT_FSIZE): the run fails, the original stays whole."""
+    unit = b"old " if min_span == "dense" else b"x" * 100_000 + b"old"  # user-space writes / in-kernel moves
+    data = unit * ((3 << 20) // len(unit))
+    p = write(tmp_path / "f", data)
+    ino = p.stat().st_ino
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, "old", "older", str(p)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("zcopy replace: error:") and "Traceback" not in proc.stderr
+    assert "File too large during the rewrite; the file was not changed" in proc.stderr, proc.stderr
+    assert p.read_bytes() == data and p.stat().st_ino == ino
+    assert sorted(os.listdir(tmp_path)) == ["f"]

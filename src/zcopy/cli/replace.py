@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         except (ZeroCopyError, OSError) as exc:
             if isinstance(exc, LengthChangeError):
                 raise UserError(str(exc)) from None
-            msg = f"{exc.strerror}: {exc.filename or path}" if isinstance(exc, OSError) and exc.strerror \
+            msg = f"{exc.filename or path}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror \
                 else str(exc)
             bar.close()
             errors.append({"path": path, "error": msg})

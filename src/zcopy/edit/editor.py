@@ -392,23 +392,28 @@ def _rewrite(
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".zcopy-tmp")
     renamed = False
     try:
-        with FileChannel(fd, own=True, name=tmp) as dst:
-            w = _TempWriter(ch, dst, result)
-            for chunk in chunks:
-                result.matches += chunk.matches
-                result.bytes_replaced += _replaced_bytes(chunk, spec)
-                for piece in chunk.output():
-                    if not isinstance(piece, tuple):
-                        w.data(piece)
-                    elif piece[1] - piece[0] >= min_kernel_span or mapping is None:
-                        w.span(*piece)
-                    else:
-                        w.data(mapping[piece[0] : piece[1]])
-            result.size_after = w.close()
-            if result.matches == 0:
-                return  # nothing to change: leave the original alone (the temp file is removed below)
-            _copy_metadata(dst.fileno(), st)
-            dst.force()
+        try:
+            with FileChannel(fd, own=True, name=tmp) as dst:
+                w = _TempWriter(ch, dst, result)
+                for chunk in chunks:
+                    result.matches += chunk.matches
+                    result.bytes_replaced += _replaced_bytes(chunk, spec)
+                    for piece in chunk.output():
+                        if not isinstance(piece, tuple):
+                            w.data(piece)
+                        elif piece[1] - piece[0] >= min_kernel_span or mapping is None:
+                            w.span(*piece)
+                        else:
+                            w.data(mapping[piece[0] : piece[1]])
+                result.size_after = w.close()
+                if result.matches == 0:
+                    return  # nothing to change: leave the original alone (the temp file is removed below)
+                _copy_metadata(dst.fileno(), st)
+                dst.force()
+        except OSError as exc:
+            # ENOSPC, EFBIG, EIO...: say that nothing was published (the temp file goes below).
+            raise OSError(exc.errno, f"{exc.strerror} during the rewrite; the file was not changed",
+                          real) from exc
         after = os.fstat(ch.fileno())
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise ConcurrentModificationError(
