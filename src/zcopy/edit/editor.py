@@ -335,7 +335,8 @@ class _TempWriter:
         self.kernel = [a, b]
 
     def data(self, piece: bytes | memoryview) -> None:
-        self.flush_kernel()
+        if self.kernel is not None:
+            self.flush_kernel()
         self.user.append(piece)
         self.user_len += len(piece)
         if self.user_len >= WRITE_BATCH:
@@ -358,7 +359,10 @@ class _TempWriter:
     def flush_user(self) -> None:
         if not self.user:
             return
-        n = self.dst.writev(self.user, self.out)
+        # One buffer per write: thousands of small iovecs (a replacement, a short gap, ...) cost more to gather
+        # than one memcpy of the batch (measured: 0.56 s vs 0.05 s per 64 MiB for --regex at 2.4 M matches/GiB).
+        buf = self.user[0] if len(self.user) == 1 else b"".join(self.user)
+        n = self.dst.write(buf, self.out)
         self.out += n
         self.result.user_bytes += n
         self.user, self.user_len = [], 0
