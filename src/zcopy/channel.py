@@ -63,6 +63,9 @@ def fd_of(obj: Endpoint) -> int:
     return obj.fileno()
 
 
+# writev(2) takes at most IOV_MAX buffers per call (1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: short type, short whence, off_t start, off_t len, pid_t pid
 
 
@@ -248,23 +251,22 @@ class FileChannel:
         fd = self._check_write()
         if position is not None and position < 0:
             raise ValueError(f"position must be >= 0, got {position}")
-        views = [memoryview(b).cast("B") for b in buffers]
+        views = [v for v in (memoryview(b).cast("B") for b in buffers) if len(v)]
         total = sum(len(v) for v in views)
         pending = _observe.begin()
         calls = 0
         done = 0
-        while views:
-            batch = views[: os.sysconf("SC_IOV_MAX")] if len(views) > 1024 else views
+        i = 0  # first view not yet fully written: an index, so many small buffers cost O(n), not O(n²)
+        while i < len(views):
+            batch = views[i : i + _IOV_MAX]
             n = os.writev(fd, batch) if position is None else os.pwritev(fd, batch, position + done)
             calls += 1
             done += n
-            while views and n >= len(views[0]):
-                n -= len(views[0])
-                views.pop(0)
-            if views and n:
-                views[0] = views[0][n:]
-            if not views or not views[0]:
-                views = [v for v in views if len(v)]
+            while i < len(views) and n >= len(views[i]):
+                n -= len(views[i])
+                i += 1
+            if n:
+                views[i] = views[i][n:]
         if pending is not None:
             pending.end("write", "readwrite", total, {"writev" if position is None else "pwritev2": calls}, total)
         return total
