@@ -427,3 +427,19 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
         assert send([src], rx.address).ok
         t.join()
     assert (dst / "src.txt").read_text() == "over v6\n"
+
+
+def test_resume_of_a_complete_partial_sends_no_body(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    # Killed after the last body byte but before publishing: the resume only verifies and publishes.
+    src = tmp_path / "f.bin"
+    data = os.urandom(1 << 20)
+    src.write_bytes(data)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / partial_name(b"f.bin").decode()).write_bytes(data)
+    rx = start_receiver(dst)
+    res = send([src], rx.address, resume=True, checksum_name="sha256")
+    rres = rx.join()
+    assert res.ok and res.files == 1 and res.bytes_sent == 0 and res.bytes_resumed == len(data)
+    assert rres.routes == {}  # nothing moved, so no route is claimed
+    assert (dst / "f.bin").read_bytes() == data and not partials(dst)
