@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -65,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(wall, 6),
     }
     if args.json:
+        import json
+
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
