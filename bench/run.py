@@ -24,9 +24,24 @@ shuffled per round, and medians are quoted with min–max. Benchmarks are never 
 """
 
 
+def _split(text: str) -> dict[str, str]:
+    """Sections of an existing docs/benchmarks.md, by script name (between <!-- bench:NAME --> markers)."""
+    found: dict[str, str] = {}
+    for name in SCRIPTS:
+        start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        if start in text and end in text:
+            found[name] = text[text.index(start) + len(start) : text.index(end)].strip() + "\n"
+    return found
+
+
 def main(argv: list[str]) -> int:
     only = {s for s in os.environ.get("ZCOPY_BENCH_ONLY", "").split(",") if s}
-    sections: list[str] = []
+    dest = os.path.join(ROOT, "docs", "benchmarks.md")
+    # With ZCOPY_BENCH_ONLY, the other scripts' sections are kept from the current file.
+    sections: dict[str, str] = {}
+    if only and os.path.exists(dest):
+        with open(dest) as f:
+            sections = _split(f.read())
     failed: list[str] = []
     for name in SCRIPTS:
         path = os.path.join(HERE, f"{name}.py")
@@ -40,14 +55,11 @@ def main(argv: list[str]) -> int:
         if rc != 0 or not text.strip():
             failed.append(name)
             text = f"## bench/{name}.py\n\nFailed on {datetime.date.today()} (exit {rc}); see its output.\n"
-        sections.append(text.strip() + "\n")
-    dest = os.path.join(ROOT, "docs", "benchmarks.md")
-    if only and os.path.exists(dest):
-        print(f"ZCOPY_BENCH_ONLY set: not rewriting {dest}; sections printed above")
-        return 1 if failed else 0
+        sections[name] = text.strip() + "\n"
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    body = "\n".join(f"<!-- bench:{n} -->\n{sections[n]}<!-- /bench:{n} -->\n" for n in SCRIPTS if n in sections)
     with open(dest, "w") as f:
-        f.write(HEADER + "\n" + "\n".join(sections))
+        f.write(HEADER + "\n" + body)
     print(f"wrote {dest}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
