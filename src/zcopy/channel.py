@@ -343,22 +343,7 @@ class FileChannel:
         if position < 0 or count < 0:
             raise ValueError("position and count must be >= 0")
         dst = _target_fd(target, writing=True)
-        timeout = _socket_timeout(target)
-        moved = routes.move(
-            fd,
-            dst,
-            position,
-            count,
-            route=route,
-            fallback=fallback,
-            name=self.name,
-            op="transfer_to",
-            wait=timeout is not None,
-            timeout=timeout if timeout != -1.0 else None,
-        )
-        self.last_move = moved
-        self.last_route = moved.route
-        return moved.nbytes
+        return self._move(target, fd, dst, position, None, count, route, fallback, self.name, "transfer_to")
 
     def transfer_from(
         self, source: Endpoint, position: int, count: int, *, route: str | None = None, fallback: bool = True
@@ -370,17 +355,34 @@ class FileChannel:
         if position < 0 or count < 0:
             raise ValueError("position and count must be >= 0")
         src = _target_fd(source, writing=False)
-        timeout = _socket_timeout(source)
+        name = str(getattr(source, "name", f"fd:{src}"))
+        return self._move(source, src, fd, None, position, count, route, fallback, name, "transfer_from")
+
+    def _move(
+        self,
+        peer: Endpoint,
+        src: int,
+        dst: int,
+        offset: int | None,
+        dst_offset: int | None,
+        count: int,
+        route: str | None,
+        fallback: bool,
+        name: str,
+        op: str,
+    ) -> int:
+        """routes.move() with the peer's blocking mode honoured; remembers the route for last_route."""
+        timeout = _socket_timeout(peer)
         moved = routes.move(
             src,
-            fd,
-            None,
+            dst,
+            offset,
             count,
             route=route,
             fallback=fallback,
-            dst_offset=position,
-            name=str(getattr(source, "name", f"fd:{src}")),
-            op="transfer_from",
+            dst_offset=dst_offset,
+            name=name,
+            op=op,
             wait=timeout is not None,
             timeout=timeout if timeout != -1.0 else None,
         )

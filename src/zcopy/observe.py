@@ -55,7 +55,27 @@ class Usage(Record):
         return self.fields()
 
 
-class Operation(Record):
+class _Syscalls(Record):
+    """syscall_count and the article's mode switches, derived from a `syscalls` name → count mapping."""
+
+    __slots__ = ()
+    syscalls: dict[str, int]
+
+    @property
+    def syscall_count(self) -> int:
+        return sum(self.syscalls.values())
+
+    @property
+    def mode_switches(self) -> int:
+        # The article counts a user→kernel and a kernel→user switch per system call.
+        return 2 * self.syscall_count
+
+    def _counts(self) -> dict[str, object]:
+        return {"syscalls": dict(self.syscalls), "syscall_count": self.syscall_count,
+                "mode_switches": self.mode_switches}
+
+
+class Operation(_Syscalls):
     """One recorded operation: what was asked (op), how it was done (route) and what it cost."""
 
     __slots__ = ("nbytes", "op", "route", "skipped", "syscalls", "usage", "user_bytes", "wall_s")
@@ -80,26 +100,15 @@ class Operation(Record):
         self.skipped = skipped if skipped is not None else []  # routes tried first and why they gave up
         self.usage = usage if usage is not None else Usage()
 
-    @property
-    def syscall_count(self) -> int:
-        return sum(self.syscalls.values())
-
-    @property
-    def mode_switches(self) -> int:
-        # The article counts a user→kernel and a kernel→user switch per system call.
-        return 2 * self.syscall_count
-
     def as_dict(self) -> dict[str, object]:
         d = self.fields()
-        d["syscalls"] = dict(self.syscalls)
+        d.update(self._counts())
         d["skipped"] = [list(x) for x in self.skipped]
         d["usage"] = self.usage.as_dict()
-        d["syscall_count"] = self.syscall_count
-        d["mode_switches"] = self.mode_switches
         return d
 
 
-class Totals(Record):
+class Totals(_Syscalls):
     """Sums over the operations plus process-wide deltas over the observe block."""
 
     __slots__ = (
@@ -131,21 +140,11 @@ class Totals(Record):
         self.dirty_kb_after = 0
         self.routes: dict[str, int] = {}  # route → bytes moved by it
 
-    @property
-    def syscall_count(self) -> int:
-        return sum(self.syscalls.values())
-
-    @property
-    def mode_switches(self) -> int:
-        return 2 * self.syscall_count
-
     def as_dict(self) -> dict[str, object]:
         d = self.fields()
-        d["syscalls"] = dict(self.syscalls)
+        d.update(self._counts())
         d["routes"] = dict(self.routes)
         d["usage"] = self.usage.as_dict()
-        d["syscall_count"] = self.syscall_count
-        d["mode_switches"] = self.mode_switches
         return d
 
 
