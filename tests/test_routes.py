@@ -471,3 +471,50 @@ def test_splice_refused_at_target_salvages_stream_bytes(
 
 def test_route_modules_report_their_names() -> None:
     assert (sendfile_mod.NAME, splice_mod.NAME, cfr_mod.NAME) == ("sendfile", "splice", "copy_file_range")
+
+
+def test_splice_keeps_one_pipe_across_eagain_waits(
+    tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    from zcopy import FileChannel, observe
+
+    client, server = tcp_pair
+    server.settimeout(10)  # a Python timeout: the fd is non-blocking, so every gap is an EAGAIN + poll
+    bursts = [os.urandom(100_000) for _ in range(5)]
+
+    def sender() -> None:
+        for b in bursts:
+            client.sendall(b)
+            time.sleep(0.05)
+        client.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=sender)
+    t.start()
+    with FileChannel.open(tmp_path / "dst", "w") as ch, observe() as obs:
+        n = ch.transfer_from(server, 0, 10**9)
+    t.join()
+    calls = obs.operations[0].syscalls
+    assert n == 500_000 and (tmp_path / "dst").read_bytes() == b"".join(bursts)
+    assert obs.operations[0].route == "splice" and calls["splice"] > 5
+    assert calls.get("pipe2", 0) <= 1, calls  # not one pipe per wait
+
+
+def test_a_pipe_left_holding_bytes_is_not_reused(tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    client, _server = tcp_pair
+    make_file(tmp_path / "big", 16 << 20)
+    client.setblocking(False)
+    fd = _open_r(tmp_path / "big")
+    try:
+        first = move(fd, client.fileno(), 0, 16 << 20, route="splice")
+        assert first.status == "dst_again"  # the pipe may still hold file bytes the socket refused
+    finally:
+        os.close(fd)
+    data = make_file(tmp_path / "src", 300_000, seed=7)
+    src = _open_r(tmp_path / "src")
+    dst = os.open(tmp_path / "dst", os.O_RDWR | os.O_CREAT)
+    try:
+        assert move(src, dst, 0, 300_000, route="splice", dst_offset=0).nbytes == 300_000
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (tmp_path / "dst").read_bytes() == data

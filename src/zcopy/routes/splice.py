@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
+import threading
 
 from zcopy import _sys
 from zcopy.routes._base import (
@@ -57,9 +59,31 @@ def _make_pipe(tally: Tally | None) -> tuple[int, int]:
     return r, w
 
 
-def _is_pipe(fd: int) -> bool:
-    import stat
+# One pipe per thread, kept between calls: a receiver on a socket with a timeout returns here after every
+# EAGAIN, and four syscalls to make and drop a pipe each time showed up in its CPU. A pipe is put back only
+# empty; one that may hold bytes (an error, or a file source stopped by a full target) is closed instead.
+_local = threading.local()
 
+
+def _take_pipe(tally: Tally | None) -> tuple[int, int]:
+    pipe: tuple[int, int] | None = getattr(_local, "pipe", None)
+    if pipe is None:
+        return _make_pipe(tally)
+    _local.pipe = None
+    return pipe
+
+
+def _give_back(pipe: tuple[int, int], empty: bool, tally: Tally | None) -> None:
+    if empty and getattr(_local, "pipe", None) is None:
+        _local.pipe = pipe
+        return
+    os.close(pipe[0])
+    os.close(pipe[1])
+    if tally is not None:
+        tally.add("close", 2)
+
+
+def _is_pipe(fd: int) -> bool:
     return stat.S_ISFIFO(os.fstat(fd).st_mode)
 
 
@@ -68,14 +92,15 @@ def move(
 ) -> tuple[int, Status]:
     if _is_pipe(src_fd) or _is_pipe(dst_fd):
         return _direct(src_fd, dst_fd, offset, count, dst_offset, tally)
-    r, w = _make_pipe(tally)
+    pipe = _take_pipe(tally)
+    empty = False
     try:
-        return _through_pipe(src_fd, dst_fd, offset, count, dst_offset, r, w, tally)
+        moved, status = _through_pipe(src_fd, dst_fd, offset, count, dst_offset, pipe[0], pipe[1], tally)
+        # _through_pipe drains the pipe before every return except a file source stopped by a full target.
+        empty = status is not Status.DST_AGAIN or offset is None
+        return moved, status
     finally:
-        os.close(r)
-        os.close(w)
-        if tally is not None:
-            tally.add("close", 2)
+        _give_back(pipe, empty, tally)
 
 
 def _direct(
