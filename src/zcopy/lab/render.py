@@ -216,6 +216,16 @@ def _route_phrase(run: Mapping[str, Any], intended: str) -> str:
     return f"{intended} (unavailable here; the {run['route']} fallback ran)"
 
 
+def _both_ends(run: Mapping[str, Any], control: Mapping[str, Any], label: str) -> str:
+    """'; LABEL: N× CPU (a vs b)' with each run's peer process added in, when both runs measured their peer."""
+    ps, pk = run.get("peer"), control.get("peer")
+    if not (ps and pk):
+        return ""
+    a = cpu_s(run["counters"]) + cpu_s(ps)
+    b = cpu_s(control["counters"]) + cpu_s(pk)
+    return f"; {label}: {fmt_ratio(a, b)} CPU ({fmt_secs(a)} vs {fmt_secs(b)})"
+
+
 def conclusions(doc: Doc) -> list[tuple[str, str]]:
     """One sentence per path, each computed from the warm-run numbers (the cold ones add disk cost)."""
     steps = _steps(doc)
@@ -265,16 +275,14 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
         s = f"{_route_phrase(r, 'sendfile')}: sent the file to the socket with {fmt_bytes(c['user_bytes'])} "
         s += "crossing user space"
         if ctrl:
-            k = warm_run(ctrl)["counters"]
+            kr = warm_run(ctrl)
+            k = kr["counters"]
             s += (
                 f" vs {fmt_bytes(k['user_bytes'])} for read+send, {c['syscall_count']} vs {k['syscall_count']} "
                 f"syscalls, and {fmt_ratio(cpu_s(c), cpu_s(k))} CPU in the sender ({fmt_secs(cpu_s(c))} vs "
                 f"{fmt_secs(cpu_s(k))})"
             )
-            ps, pk = r.get("peer"), warm_run(ctrl).get("peer")
-            if ps and pk:
-                a, b = cpu_s(c) + cpu_s(ps), cpu_s(k) + cpu_s(pk)
-                s += f"; counting the receiving process too: {fmt_ratio(a, b)} CPU ({fmt_secs(a)} vs {fmt_secs(b)})"
+            s += _both_ends(r, kr, "counting the receiving process too")
         out.append(("sendfile", s + "."))
 
     spl = steps.get("splice_recv")
@@ -288,16 +296,14 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
             f"{fmt_secs(cpu_s(c))} CPU at {fmt_rate(r['nbytes'], c['wall_s'])}"
         )
         if rctl:
-            k = warm_run(rctl)["counters"]
+            kr = warm_run(rctl)
+            k = kr["counters"]
             s += (
                 f"; recv+write moved {fmt_bytes(k['user_bytes'])} through user space in {k['syscall_count']} "
                 f"syscalls, so splice used {fmt_ratio(cpu_s(c), cpu_s(k))} CPU ({fmt_secs(cpu_s(c))} vs "
                 f"{fmt_secs(cpu_s(k))}) and took {fmt_ratio(c['wall_s'], k['wall_s'])} wall time"
             )
-            ps, pk = r.get("peer"), warm_run(rctl).get("peer")
-            if ps and pk:
-                a, b = cpu_s(c) + cpu_s(ps), cpu_s(k) + cpu_s(pk)
-                s += f"; with the sending process: {fmt_ratio(a, b)} CPU ({fmt_secs(a)} vs {fmt_secs(b)})"
+            s += _both_ends(r, kr, "with the sending process")
         out.append(("splice_recv", s + "."))
 
     cfr = steps.get("copy_file_range")
