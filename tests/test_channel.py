@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import subprocess
@@ -1078,6 +1079,71 @@ def test_transfer_to_socket_timeout_expires(tmp_path: Path) -> None:
             ch.transfer_to(0, len(big), a)  # nobody ever reads
         assert time.monotonic() - t0 < 5
         assert 0 < ei.value.bytes_moved < len(big)  # type: ignore[attr-defined]  # where it stopped
+
+
+def _nonblocking(sock: socket.socket) -> bool:
+    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+_NO_TIMEO = bytes(16)  # struct timeval {0, 0}: SO_SNDTIMEO/SO_RCVTIMEO unset
+
+
+def test_timeout_socket_waits_inside_the_kernel_then_is_restored(
+    tmp_path: Path, small_tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # A Python timeout makes the fd O_NONBLOCK; transfer_to makes it blocking with SO_SNDTIMEO for the call, so
+    # sendfile sleeps in the kernel: one call for the whole file instead of one per full socket buffer.
+    big = os.urandom(4 << 20)
+    p = tmp_path / "big"
+    p.write_bytes(big)
+    client, conn = small_tcp_pair
+    client.settimeout(10)
+    got = bytearray()
+    t = _drain(conn, got, delay=0.2)
+    with FileChannel.open(p) as ch, observe() as obs:
+        assert ch.transfer_to(0, len(big), client) == len(big)
+    assert obs.operations[0].route == "sendfile"
+    assert obs.operations[0].syscalls["sendfile"] <= 2
+    assert _nonblocking(client) and client.gettimeout() == 10
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == _NO_TIMEO
+    client.shutdown(socket.SHUT_WR)
+    t.join(20)
+    assert bytes(got) == big
+
+
+def test_transfer_from_socket_with_timeout_expires_and_restores_the_socket(tmp_path: Path) -> None:
+    a, b = socket.socketpair()
+    with a, b, FileChannel.open(tmp_path / "dst", "w+") as ch:
+        b.sendall(b"x" * 1000)  # some bytes, then silence
+        a.settimeout(0.2)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no progress in 0\.2s") as ei:
+            ch.transfer_from(a, 0, 1 << 20)
+        assert 0.15 < time.monotonic() - t0 < 5
+        assert ei.value.bytes_moved == 1000  # type: ignore[attr-defined]
+        assert ch.read(1000, position=0) == b"x" * 1000
+        assert _nonblocking(a) and a.gettimeout() == 0.2
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) == _NO_TIMEO
+
+
+def test_transfer_from_socket_with_timeout_keeps_going_while_bytes_flow(tmp_path: Path) -> None:
+    # Each stall is shorter than the timeout: the transfer completes although the whole takes longer.
+    a, b = socket.socketpair()
+    chunks = [os.urandom(100_000) for _ in range(5)]
+
+    def trickle() -> None:
+        for c in chunks:
+            time.sleep(0.1)
+            b.sendall(c)
+        b.close()
+
+    t = threading.Thread(target=trickle, daemon=True)
+    with a, FileChannel.open(tmp_path / "dst", "w+") as ch:
+        a.settimeout(0.4)
+        t.start()
+        assert ch.transfer_from(a, 0, 1 << 20) == 500_000
+        assert ch.read(500_000, position=0) == b"".join(chunks)
+    t.join(5)
 
 
 # --- transfer_from ------------------------------------------------------------------------------------------
