@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Drain, make_file
 
-from zcopy import RouteUnavailable, TruncatedFileError
+from zcopy import RouteUnavailable, TruncatedFileError, routes
 from zcopy.routes import copy_file_range as cfr_mod
 from zcopy.routes import move
 from zcopy.routes import sendfile as sendfile_mod
@@ -518,3 +518,20 @@ def test_a_pipe_left_holding_bytes_is_not_reused(tmp_path: Path, tcp_pair: tuple
         os.close(src)
         os.close(dst)
     assert (tmp_path / "dst").read_bytes() == data
+
+
+def test_user_crossings_count_the_hops_through_user_space() -> None:
+    assert routes.copy_model("readwrite", "socket", "file").user_crossings == 2
+    assert routes.copy_model("mmap", "file", "socket").user_crossings == 1
+    zero_copy = [("splice", "socket", "file"), ("sendfile", "file", "socket"), ("copy_file_range", "file", "file")]
+    for route, src, dst in zero_copy:
+        assert routes.copy_model(route, src, dst).user_crossings == 0
+
+
+def test_require_checks_a_forced_route_up_front() -> None:
+    routes.require(None, "socket", "file")
+    routes.require("readwrite", "socket", "file")
+    with pytest.raises(RouteUnavailable, match="copy_file_range"):
+        routes.require("copy_file_range", "file", "socket")
+    with pytest.raises(ValueError, match="unknown route"):
+        routes.require("teleport", "file", "file")

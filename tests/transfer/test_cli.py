@@ -64,10 +64,29 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}"], "nothing listens"))
+    # A forced route that cannot move these kinds is refused before any connection or listening socket.
+    cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "copy_file_range"], "copy_file_range"))
+    cases.append((["recv", str(tmp_path), "--once", "--route", "sendfile"], "sendfile"))
     for argv, message in cases:
         r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (argv, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_route_readwrite_on_both_sides_is_the_plain_copying_path(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src", big=1 << 20)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    recv, port = spawn_recv(dst, "--once", "--json", "--route", "readwrite")
+    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--route", "readwrite"],
+                         capture_output=True, text=True, timeout=60)
+    rout, rerr = recv.communicate(timeout=30)
+    assert out.returncode == 0 and recv.returncode == 0, (out.stderr, rerr)
+    summary = json.loads(out.stdout)
+    total = summary["bytes_total"]
+    assert summary["routes"] == {"sender": {"readwrite": total}, "receiver": {"readwrite": total}}
+    assert json.loads(rout)["user_bytes"] == 2 * total  # recv_into + write: each body byte crossed twice
+    assert_same_tree(tree, dst / "tree")
 
 
 def test_wrong_token_fails_both_sides_and_writes_nothing(tmp_path: Path) -> None:

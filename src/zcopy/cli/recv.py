@@ -11,6 +11,8 @@ from zcopy.cli import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from zcopy.routes import ROUTES
+
     p.add_argument("directory", metavar="DIR", nargs="?", default=".", help="target directory (default: .)")
     p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:9000; port 0 picks a free one)")
@@ -18,10 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="require senders to prove this secret (default: $ZCOPY_TOKEN)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--route", choices=ROUTES,
+                   help="force the body route (default: splice, fallbacks shown); readwrite = plain recv_into + write")
     p.add_argument("--json", action="store_true", help="print one JSON line per session on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
+    from zcopy import RouteUnavailable
     from zcopy.cli.send import parse_address
     from zcopy.transfer import Receiver, SessionResult
 
@@ -30,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
     address = parse_address(args.listen, default_host="127.0.0.1")
     token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
     try:
-        rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout)
+        rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout,
+                      route=args.route)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    except RouteUnavailable as exc:
+        raise UserError(str(exc)) from None
     host, port = rx.address
     host = f"[{host}]" if ":" in host else host
     # Scripts (and the tests) read the chosen port from this line.

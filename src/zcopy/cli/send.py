@@ -26,6 +26,8 @@ def parse_address(text: str, default_host: str | None = None) -> tuple[str, int]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from zcopy.routes import ROUTES
+
     p.add_argument("paths", metavar="PATH", nargs="+", help="files and directories to send")
     p.add_argument("address", metavar="HOST:PORT", help="where `zcopy recv` listens")
     p.add_argument("--token", help="shared secret (default: $ZCOPY_TOKEN); proven by HMAC, never sent")
@@ -34,10 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checksum", choices=("xxh3", "sha256", "none"), default="xxh3",
                    help="per-file checksum (default xxh3-128)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--route", choices=ROUTES,
+                   help="force the body route (default: sendfile, fallbacks shown); readwrite = plain pread + send")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
+    from zcopy import RouteUnavailable
     from zcopy.cli.progress import Progress, human_bytes
     from zcopy.transfer import TransferError, UnsafeNameError, send
 
@@ -50,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             result = send(args.paths, address, token=token, resume=args.resume, checksum_name=args.checksum,
-                          progress=bar.update, timeout=args.timeout)
+                          progress=bar.update, timeout=args.timeout, route=args.route)
         finally:
             bar.close()
-    except UnsafeNameError as exc:
+    except (UnsafeNameError, RouteUnavailable) as exc:
         raise UserError(str(exc)) from None
     except TransferError as exc:
         _report_error(args, str(exc), exc.code)

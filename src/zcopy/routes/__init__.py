@@ -85,6 +85,16 @@ def plan(src_kind: str, dst_kind: str, route: str | None = None, fallback: bool 
     return [(n, _MODULES[n].check(src_kind, dst_kind)) for n in names]
 
 
+def require(route: str | None, src_kind: str, dst_kind: str) -> None:
+    """Check a forced route up front (before a session starts): ValueError for an unknown name,
+    RouteUnavailable naming why it cannot move src_kind → dst_kind. None (no forcing) always passes."""
+    if route is None:
+        return
+    reason = plan(src_kind, dst_kind, route=route)[0][1]
+    if reason is not None:
+        raise RouteUnavailable(route, reason)
+
+
 def move(
     src_fd: int,
     dst_fd: int,
@@ -207,4 +217,6 @@ def _run(
             raise
 
 
-__all__ = ["COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan"]
+__all__ = [
+    "COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan", "require",
+]

@@ -129,6 +129,11 @@ class CopyModel(Record):
         return sum(1 for h in self.hops if h.kind == CPU)
 
     @property
+    def user_crossings(self) -> int:
+        """How many times each byte enters or leaves user space (readwrite: in and out, 2; mmap: 1)."""
+        return sum(1 for h in self.hops if "user" in h.src or "user" in h.dst)
+
+    @property
     def dma_copies(self) -> int:
         return sum(1 for h in self.hops if h.kind == DMA)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 
-from zcopy import FileChannel
+from zcopy import FileChannel, RouteUnavailable, routes
 from zcopy.transfer import checksum, hashing, names
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
@@ -81,7 +81,8 @@ class Receiver:
 
     Sessions run one after another (serve_once / serve_forever), so two senders never race on the same
     partial file. `token` turns on HMAC challenge-response authentication; `overwrite` allows replacing
-    existing files.
+    existing files. `route` forces the body route (e.g. "readwrite", a plain recv_into + pwrite, to compare);
+    by default splice, with any fallback visible in each session's `routes`.
     """
 
     def __init__(
@@ -92,7 +93,10 @@ class Receiver:
         token: str | bytes | None = None,
         overwrite: bool = False,
         timeout: float | None = 60.0,
+        route: str | None = None,
     ) -> None:
+        routes.require(route, "socket", "file")
+        self.route = route
         self.directory = os.fspath(directory)
         self.token = token.encode() if isinstance(token, str) else token
         self.overwrite = overwrite
@@ -200,6 +204,8 @@ class _Session:
             code = E_NOSPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else E_IO
             where = f": {exc.filename}" if exc.filename else ""
             self._refuse(code, f"{exc.strerror or exc}{where}")
+        except RouteUnavailable as exc:  # a forced route the kernel refused for this socket or file
+            self._refuse(E_IO, str(exc))
         except Exception as exc:  # a bug: still tell the sender, then let it surface
             self._refuse(E_INTERNAL, f"internal error: {exc!r}")
             raise
@@ -369,7 +375,7 @@ class _Session:
                 res.user_bytes += len(ev.data)
             while self.dec.body_remaining:
                 try:
-                    n = ch.transfer_from(self.conn, pos, self.dec.body_remaining)
+                    n = ch.transfer_from(self.conn, pos, self.dec.body_remaining, route=self.rx.route)
                 except OSError as exc:
                     n = getattr(exc, "bytes_moved", 0)
                     self._count(ch, n)
@@ -413,6 +419,8 @@ class _Session:
             route = ch.last_route or "unknown"
             self.result.routes[route] = self.result.routes.get(route, 0) + n
             self.result.bytes += n
+            if route in routes.COPY_MODELS:  # bytes a copying fallback (or a forced readwrite) carried by hand
+                self.result.user_bytes += n * routes.copy_model(route, "socket", "file").user_crossings
 
     def _publish(self, partial: bytes, final: bytes, parent: int, shown: str) -> None:
         if self.rx.overwrite:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NoReturn
 
-from zcopy import FileChannel, TruncatedFileError
+from zcopy import FileChannel, RouteUnavailable, TruncatedFileError, routes
 from zcopy.transfer import checksum, hashing, names
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
@@ -133,6 +133,7 @@ def send(
     checksum_name: str = "xxh3",
     progress: Progress | None = None,
     timeout: float | None = 60.0,
+    route: str | None = None,
 ) -> SendResult:
     """Send files and directory trees to a `Receiver` at `address`.
 
@@ -140,9 +141,12 @@ def send(
     `failed`. Raises TransferError (RemoteError when the receiver refused, AuthError, ProtocolError) when the
     session itself fails, OSError when a source cannot be read.
     `timeout` bounds each wait on the network (connect, a stalled send or receive), not the whole transfer.
+    `route` forces the body route (e.g. "readwrite" to compare with a plain read+send; default: sendfile with
+    visible fallbacks); an impossible one raises RouteUnavailable before any file is sent.
     """
     if checksum_name not in checksum.ALGORITHMS:
         raise ValueError(f"unknown checksum {checksum_name!r}; choose from {', '.join(checksum.ALGORITHMS)}")
+    routes.require(route, "file", "socket")
     sources, warnings = collect(paths)
     names.check_tree((s.entry.name, s.entry.is_dir) for s in sources)
     tok = token.encode() if isinstance(token, str) else token
@@ -152,7 +156,7 @@ def send(
         # Small frames must not wait for delayed ACKs (Nagle); the FILE header is sent with MSG_MORE so it
         # still shares a segment with the start of the body.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = _Session(sock, sources, tok, resume, checksum.ALGORITHMS[checksum_name], progress)
+        session = _Session(sock, sources, tok, resume, checksum.ALGORITHMS[checksum_name], progress, route)
         session.result.warnings += warnings
         session.result.checksum = checksum_name
         session.run()
@@ -171,8 +175,10 @@ class _Session:
         resume: bool,
         algo: int,
         progress: Progress | None,
+        route: str | None = None,
     ) -> None:
         self.sock = sock
+        self.route = route
         self.sources = sources
         self.token = token
         self.resume = resume
@@ -265,6 +271,10 @@ class _Session:
             self._run()
         except RemoteError:
             raise
+        except RouteUnavailable as exc:  # a forced route the kernel refused: a session error like any other
+            with contextlib.suppress(OSError):
+                self.sock.sendall(p.Error(E_IO, str(exc)).encode())
+            raise TransferError(str(exc), E_IO) from None
         except TransferError as exc:  # e.g. a malformed frame from the receiver: tell it before leaving
             with contextlib.suppress(OSError):
                 self.sock.sendall(p.Error(exc.code, str(exc)).encode())
@@ -408,7 +418,7 @@ class _Session:
         while moved < length:
             want = min(step, length - moved)
             try:
-                n = ch.transfer_to(start + moved, want, self.sock)
+                n = ch.transfer_to(start + moved, want, self.sock, route=self.route)
             except TruncatedFileError as exc:
                 n = exc.bytes_moved
                 want = n + 1  # mark as short
