@@ -9,8 +9,10 @@ import os
 import platform
 import random
 import resource
+import shlex
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +101,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that reproduces this run, as quoted in docs/benchmarks.md (without --out FILE)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--out" in args:
+        i = args.index("--out")
+        del args[i : i + 2]
+    return shlex.join(["python", script, *args])
 
 
 def drop_dirty() -> None:

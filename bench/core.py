@@ -23,6 +23,7 @@ from _common import (
     MiB,
     Result,
     Sample,
+    command_line,
     drop_dirty,
     load_average,
     machine,
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cmd = "python bench/core.py" + (" --quick" if args.quick else "")
+    cmd = command_line("bench/core.py", argv)
     h_cpu = ["contender", "CPU s/GB (median)", "min – max", "vs baseline", "GB/s"]
     h_wall = ["contender", "wall s (median)", "min – max", "vs cp", "GB/s"]
     f2s_ratio_raw = f2s["zcopy transfer_to (sendfile)"].med("cpu_s") / f2s["raw os.sendfile loop"].med("cpu_s")

@@ -29,6 +29,7 @@ from _common import (
     Result,
     Sample,
     children_cpu,
+    command_line,
     drop_dirty,
     load_average,
     machine,
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cmd = "python bench/transfer.py" + (" --quick" if args.quick else "")
+    cmd = command_line("bench/transfer.py", argv)
     h_cpu = ["contender", "CPU s/GB (median)", "min – max", "vs baseline", "GB/s"]
     rx_same = rx[RX_ZCOPY].med("cpu_s") / rx[RX_SAME].med("cpu_s")
     rx_plain = rx[RX_ZCOPY].med("cpu_s") / rx[RX_PLAIN].med("cpu_s")
