@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from zcopy import FileChannel, FileLock, MapMode, SocketChannel, observe, routes
-from zcopy.errors import ClosedChannelError, NonReadableChannelError, NonWritableChannelError
+from zcopy.channel import _overlap
+from zcopy.errors import (
+    ClosedChannelError,
+    NonReadableChannelError,
+    NonWritableChannelError,
+    OverlappingFileLockError,
+)
 
 # Not a pattern that repeats within a page, so an off-by-some-bytes transfer compares unequal.
 DATA = bytes((i * 7 + i // 251) % 256 for i in range(3 * 4096 + 77))
@@ -667,6 +673,32 @@ def test_non_overlapping_ranges_do_not_conflict(src_path: Path) -> None:
         assert b.try_lock(99, 1) is None
         assert a.try_lock(150, 1000) is None
         assert a.try_lock(200, 0) is not None  # [200, EOF)
+
+
+def test_overlapping_lock_on_the_same_channel_is_refused(src_path: Path) -> None:
+    # Java's OverlappingFileLockException: OFD locks of one open file would merge, and releasing the second
+    # would silently unlock bytes the first still covers. Other channels keep getting real conflicts.
+    with FileChannel.open(src_path, "r+") as a, FileChannel.open(src_path, "r+") as b:
+        first = a.lock(0, 100)
+        for pos, size, shared in [(50, 100, False), (99, 1, True), (0, 0, False), (10, 10, False)]:
+            with pytest.raises(OverlappingFileLockError, match="overlaps"):
+                a.try_lock(pos, size, shared=shared)
+            with pytest.raises(OverlappingFileLockError):
+                a.lock(pos, size, shared=shared)
+        assert b.try_lock(50, 10) is None  # still held by a after the refusals: nothing was converted
+        tail = a.lock(100, 0)  # adjacent, not overlapping
+        with pytest.raises(OverlappingFileLockError):
+            a.try_lock(1 << 40, 1)  # size 0 covers everything past 100, however far
+        first.release()
+        again = a.try_lock(0, 100)  # a released lock no longer counts
+        assert again is not None and tail.valid
+        assert b.try_lock(150, 1) is None
+
+
+def test_overlap_rule() -> None:
+    assert _overlap(0, 100, 99, 1) and not _overlap(0, 100, 100, 5) and not _overlap(100, 5, 0, 100)
+    assert _overlap(0, 0, 1 << 50, 1) and _overlap(5, 1, 0, 0) and _overlap(0, 0, 7, 0)
+    assert not _overlap(10, 0, 0, 10)
 
 
 def test_lock_released_by_context_manager(src_path: Path) -> None:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from zcopy import _sys, routes
 from zcopy import observe as _observe
-from zcopy.errors import ClosedChannelError, NonReadableChannelError, NonWritableChannelError
+from zcopy.errors import (
+    ClosedChannelError,
+    NonReadableChannelError,
+    NonWritableChannelError,
+    OverlappingFileLockError,
+)
 
 if TYPE_CHECKING:
     from zcopy.mapped import MapMode, MappedBuffer
@@ -68,6 +73,13 @@ def fd_of(obj: Endpoint) -> int:
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: short type, short whence, off_t start, off_t len, pid_t pid
+
+
+def _overlap(a_pos: int, a_size: int, b_pos: int, b_size: int) -> bool:
+    """Do byte ranges [pos, pos+size) overlap? size 0 runs to the end of the file, however far it grows."""
+    a_end = a_pos + a_size if a_size else None
+    b_end = b_pos + b_size if b_size else None
+    return (b_end is None or a_pos < b_end) and (a_end is None or b_pos < a_end)
 
 
 class FileLock:
@@ -304,21 +316,29 @@ class FileChannel:
             self._check_read()
         else:
             self._check_write()
+        self._locks = [held for held in self._locks if held.valid]
+        for held in self._locks:
+            if _overlap(held.position, held.size, position, size):
+                raise OverlappingFileLockError(
+                    f"{self.name}: this channel already holds {held!r}, which overlaps {position}+{size or 'EOF'}"
+                )
         ok = self._fcntl_lock(fcntl.F_RDLCK if shared else fcntl.F_WRLCK, position, size, wait)
         if not ok:
             return None
         lk = FileLock(self, position, size, shared)
-        self._locks = [held for held in self._locks if held.valid] + [lk]
+        self._locks.append(lk)
         return lk
 
     def lock(self, position: int = 0, size: int = 0, shared: bool = False) -> FileLock:
-        """Block until the range is locked (size 0: to end of file, however it grows)."""
+        """Block until the range is locked (size 0: to end of file, however it grows).
+        OverlappingFileLockError if this channel already holds a lock overlapping the range."""
         lk = self._lock(position, size, shared, wait=True)
         assert lk is not None
         return lk
 
     def try_lock(self, position: int = 0, size: int = 0, shared: bool = False) -> FileLock | None:
-        """Lock without waiting; None if another open file holds a conflicting lock."""
+        """Lock without waiting; None if another open file holds a conflicting lock.
+        OverlappingFileLockError if this channel already holds a lock overlapping the range."""
         return self._lock(position, size, shared, wait=False)
 
     # -- mapping -----------------------------------------------------------------------------------------

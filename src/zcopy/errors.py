@@ -43,6 +43,13 @@ class TruncatedFileError(ZeroCopyError):
         )
 
 
+class OverlappingFileLockError(ZeroCopyError):
+    """This channel already holds a lock overlapping the requested range (Java's OverlappingFileLockException).
+
+    OFD locks of one open file merge silently: a second lock would convert the first one's overlap, and releasing
+    either would unlock the shared bytes under the other. zcopy refuses the second lock instead."""
+
+
 class RouteUnavailable(ZeroCopyError):
     """A route that was forced (``route=...``) or required (``fallback=False``) cannot be used; ``reason`` says why."""
 
