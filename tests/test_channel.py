@@ -1080,9 +1080,18 @@ def test_transfer_to_non_blocking_socket_returns_early(
     assert bytes(got) == big
 
 
-def test_transfer_to_socket_with_timeout_waits(
+def _nonblocking(sock: socket.socket) -> bool:
+    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+_NO_TIMEO = bytes(16)  # struct timeval {0, 0}: SO_SNDTIMEO/SO_RCVTIMEO unset
+
+
+def test_transfer_to_socket_with_timeout_waits_inside_the_kernel_then_is_restored(
     tmp_path: Path, small_tcp_pair: tuple[socket.socket, socket.socket]
 ) -> None:
+    # A Python timeout makes the fd O_NONBLOCK; transfer_to makes it blocking with SO_SNDTIMEO for the call, so
+    # sendfile sleeps in the kernel: one call for the whole file instead of one per full socket buffer.
     big = os.urandom(4 << 20)  # larger than the socket buffers, so the sender must wait for the reader
     p = tmp_path / "big"
     p.write_bytes(big)
@@ -1090,10 +1099,14 @@ def test_transfer_to_socket_with_timeout_waits(
     client.settimeout(10)
     got = bytearray()
     t = _drain(conn, got, delay=0.3)
-    with FileChannel.open(p) as ch:
+    with FileChannel.open(p) as ch, observe() as obs:
         t0 = time.monotonic()
         assert ch.transfer_to(0, len(big), client) == len(big)
         assert time.monotonic() - t0 >= 0.25
+    assert obs.operations[0].route == "sendfile"
+    assert obs.operations[0].syscalls["sendfile"] <= 2
+    assert _nonblocking(client) and client.gettimeout() == 10
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == _NO_TIMEO
     client.shutdown(socket.SHUT_WR)
     t.join(20)
     assert bytes(got) == big
@@ -1111,36 +1124,6 @@ def test_transfer_to_socket_timeout_expires(tmp_path: Path) -> None:
             ch.transfer_to(0, len(big), a)  # nobody ever reads
         assert time.monotonic() - t0 < 5
         assert 0 < ei.value.bytes_moved < len(big)  # type: ignore[attr-defined]  # where it stopped
-
-
-def _nonblocking(sock: socket.socket) -> bool:
-    return bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
-
-
-_NO_TIMEO = bytes(16)  # struct timeval {0, 0}: SO_SNDTIMEO/SO_RCVTIMEO unset
-
-
-def test_timeout_socket_waits_inside_the_kernel_then_is_restored(
-    tmp_path: Path, small_tcp_pair: tuple[socket.socket, socket.socket]
-) -> None:
-    # A Python timeout makes the fd O_NONBLOCK; transfer_to makes it blocking with SO_SNDTIMEO for the call, so
-    # sendfile sleeps in the kernel: one call for the whole file instead of one per full socket buffer.
-    big = os.urandom(4 << 20)
-    p = tmp_path / "big"
-    p.write_bytes(big)
-    client, conn = small_tcp_pair
-    client.settimeout(10)
-    got = bytearray()
-    t = _drain(conn, got, delay=0.2)
-    with FileChannel.open(p) as ch, observe() as obs:
-        assert ch.transfer_to(0, len(big), client) == len(big)
-    assert obs.operations[0].route == "sendfile"
-    assert obs.operations[0].syscalls["sendfile"] <= 2
-    assert _nonblocking(client) and client.gettimeout() == 10
-    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) == _NO_TIMEO
-    client.shutdown(socket.SHUT_WR)
-    t.join(20)
-    assert bytes(got) == big
 
 
 def test_transfer_from_socket_with_timeout_expires_and_restores_the_socket(tmp_path: Path) -> None:
