@@ -432,7 +432,7 @@ class _kernel_wait:
 
     Python gives a socket with a timeout an O_NONBLOCK fd and polls before each call. A sendfile/splice loop on
     such an fd returns at every full (or empty) socket buffer: one EAGAIN, one poll() and one more call each
-    time, which cost a 1 GiB transfer_to 0.28 instead of 0.17 CPU s/GB here (the blocking figure). Instead the fd
+    time (bench/core.py compares the two: docs/benchmarks.md, "socket with a timeout" rows). Instead the fd
     is made blocking with SO_SNDTIMEO/SO_RCVTIMEO set to the timeout, so the kernel sleeps inside the call and
     still gives up (EAGAIN) after `timeout` seconds without progress. Flags and the old timeout are restored
     on exit, whatever happened.
