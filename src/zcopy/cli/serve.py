@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-entries", type=int, default=256, help="open-file cache size (0 = off)")
     parser.add_argument("--cache-valid", type=float, default=1.0, help="seconds a cached file is trusted")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")
+    parser.add_argument(
+        "--handshake-timeout", type=float, help="TLS: seconds from accept to a finished handshake (default: header)"
+    )
     parser.add_argument("--keepalive-timeout", type=float, default=30.0, help="idle keep-alive seconds")
     parser.add_argument("--send-timeout", type=float, default=60.0, help="seconds a reader may stall a send")
     parser.add_argument("--max-connections", type=int, default=10_000, help="per worker; beyond, accept later")
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zcopy.serve.prepare import ConfigError
     from zcopy.serve.workers import Options
     from zcopy.serve.workers import run as run_workers
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             cache_entries=args.cache_entries,
             cache_valid=args.cache_valid,
             header_timeout=args.header_timeout,
+            handshake_timeout=args.handshake_timeout,
             keepalive_timeout=args.keepalive_timeout,
             send_timeout=args.send_timeout,
             max_connections=args.max_connections,
@@ -85,5 +90,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         return run_workers(opts)
+    except ConfigError as exc:  # found before serving or forking; the message names the cause
+        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot serve on {args.bind}:{args.port}: {exc.strerror or exc}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import httptools
 
 from zcopy.aio import FileSlice, Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.serve.errnos import EXHAUSTED
 from zcopy.serve.handler import Request, Response
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ TLS_CHUNK = 1 << 18
 # Request bodies are read and dropped (a file server takes none); past this much the request is answered 413
 # and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
 MAX_BODY = 1 << 20
+
+# A 503 for lack of descriptors says "try again in a second": by then a keep-alive or a response has ended.
+RETRY_AFTER = b"1"
 
 _INTERESTING = frozenset(
     (
@@ -176,6 +181,17 @@ class Session:
             req.keep_alive = False
         try:
             return handler.handle(req)
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                self.server.log_exception("handler failed")
+                return handler.error(500, req, close=True)
+            # Out of descriptors: the server is overloaded, the file may well exist (never a 404). The
+            # connection stays open: closing it would free one fd, but the client would just reconnect.
+            target = req.target.decode("latin-1").encode("unicode_escape").decode("ascii")
+            self.server.log_throttled(
+                "open: exhausted", f"503 for {target}: cannot open a file ({exc.errno}: {os.strerror(exc.errno or 0)})"
+            )
+            return handler.error(503, req, extra=[(b"Retry-After", RETRY_AFTER)])
         except Exception:  # a bug must cost one connection, never the server
             self.server.log_exception("handler failed")
             return handler.error(500, req, close=True)
@@ -381,6 +397,61 @@ class RawConnection(Session):
         self.release_current()
         self.sock.close()
         self.server.forget(self)
+
+
+class Handshake:
+    """A TLS connection from accept until its handshake ends: counted against max_connections, with a deadline.
+
+    asyncio and uvloop create the protocol only once the handshake is done, so without this a client that
+    connects and never says ClientHello would hold a socket uncounted and unbounded (slowloris for HTTPS).
+    """
+
+    idle = True  # nothing in flight: graceful shutdown closes it at once
+
+    def __init__(self, server: Server, sock: socket.socket, peer: str, tls: ssl.SSLContext) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.deadline = time.monotonic() + server.handshake_timeout
+        self.expired = False
+        self.closed = False
+        # asyncio's own handshake timer is a backstop only: the sweeper (above) ends the handshake first.
+        self._task = server.loop.create_task(self._run(tls, 2 * server.handshake_timeout + 1.0))
+
+    async def _run(self, tls: ssl.SSLContext, backstop: float) -> None:
+        server = self.server
+        cause = ""
+        try:
+            await server.loop.connect_accepted_socket(
+                lambda: TLSConnection(server), self.sock, ssl=tls, ssl_handshake_timeout=backstop
+            )
+        except asyncio.CancelledError:
+            if self.expired:
+                cause, why = "TLS handshake timeout", f"not done within {server.handshake_timeout:g} s"
+        except ConnectionAbortedError as exc:  # the backstop fired (asyncio and uvloop raise this on timeout)
+            cause, why = "TLS handshake timeout", str(exc)
+        except ssl.SSLError as exc:  # not TLS, no shared cipher or version, bad record...
+            cause, why = "TLS handshake failed", str(exc)
+        except OSError as exc:  # reset or closed by the peer mid-handshake
+            cause, why = "connection lost during the TLS handshake", exc.strerror or str(exc)
+        else:
+            return  # the TLSConnection took over (it was adopted in connection_made)
+        finally:
+            self.closed = True
+            server.forget(self)
+        # Failed: the transport closes the socket itself; closing our object again is harmless and covers a
+        # failure before the transport existed.
+        self.sock.close()
+        if cause:
+            server.log_once(cause, f"{self.peer}: {cause} ({why}); connection closed")
+
+    def on_deadline(self) -> None:
+        self.expired = True
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._task.cancel()
 
 
 class TLSConnection(Session, asyncio.Protocol):
