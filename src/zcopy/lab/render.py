@@ -443,12 +443,15 @@ def route_verdicts(doc: Doc) -> list[tuple[str, str, str]]:
     used = doc["route"]
     skipped = {r: why for r, why in doc["skipped"]}
     order = list(doc["order"])
+    selection = doc.get("selection")  # the direct-or-not choice of a whole-file copy (--to file)
     out = []
     for r in doc["static_reasons"]:
         static = doc["static_reasons"][r]
         if r == used:
             if doc["forced_route"]:
                 why = f"forced with --route {r}"
+            elif selection and selection["preferred"] == r:
+                why = f"chosen: {selection['reason']}"
             elif skipped:
                 why = f"first route in the {pair} order that worked ({' → '.join(order)})"
             else:
@@ -458,6 +461,8 @@ def route_verdicts(doc: Doc) -> list[tuple[str, str, str]]:
             out.append((r, "gave up", skipped[r]))
         elif static is not None:
             out.append((r, "cannot", static))
+        elif selection and r == "direct" and not doc["forced_route"]:
+            out.append((r, "not chosen", selection["reason"]))
         elif doc["forced_route"]:
             out.append((r, "not tried", f"--route {doc['forced_route']} forces one route"))
         elif r in order and order.index(r) > order.index(used):
@@ -473,6 +478,7 @@ def render_explain(doc: Doc) -> str:
     lines = [
         f"{doc['file']} ({fmt_bytes(doc['size'])}) → {doc['target']}",
         f"route     {doc['route']}  ({doc['src_kind']} → {doc['dst_kind']}, moved {fmt_bytes(doc['nbytes'])})",
+        *([f"choice    {doc['selection']['reason']}"] if doc.get("selection") else []),
         f"model     {m['line']}",
         f"          {m['cpu_copies']} CPU copies, {m['dma_copies']} DMA copies, "
         + ("bytes pass through user space" if m["user_space"] else "bytes never enter user space"),
