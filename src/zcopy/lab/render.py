@@ -226,6 +226,42 @@ def _both_ends(run: Mapping[str, Any], control: Mapping[str, Any], label: str) -
     return f"; {label}: {fmt_ratio(a, b)} CPU ({fmt_secs(a)} vs {fmt_secs(b)})"
 
 
+def cold_run(step: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The cold run of a step if it has one (what the direct route is for), else the warm one."""
+    for r in step["runs"]:
+        if r["mode"] == "cold":
+            return r  # type: ignore[no-any-return]
+    return warm_run(step)
+
+
+def _dirty_left(run: Mapping[str, Any]) -> int:
+    """kB of dirty page cache the copy left for force to write (the drop of Dirty during force, never below 0)."""
+    f = run.get("force")
+    return max(0, f["dirty_kb_before"] - f["dirty_kb_after"]) if f else 0
+
+
+def _direct_sentence(
+    dio: Mapping[str, Any], cfr: Mapping[str, Any] | None, rw: Mapping[str, Any] | None
+) -> str:
+    """direct vs copy_file_range vs read+write, on the cold runs (a cold source is the case direct exists for)."""
+    r = cold_run(dio)
+    c = r["counters"]
+    s = (
+        f"{_route_phrase(r, 'direct')} ({r['mode']}): {r['cpu_copies']} CPU copies in the model, "
+        f"{fmt_bytes(c['user_bytes'])} copied by the CPU across user space, {fmt_secs(cpu_s(c))} CPU and "
+        f"{fmt_secs(c['wall_s'])} wall for a durable copy; the disk read {fmt_bytes(c['disk_read_bytes'])} and force "
+        f"found {_dirty_left(r)} kB of dirty pages to write"
+    )
+    others = [(name, cold_run(st)) for name, st in (("copy_file_range", cfr), ("read+write", rw)) if st]
+    if others:
+        s += "; " + ", ".join(
+            f"{name} {fmt_secs(cpu_s(o['counters']))} CPU, {fmt_secs(o['counters']['wall_s'])} wall, "
+            f"{_dirty_left(o)} kB dirty at force (direct used {fmt_ratio(cpu_s(c), cpu_s(o['counters']))} CPU)"
+            for name, o in others
+        )
+    return s + "."
+
+
 def conclusions(doc: Doc) -> list[tuple[str, str]]:
     """One sentence per path, each computed from the warm-run numbers (the cold ones add disk cost)."""
     steps = _steps(doc)
@@ -319,6 +355,10 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
         if r["cpu_copies"]:
             s += f": the bytes are still copied ({r['cpu_copies']} CPU copy in the model), never via user space"
         out.append(("copy_file_range", s + "."))
+
+    dio = steps.get("direct_copy")
+    if dio:
+        out.append(("direct_copy", _direct_sentence(dio, cfr, steps.get("readwrite_copy"))))
 
     if ctrl:
         r = warm_run(ctrl)
