@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from zcopy.lab import chart
 from zcopy.lab.render import cpu_s, fmt_secs
+
+# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
+# route and counter in it is one the tour really produced.
+TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
+
+
+@pytest.fixture
+def saved_tour() -> dict[str, Any]:
+    return json.loads(TOUR_JSON.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -4,7 +4,9 @@ lanes put user space above the kernel line, and the figures on the arrows are th
 from __future__ import annotations
 
 import copy
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,16 @@ import pytest
 from zcopy.lab import diagram, flows
 from zcopy.lab.render import fmt_bytes, fmt_secs
 from zcopy.routes import copy_model
+
+# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
+# route and counter in it is one the tour really produced.
+TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
+
+
+@pytest.fixture
+def saved_tour() -> dict[str, Any]:
+    return json.loads(TOUR_JSON.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 
@@ -141,8 +153,12 @@ def test_model_of_unknown_route_is_none() -> None:
 
 def test_a_route_added_later_draws_without_a_special_case() -> None:
     # An O_DIRECT-like model: the disk DMAs straight into an aligned user buffer and back, no page cache.
-    model = {"hops": [{"from": "disk", "to": "user buffer (aligned)", "kind": "DMA", "note": "O_DIRECT read"},
-                      {"from": "user buffer (aligned)", "to": "disk", "kind": "DMA", "note": "O_DIRECT write"}]}
+    model = {
+        "hops": [
+            {"from": "disk", "to": "user buffer (aligned)", "kind": "DMA", "note": "O_DIRECT read"},
+            {"from": "user buffer (aligned)", "to": "disk", "kind": "DMA", "note": "O_DIRECT write"},
+        ]
+    }
     counters = {"disk_read_bytes": 4096, "disk_write_bytes": 4096, "user_bytes": 8192, "minor_faults": 0,
                 "major_faults": 0}  # fmt: skip
     runs = [{"mode": "warm", "nbytes": 4096, "counters": counters, "force": None}]

@@ -20,6 +20,15 @@ import pytest
 from zcopy.lab import tourpage
 from zcopy.lab.render import fmt_bytes
 
+# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
+# route and counter in it is one the tour really produced.
+TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
+
+
+@pytest.fixture
+def saved_tour() -> dict[str, Any]:
+    return json.loads(TOUR_JSON.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
 
 class Collect(HTMLParser):
     """Every element's attributes and the text directly inside it, in document order."""
@@ -192,8 +201,10 @@ def test_a_step_the_page_does_not_know_draws_from_its_model(saved_tour: dict[str
     cfr = next(s for s in doc["steps"] if s["id"] == "copy_file_range")
     new = copy.deepcopy(cfr)
     new.update(id="direct", title="direct: cold file → file by O_DIRECT", article="not in the article (O_DIRECT)")
-    hops = [{"from": "disk", "to": "user buffer (aligned)", "kind": "DMA", "note": "O_DIRECT read"},
-            {"from": "user buffer (aligned)", "to": "disk", "kind": "DMA", "note": "O_DIRECT write"}]
+    hops = [
+        {"from": "disk", "to": "user buffer (aligned)", "kind": "DMA", "note": "O_DIRECT read"},
+        {"from": "user buffer (aligned)", "to": "disk", "kind": "DMA", "note": "O_DIRECT write"},
+    ]
     for r in new["runs"]:
         r["route"] = "direct"
         r["model"] = {"route": "direct", "line": "disk ─DMA→ user buffer (aligned) ─DMA→ disk", "cpu_copies": 0,
