@@ -104,3 +104,21 @@ def small_ext4(size_mib: int = 8) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def write_uncached(path: Path, size: int) -> bytes:
+    """A file of `size` bytes (a multiple of 4096) written by O_DIRECT, so none of it is in the page cache: a cold
+    source without relying on eviction."""
+    assert size % 4096 == 0
+    from zcopy import FileChannel, aligned_buffer
+
+    data = (bytes(range(256)) * (size // 256 + 1))[:size]
+    buf = aligned_buffer(min(size, 8 << 20))
+    with FileChannel.open(path, "w", direct=True) as ch:
+        done = 0
+        while done < size:
+            n = min(len(buf), size - done)
+            buf[:n] = data[done : done + n]
+            ch.write(buf[:n], position=done)
+            done += n
+    return data

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_file
-from direct_fs import disk_dir, tmpfs_dir
+from direct_fs import disk_dir, tmpfs_dir, write_uncached
 
 import zcopy
 from zcopy import RouteUnavailable, observe, pagecache
@@ -177,3 +177,18 @@ def test_cp_route_direct_json(ddir: Path) -> None:
                        capture_output=True, text=True, check=True)  # fmt: skip
     doc = json.loads(r.stdout)
     assert doc["route"] == "copy_file_range" and "below the direct threshold" in doc["why"]
+
+
+def test_cp_chooses_direct_for_a_large_cold_source(ddir: Path) -> None:
+    data = write_uncached(ddir / "cold", direct.THRESHOLD)  # by O_DIRECT: not in the page cache
+    zcopy_exe = os.path.join(os.path.dirname(sys.executable), "zcopy")
+    r = subprocess.run([zcopy_exe, "cp", "--json", str(ddir / "cold"), str(ddir / "copy")],
+                       capture_output=True, text=True, check=True)  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["route"] == "direct" and "0% of it is in the page cache" in doc["why"]
+    assert (ddir / "copy").read_bytes() == data
+    (ddir / "cold").read_bytes()
+    # Now cached (just read): the same copy goes by copy_file_range and says why.
+    r = subprocess.run([zcopy_exe, "cp", str(ddir / "cold"), str(ddir / "copy2")],
+                       capture_output=True, text=True, check=True)  # fmt: skip
+    assert "copied by copy_file_range" in r.stdout and "in the page cache" in r.stdout
