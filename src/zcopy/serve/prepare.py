@@ -3,7 +3,8 @@
 A worker that cannot start because of a bad flag would fail the same way every time it is restarted; so the
 parent loads the TLS certificate, opens the access log and binds the listening sockets itself, and a mistake
 ends the command at once with its real cause (ConfigError → `zcopy serve: error: ...`, exit 2). Workers
-inherit the results across fork(). Issue 10 (ASGI mode) imports the application here too, for the same reason.
+inherit the results across fork(). (An ASGI app is imported in the parent too, by cli/serve.py, for the same
+reason.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from zcopy.serve.server import BACKLOG
+from zcopy.serve.server import BACKLOG, listen_unix
 
 if TYPE_CHECKING:
     from zcopy.serve.workers import Options
@@ -26,10 +27,16 @@ class ConfigError(Exception):
 
 @dataclass
 class Prepared:
-    """What the parent made ready: the TLS context (or None) and one listening socket per worker."""
+    """What the parent made ready: the TLS context (or None) and the listening sockets.
+
+    One socket per worker on TCP (SO_REUSEPORT); one shared by all on a unix socket (no SO_REUSEPORT balancing).
+    """
 
     tls: ssl.SSLContext | None
     sockets: list[socket.socket] = field(default_factory=list)
+
+    def socket(self, slot: int) -> socket.socket:
+        return self.sockets[slot % len(self.sockets)]
 
     def close(self) -> None:
         for s in self.sockets:
@@ -90,12 +97,17 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
 
 def prepare(opts: Options) -> Prepared:
     """Check and open what the configuration names, in the process that will fork the workers."""
-    if not os.path.isdir(opts.root):
-        raise ConfigError(f"not a directory: {opts.root}")
-    if not os.access(opts.root, os.R_OK | os.X_OK):
-        raise ConfigError(f"cannot read directory: {opts.root}")
+    if opts.root is not None:
+        if not os.path.isdir(opts.root):
+            raise ConfigError(f"not a directory: {opts.root}")
+        if not os.access(opts.root, os.R_OK | os.X_OK):
+            raise ConfigError(f"cannot read directory: {opts.root}")
     tls = load_tls(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
     if opts.access_log:
         check_access_log(opts.access_log)
-    # Issue 10 hook: import the ASGI application here (an ImportError becomes a ConfigError), before listening.
+    if opts.uds is not None:
+        try:
+            return Prepared(tls, [listen_unix(opts.uds, BACKLOG)])
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {opts.uds}: {exc.strerror or exc}") from None
     return Prepared(tls, listen(opts.host, opts.port, max(1, opts.workers)))

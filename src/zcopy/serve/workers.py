@@ -20,10 +20,16 @@ from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.prepare import Prepared, prepare
 from zcopy.serve.server import Server, say
 
+# uvicorn's exit status when the app's startup fails (lifespan.startup.failed, or an exception with --lifespan on)
+STARTUP_FAILED = 3
+
 
 @dataclass
 class Options:
-    root: str
+    root: str | None = None
+    app: Any = None  # an ASGI application (already imported, in the parent: errors show before any fork)
+    app_label: str = ""  # MODULE:ATTR, for the start-up line
+    uds: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -56,9 +62,27 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
     log = AccessLog(opts.access_log, json_lines=opts.json_log) if opts.access_log else None
     tls = prepared.tls
     server = Server(
-        opts.root, host=opts.host, sock=prepared.sockets[slot], access_log=log, ssl=tls, **opts.server_kwargs
+        opts.root,
+        app=opts.app,
+        uds=opts.uds,
+        host=opts.host,
+        port=opts.port,
+        sock=prepared.socket(slot),
+        access_log=log,
+        ssl=tls,
+        **opts.server_kwargs,
     )
-    await server.start()
+    if opts.app is not None:
+        from zcopy.serve.asgi.lifespan import LifespanError
+
+        try:
+            await server.start()
+        except LifespanError as exc:
+            say(str(exc))
+            await server.shutdown(0)
+            return STARTUP_FAILED
+    else:
+        await server.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -67,10 +91,9 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
     host, port = server.address
     if not opts.quiet:
         scheme = "https" if tls else "http"
-        say(
-            f"{scheme}://{host}:{port}/ root={server.resolver.root} route={server.route} "
-            f"loop={loop_name} pid={os.getpid()}"
-        )
+        where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
+        what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
+        say(f"{where} {what} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
     await server.shutdown(opts.grace)
     return 0
@@ -94,9 +117,10 @@ def serve_one(opts: Options, prepared: Prepared | None = None, slot: int = 0) ->
 
 # Worker restart policy. A worker that exits within QUICK_EXIT seconds of starting failed at start-up; each
 # such failure in a row doubles the wait before the next start (BACKOFF_FIRST, ×2, at most BACKOFF_MAX), and
-# after MAX_QUICK_FAILURES in a row the server stops with the last worker's reason and exit status 1: a fault
-# that survives the checks before forking (prepare) will not go away by retrying. A worker that ran longer
-# (a crash under load) is replaced after BACKOFF_FIRST and resets the count, as nginx's master does.
+# after MAX_QUICK_FAILURES in a row the server stops with the last worker's reason: a fault that survived the
+# checks before forking (prepare) will not go away by retrying, and a tight restart loop only fills the log.
+# A worker that ran longer (a crash under load) is replaced after BACKOFF_FIRST and resets the count, as
+# nginx's master does. 5 s covers a worker's start-up (imports, lifespan) with a wide margin.
 QUICK_EXIT = 5.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
@@ -111,13 +135,15 @@ def _spawn(opts: Options, prepared: Prepared, slot: int, report: int) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             code = serve_one(opts, prepared, slot)
+            reason = "" if code == 0 else f"exited with status {code}"
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"
             say(f"worker {os.getpid()} failed: {reason}")
-            # One short line to the parent, so it can name the cause if it gives up (< PIPE_BUF: atomic).
-            with contextlib.suppress(OSError):
-                os.write(report, (reason[:400].replace("\n", " ") + "\n").encode(errors="replace"))
         finally:
+            # One short line to the parent, so it can name the cause if it gives up (< PIPE_BUF: atomic).
+            if code != 0:
+                with contextlib.suppress(OSError):
+                    os.write(report, (reason[:400].replace("\n", " ") + "\n").encode(errors="replace"))
             os._exit(code)
     return pid
 
@@ -128,12 +154,9 @@ def run(opts: Options) -> int:
     Raises ConfigError (before anything is served or forked) when the configuration cannot work.
     """
     prepared = prepare(opts)
-    if opts.workers <= 1:
-        try:
-            return serve_one(opts, prepared)
-        finally:
-            prepared.close()
     try:
+        if opts.workers <= 1:
+            return serve_one(opts, prepared)
         return _supervise(opts, prepared)
     finally:
         prepared.close()
@@ -153,7 +176,12 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         signal.signal(sig, on_signal)
     report_r, report_w = os.pipe()
     os.set_blocking(report_r, False)
-    last_reason = ""
+    reasons: list[str] = []
+
+    def read_reasons() -> None:
+        with contextlib.suppress(BlockingIOError):
+            reasons.extend(os.read(report_r, 1 << 16).decode(errors="replace").splitlines())
+
     children: dict[int, tuple[int, float]] = {}  # pid → (slot, start time)
     restarts: list[tuple[float, int]] = []  # (when, slot) of workers waiting out their back-off
     for slot in range(opts.workers):
@@ -169,9 +197,6 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
             if stopping and deadline == float("inf"):
                 restarts.clear()
                 deadline = time.monotonic() + opts.grace + opts.exit_slack
-        with contextlib.suppress(BlockingIOError):
-            lines = os.read(report_r, 1 << 16).decode(errors="replace").splitlines()
-            last_reason = lines[-1] if lines else last_reason
         now = time.monotonic()
         for when, slot in [r for r in restarts if r[0] <= now]:
             restarts.remove((when, slot))
@@ -198,15 +223,14 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
             continue
         quick_failures = quick_failures + 1 if now - started < QUICK_EXIT else 0
         if quick_failures >= MAX_QUICK_FAILURES:
-            with contextlib.suppress(BlockingIOError):
-                lines = os.read(report_r, 1 << 16).decode(errors="replace").splitlines()
-                last_reason = lines[-1] if lines else last_reason
-            why = last_reason or _describe(code)
+            read_reasons()
+            why = reasons[-1] if reasons else _describe(code)
             say(
                 f"workers failed {quick_failures} times in a row within {QUICK_EXIT:g} s of starting "
                 f"(last: {why}); stopping"
             )
-            stopping, status = True, 1
+            # The last worker's own status when it chose one (3: the app's startup failed), else 1.
+            stopping, status = True, code if code > 0 else 1
             forwarded.append(signal.SIGTERM)
             continue
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_failures - 1))
