@@ -27,6 +27,7 @@ from zcopy.lab import flows, render
 from zcopy.lab.peer import Peer
 from zcopy.lab.schema import COUNTERS, TOUR_VERSION
 from zcopy.lab.stats import MiB, merge_counters, summarize
+from zcopy.routes import copy_model
 
 DEFAULT_SIZE = 256 * MiB
 
@@ -310,6 +311,7 @@ class Tour:
         return {
             "route": model, "requested_route": None, "skipped": [], "flow": flow,
             "cpu_copies": cpu, "dma_copies": dma, "nbytes": self.size,
+            "model": flows.EDIT_MODELS[model].as_dict(),  # the hops, as data, for the --report diagrams
             "counters": merge_counters(wc, fc),
             "force": {"dirty_kb_before": fc["dirty_kb_before"], "dirty_kb_after": fc["dirty_kb_after"],
                       "wall_s": fc["wall_s"], "disk_write_bytes": fc["disk_write_bytes"]},
@@ -422,7 +424,7 @@ class Tour:
         return {
             "route": used, "requested_route": asked, "skipped": skipped, "flow": flow,
             "cpu_copies": cpu, "dma_copies": dma, "nbytes": n, "counters": counters, "force": force,
-            "cold": None, "peer": None,
+            "cold": None, "peer": None, "model": copy_model(used, src, dst).as_dict(),
         }  # fmt: skip
 
     # ------------------------------------------------------------ the whole tour
