@@ -15,15 +15,32 @@ import pytest
 from zcopy import aio, observe
 from zcopy.errors import TruncatedFileError
 
-try:
+
+def _uvloop_new_event_loop() -> asyncio.AbstractEventLoop:
     import uvloop
 
-    LOOPS: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop, uvloop.new_event_loop]
-except ImportError:  # uvloop is optional: the ids show when only asyncio ran
-    LOOPS = [asyncio.new_event_loop]
+    return uvloop.new_event_loop()
 
 
-@pytest.fixture(params=LOOPS, ids=[f.__module__.split(".")[0] for f in LOOPS])
+try:
+    import uvloop  # noqa: F401
+
+    HAVE_UVLOOP = True
+except ImportError:
+    HAVE_UVLOOP = False
+
+# uvloop is optional: without it, its cases show as skipped with the reason instead of disappearing.
+LOOPS: list[Any] = [
+    pytest.param(asyncio.new_event_loop, id="asyncio"),
+    pytest.param(
+        _uvloop_new_event_loop,
+        id="uvloop",
+        marks=pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop not installed ('fast' extra)"),
+    ),
+]
+
+
+@pytest.fixture(params=LOOPS)
 def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, Any]], Any]:
     def runner(coro: Coroutine[Any, Any, Any]) -> Any:
         loop = request.param()
