@@ -256,6 +256,51 @@ def test_give_up_errno_after_progress_raises(tmp_path: Path, drain: Drain, monke
     assert ei.value.bytes_moved == 65536  # type: ignore[attr-defined]
 
 
+def test_give_up_after_progress_in_wait_mode_raises_instead_of_switching_routes(
+    tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait=True: sendfile moves bytes, the socket fills (EAGAIN), move() waits, and then sendfile refuses
+    (EINVAL). Another route would resend or skip bytes mid-stream, so move() raises with what it moved."""
+    client, server = tcp_pair
+    small_buffers(client, server)
+    size = 8 << 20  # far more than the fixed 64 KiB buffers: the first EAGAIN comes long before the end
+    data = make_file(tmp_path / "src", size)
+    client.setblocking(False)
+    real = os.sendfile
+    blocked = threading.Event()
+
+    def refuses_after_eagain(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        if blocked.is_set():
+            raise OSError(errno.EINVAL, "refused after a wait (test)")
+        try:
+            return real(out_fd, in_fd, offset, count)
+        except BlockingIOError:
+            blocked.set()
+            raise
+
+    monkeypatch.setattr(os, "sendfile", refuses_after_eagain)
+    got = bytearray()
+
+    def reader() -> None:
+        while chunk := server.recv(1 << 16):
+            got.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    fd = _open_r(tmp_path / "src")
+    try:
+        with pytest.raises(OSError) as ei:
+            move(fd, client.fileno(), 0, size, wait=True, timeout=30)
+    finally:
+        client.shutdown(socket.SHUT_WR)
+        t.join()
+        os.close(fd)
+    assert blocked.is_set()  # the wait really happened before the refusal
+    moved = ei.value.bytes_moved  # type: ignore[attr-defined]
+    assert 0 < moved < size and ei.value.errno == errno.EIO
+    assert bytes(got) == data[:moved]  # exactly what was reported: nothing resent, nothing skipped
+
+
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EPIPE])
 def test_hard_errors_always_raise(tmp_path: Path, drain: Drain, monkeypatch: pytest.MonkeyPatch, err: int) -> None:
     monkeypatch.setattr(os, "sendfile", _fail_on(1, err, os.sendfile))
