@@ -526,7 +526,7 @@ class _Session:
             res.checksum_seconds += time.perf_counter() - t
             res.bytes += e.size
             res.routes["readwrite"] = res.routes.get("readwrite", 0) + e.size
-            res.user_bytes += e.size
+            res.user_bytes += 2 * e.size  # recv_into the frame, pwrite the file: two crossings, as readwrite
             if not good:
                 self._failed(it.index, E_CHECKSUM, f"{shown}: checksum mismatch, not published")
                 continue
@@ -638,7 +638,7 @@ class _Session:
                             done += ch.write(view[done:n], pos + done)
                         res.routes["readwrite"] = res.routes.get("readwrite", 0) + n
                         res.bytes += n
-                        res.user_bytes += n
+                        res.user_bytes += 2 * n  # decrypted into the buffer, written from it
             except OSError as exc:
                 n = getattr(exc, "bytes_moved", 0)
                 if hasher is None:
