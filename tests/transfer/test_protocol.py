@@ -31,7 +31,8 @@ SMALL = b"small file body"
 
 def sender_stream() -> tuple[bytes, list[object]]:
     """A complete sender → receiver session and the events a decoder must produce from it."""
-    batch = p.Batch.build(KEY, [p.BatchItem(4, p.S_OK, b"\x04" * 16, SMALL), p.BatchItem(5, p.S_SOURCE_CHANGED, b"", b"")])
+    batch = p.Batch.build(KEY, [p.BatchItem(4, p.S_OK, b"\x04" * 16, SMALL),
+                                p.BatchItem(5, p.S_SOURCE_CHANGED, b"", b"")])
     msgs: list[object] = [
         p.Open(p.M_PLAIN),
         p.Hello(p.FEATURES, SENDER_NONCE, checksum.XXH3, p.H_RESUME),
