@@ -24,11 +24,14 @@ _WHERE = {
     "TruncatedFileError": "zcopy.errors",
     "ZeroCopyError": "zcopy.errors",
     "copy": "zcopy.fastcopy",
+    "aligned_buffer": "zcopy.aligned",
+    "read_file": "zcopy.readfile",
     "MapMode": "zcopy.mapped",
     "MappedBuffer": "zcopy.mapped",
 }
 
 if TYPE_CHECKING:
+    from zcopy.aligned import aligned_buffer
     from zcopy.channel import FileChannel, FileLock, SocketChannel
     from zcopy.errors import (
         ClosedChannelError,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     )
     from zcopy.fastcopy import copy
     from zcopy.mapped import MapMode, MappedBuffer
+    from zcopy.readfile import read_file
 
 
 # Eager, unlike the rest: the class `observe` shares its name with its module, and importing the submodule sets
@@ -76,6 +80,8 @@ __all__ = [
     "TruncatedFileError",
     "ZeroCopyError",
     "__version__",
+    "aligned_buffer",
     "copy",
     "observe",
+    "read_file",
 ]

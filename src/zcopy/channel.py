@@ -11,7 +11,7 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,13 +123,31 @@ class FileChannel:
         acc = fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_ACCMODE
         self._readable = acc in (os.O_RDONLY, os.O_RDWR)
         self._writable = acc in (os.O_WRONLY, os.O_RDWR)
+        # Opened with O_DIRECT (Java's ExtendedOpenOption.DIRECT): transfers prefer the direct route.
+        self.direct = bool(_sys.O_DIRECT) and bool(fcntl.fcntl(self._fd, fcntl.F_GETFL) & _sys.O_DIRECT)
         self.last_route: str | None = None
         self.last_move: routes.Moved | None = None
         self._locks: list[FileLock] = []
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r", *, perms: int = 0o666) -> FileChannel:
-        fd = os.open(path, parse_mode(mode), perms)
+    def open(
+        cls, path: str | os.PathLike[str], mode: str = "r", *, perms: int = 0o666, direct: bool = False
+    ) -> FileChannel:
+        """Open a file as a channel. direct=True opens it with O_DIRECT (Java's ExtendedOpenOption.DIRECT): the
+        channel's own reads and writes then need buffers from `zcopy.aligned_buffer` and offsets and lengths
+        aligned to `zcopy.aligned.dio_alignment(ch.fileno()).offset` (the kernel answers EINVAL otherwise), and its
+        transfers go by the direct route first. A file system without O_DIRECT raises OSError(EINVAL)."""
+        flags = parse_mode(mode)
+        if direct:
+            if not _sys.HAS_O_DIRECT:
+                raise OSError(errno.EINVAL, "O_DIRECT is not available on this platform", os.fspath(path))
+            flags |= _sys.O_DIRECT
+        try:
+            fd = os.open(path, flags, perms)
+        except OSError as exc:
+            if direct and exc.errno == errno.EINVAL:
+                raise OSError(errno.EINVAL, "this file system does not support O_DIRECT", os.fspath(path)) from None
+            raise
         return cls(fd, own=True, name=os.fspath(path))
 
     # -- state -------------------------------------------------------------------------------------------
@@ -354,30 +372,40 @@ class FileChannel:
 
     # -- zero-copy transfers -----------------------------------------------------------------------------
     def transfer_to(
-        self, position: int, count: int, target: Endpoint, *, route: str | None = None, fallback: bool = True
-    ) -> int:
+        self, position: int, count: int, target: Endpoint, *, route: str | None = None, fallback: bool = True,
+        on_chunk: Callable[[memoryview], None] | None = None,
+    ) -> int:  # fmt: skip
         """Move up to `count` bytes of this file starting at `position` to `target` (socket, SocketChannel,
         FileChannel, file object, pipe or fd) without moving this channel's position: the article's
         transferTo. Returns bytes moved: fewer than count only at end of file or when a non-blocking target
-        is full. A target file is written at its own position (which advances)."""
+        is full. A target file is written at its own position (which advances). `on_chunk`: see transfer_from."""
         fd = self._check_read()
         if position < 0 or count < 0:
             raise ValueError("position and count must be >= 0")
         dst = _target_fd(target, writing=True)
-        return self._move(target, fd, dst, position, None, count, route, fallback, self.name, "transfer_to")
+        return self._move(target, fd, dst, position, None, count, route, fallback, self.name, "transfer_to", on_chunk)
 
     def transfer_from(
-        self, source: Endpoint, position: int, count: int, *, route: str | None = None, fallback: bool = True
-    ) -> int:
+        self, source: Endpoint, position: int, count: int, *, route: str | None = None, fallback: bool = True,
+        on_chunk: Callable[[memoryview], None] | None = None,
+    ) -> int:  # fmt: skip
         """Move up to `count` bytes from `source` (socket, SocketChannel, file or pipe) into this file at
         `position`, without moving this channel's position. A source file is read from its own position.
-        Returns bytes moved: fewer than count when the source ended (or a non-blocking source had no more)."""
+        Returns bytes moved: fewer than count when the source ended (or a non-blocking source had no more).
+
+        `on_chunk(view)`, if given, is called with every piece of the data, in order, while it sits in the
+        route's user buffer and before it is written (e.g. `hasher.update`: the checksum runs over bytes still
+        hot in the CPU cache). Only routes with a user buffer can do that (direct, readwrite): the others are
+        skipped with that reason. The view is only valid during the call; copy it to keep it. With
+        route="direct" each view is a slice of a page-aligned buffer of up to routes.direct.CHUNK bytes."""
         fd = self._check_write()
         if position < 0 or count < 0:
             raise ValueError("position and count must be >= 0")
         src = _target_fd(source, writing=False)
         name = str(getattr(source, "name", f"fd:{src}"))
-        return self._move(source, src, fd, None, position, count, route, fallback, name, "transfer_from")
+        return self._move(
+            source, src, fd, None, position, count, route, fallback, name, "transfer_from", on_chunk
+        )
 
     def _move(
         self,
@@ -391,8 +419,11 @@ class FileChannel:
         fallback: bool,
         name: str,
         op: str,
+        on_chunk: Callable[[memoryview], None] | None = None,
     ) -> int:
         """routes.move() with the peer's blocking mode honoured; remembers the route for last_route."""
+        # A channel opened direct=True (either end) asks for the direct route first.
+        prefer = "direct" if self.direct or (isinstance(peer, FileChannel) and peer.direct) else None
         timeout = _socket_timeout(peer)
         # A Python socket with a timeout (an O_NONBLOCK fd underneath): the kernel does the waiting, and an EAGAIN
         # that still comes back means its SO_*TIMEO ran out, so routes.move() must not wait again (timeout 0).
@@ -407,6 +438,7 @@ class FileChannel:
                 moved = routes.move(
                     src, dst, offset, count, route=route, fallback=fallback, dst_offset=dst_offset, name=name,
                     op=op, wait=timeout is not None, timeout=0.0 if in_kernel else None if timeout == -1.0 else timeout,
+                    prefer=prefer, on_chunk=on_chunk,
                 )
             except TimeoutError as exc:
                 if not in_kernel:

@@ -10,7 +10,8 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from zcopy import routes
+from zcopy import pagecache, routes
+from zcopy.routes import direct
 
 # Copy in steps of this size when a progress callback wants updates; one step otherwise.
 PROGRESS_STEP = 64 << 20
@@ -51,12 +52,17 @@ def copy_result(
     sfd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(sfd)
+        prefer, why = select(sfd, st.st_size) if route is None and fallback else (None, None)
         if os.path.exists(dst_path) and os.path.samestat(st, os.stat(dst_path)):
             raise shutil.SameFileError(f"{src_path!r} and {dst_path!r} are the same file")
         parent = os.path.dirname(os.path.abspath(dst_path))
         tfd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst_path)}.", suffix=".zcopy-tmp", dir=parent)
         try:
-            result = _copy_fds(sfd, tfd, st.st_size, src_path, route, fallback, progress)
+            result = _copy_fds(sfd, tfd, st.st_size, src_path, route, fallback, progress, prefer, why)
+            if result.route == direct.NAME:
+                # The body is on the disk already (O_DIRECT): one fsync for the tail and the metadata makes the
+                # copy durable for little more, which is what a cold copy of a large file usually wants.
+                os.fsync(tfd)
             if metadata:
                 os.fchmod(tfd, st.st_mode & 0o7777)
                 os.utime(tfd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -87,11 +93,16 @@ def _copy_fds(
     route: str | None,
     fallback: bool,
     progress: Callable[[int, int], None] | None,
+    prefer: str | None = None,
+    why: str | None = None,
 ) -> routes.Moved:
     if progress is None or size <= PROGRESS_STEP:
         # Size 0 may be a procfs file with data: move() then reads to EOF.
         total = size if size > 0 else (1 << 62)
-        result = routes.move(sfd, dfd, 0, total, route=route, fallback=fallback, dst_offset=0, name=name, op="copy")
+        result = routes.move(
+            sfd, dfd, 0, total, route=route, fallback=fallback, dst_offset=0, name=name, op="copy", prefer=prefer,
+            reason=why,
+        )
         if progress is not None:
             progress(result.nbytes, size)
         return result
@@ -101,7 +112,7 @@ def _copy_fds(
         step = min(PROGRESS_STEP, size - done)
         r = routes.move(
             sfd, dfd, done, step, route=route if first is None else first.route, fallback=fallback,
-            dst_offset=done, name=name, op="copy",
+            dst_offset=done, name=name, op="copy", prefer=prefer if first is None else None, reason=why,
         )
         if first is None:
             first = r
@@ -114,3 +125,12 @@ def _copy_fds(
     assert first is not None
     first.nbytes = done
     return first
+
+
+def select(fd: int, size: int) -> tuple[str | None, str]:
+    """Which route a whole-file copy should try first, and why: direct for a large source not in the page cache
+    (probed with mincore), else the table's order (copy_file_range first)."""
+    if size < direct.THRESHOLD:
+        return None, direct.choose(size, None)[1]
+    use, why = direct.choose(size, pagecache.residency(fd).fraction)
+    return (direct.NAME if use else None), why

@@ -60,3 +60,25 @@ def test_cli(src: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", str(src), "--to", "socket", "--route", "copy_file_range"]) == 2
     assert "copy_file_range" in capsys.readouterr().err
     assert main(["explain", str(src.parent / "missing"), "--to", "file"]) == 2
+
+
+def test_to_file_explains_direct_or_copy_file_range(tmp_path: Path) -> None:
+    from direct_fs import disk_dir, write_uncached
+
+    from zcopy.routes import direct
+
+    with disk_dir(tmp_path) as d:
+        cold = d / "cold.bin"
+        write_uncached(cold, direct.THRESHOLD)  # written by O_DIRECT: none of it is in the page cache
+        doc = explain(cold, "file")
+        assert doc["route"] == "direct" and doc["order"][0] == "direct"
+        assert "0% of it is in the page cache" in doc["selection"]["reason"]
+        verdicts = {r: (v, why) for r, v, why in route_verdicts(doc)}
+        assert verdicts["direct"][0] == "USED" and verdicts["direct"][1].startswith("chosen: ")
+        assert doc["model"]["cpu_copies"] == 0 and doc["model"]["dma_copies"] == 2
+        cold.read_bytes()  # now cached: copy_file_range, and the direct row says why not
+        doc = explain(cold, "file")
+        assert doc["route"] == "copy_file_range"
+        v, why = {r: (v, why) for r, v, why in route_verdicts(doc)}["direct"]
+        assert v == "not chosen" and "in the page cache" in why
+        assert explain(cold, "file", route="direct")["route"] == "direct"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from zcopy.lab.schema import COUNTERS, check
+from zcopy.lab.schema import COUNTERS, MODEL, RUN, check
 
 
 def test_check_accepts_and_reports_paths() -> None:
@@ -22,3 +22,20 @@ def test_counters_schema_names_every_counter_the_issue_asks_for() -> None:
               "ctx_involuntary", "minor_faults", "major_faults", "user_bytes", "disk_read_bytes",
               "disk_write_bytes", "dirty_kb_before", "dirty_kb_after"}  # fmt: skip
     assert wanted <= set(COUNTERS)
+
+
+def test_optional_keys_are_checked_only_when_present() -> None:
+    schema = {"a": int, "b?": {"c": str}}
+    assert check({"a": 1}, schema) == []
+    assert check({"a": 1, "b": {"c": "x"}}, schema) == []
+    assert check({"a": 1, "b": {"c": 2}}, schema) == ["$.b.c: expected str, got int"]
+    assert check({}, schema) == ["$.a: missing"]
+
+
+def test_runs_may_carry_their_copy_model() -> None:
+    from zcopy.routes import copy_model
+
+    assert RUN["model?"] is MODEL
+    assert check(copy_model("sendfile", "file", "socket").as_dict(), MODEL) == []
+    assert check({"route": "x", "line": "", "cpu_copies": 0, "dma_copies": 0, "user_space": False,
+                  "hops": [{"from": "disk", "to": "page cache", "kind": "DMA"}]}, MODEL) == ["$.hops[0].note: missing"]

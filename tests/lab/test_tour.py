@@ -27,8 +27,10 @@ def by_id(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_json_schema(tour: dict[str, Any]) -> None:
     assert check(json.loads(json.dumps(tour)), TOUR) == []
-    assert [s["id"] for s in tour["steps"]] == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range",
-                                                "splice_recv", "recv_write"]  # fmt: skip
+    assert [s["id"] for s in tour["steps"]] == [
+        "traditional", "mmap", "sendfile", "read_send", "copy_file_range", "direct_copy", "readwrite_copy",
+        "splice_recv", "recv_write",
+    ]  # fmt: skip
 
 
 def test_traditional_copies_every_byte_through_user_space_twice(tour: dict[str, Any]) -> None:
@@ -66,7 +68,7 @@ def test_force_flushes(tour: dict[str, Any]) -> None:
 
 def test_cold_runs_are_checked_by_the_disk_counters(tour: dict[str, Any]) -> None:
     colds = [r for s in tour["steps"] for r in s["runs"] if r["mode"] == "cold"]
-    assert len(colds) == 5
+    assert len(colds) == 7
     for r in colds:
         assert r["cold"]["verified"] == (r["counters"]["disk_read_bytes"] >= 0.9 * r["nbytes"])
         if tour["file"]["fs_type"] in ("ext4", "xfs", "btrfs"):  # disk-backed: eviction must have worked
@@ -90,7 +92,8 @@ def test_warm_runs_are_the_median_of_repeats(tour: dict[str, Any]) -> None:
 
 def test_conclusions_and_comparison(tour: dict[str, Any]) -> None:
     paths = [c["path"] for c in tour["conclusions"]]
-    assert paths == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range", "splice_recv", "cold"]
+    assert paths == ["traditional", "mmap", "sendfile", "read_send", "copy_file_range", "direct_copy", "splice_recv",
+                     "cold"]  # fmt: skip
     assert len(tour["comparison"]["rows"]) == sum(len(s["runs"]) for s in tour["steps"])
 
 
@@ -156,7 +159,10 @@ def test_tmpfs_cannot_be_made_cold_and_the_tour_says_so() -> None:
     colds = [r for s in doc["steps"] for r in s["runs"] if r["mode"] == "cold"]
     assert colds and not any(r["cold"]["verified"] for r in colds)  # tmpfs pages are the file: no disk read
     text = render_tour(doc)
-    assert "cold: NOT verified" in text and "0 of 5 verified cold" in text
+    assert "cold: NOT verified" in text and "0 of 7 verified cold" in text
+    # The direct step falls back on tmpfs (its files are the page cache), and says so.
+    assert by_id(doc)["direct_copy"]["runs"][0]["route"] != "direct"
+    assert any(n.startswith("direct unavailable here: tmpfs") for n in doc["unavailable"])
 
 
 def test_socket_steps_report_the_other_process(tour: dict[str, Any]) -> None:
@@ -182,7 +188,10 @@ def test_copy_across_filesystems_shows_exdev_once_and_the_fallback(tmp_path: Pat
     assert run["requested_route"] == "copy_file_range" and run["route"] != "copy_file_range"
     reasons = [why for r, why in run["skipped"] if r == "copy_file_range"]
     assert len(reasons) == 1 and reasons[0].startswith("EXDEV")
-    assert doc["unavailable"] == [f"copy_file_range unavailable here: {reasons[0]}; zcopy chose the route itself"]
+    cfr_note = f"copy_file_range unavailable here: {reasons[0]}; zcopy chose the route itself"
+    assert doc["unavailable"].count(cfr_note) == 1
+    # The other note: the direct step's source is on tmpfs, which the direct route refuses.
+    assert all(n == cfr_note or n.startswith("direct unavailable here: tmpfs") for n in doc["unavailable"])
 
 
 def test_resident_pages_and_evict(tmp_path: Path) -> None:
@@ -217,3 +226,19 @@ def test_evict_gives_up_at_once_where_pages_cannot_leave() -> None:
         assert time.monotonic() - t < 1  # no retry loop on tmpfs
     finally:
         f.unlink()
+
+
+def test_direct_copy_step_goes_by_dma(tour: dict[str, Any]) -> None:
+    steps = by_id(tour)
+    for r in steps["direct_copy"]["runs"]:
+        assert r["nbytes"] == SIZE and r["requested_route"] == "direct"
+        if tour["file"]["fs_type"] in ("ext4", "xfs", "btrfs"):
+            assert r["route"] == "direct" and r["cpu_copies"] == 0 and r["dma_copies"] == 2
+            assert r["counters"]["user_bytes"] == 0  # DMA into and out of user memory is no CPU copy
+            # O_DIRECT reads the disk whether or not the file is cached (the warm run too).
+            assert r["counters"]["disk_read_bytes"] >= SIZE
+        else:  # tmpfs: the route refuses, and the fallback is visible
+            assert r["route"] != "direct" and r["skipped"]
+    for r in steps["readwrite_copy"]["runs"]:
+        assert r["route"] == "readwrite" and r["counters"]["user_bytes"] >= 2 * SIZE
+    assert any(p == "direct_copy" for p, _ in [(c["path"], c["sentence"]) for c in tour["conclusions"]])

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         "dst": dst,
         "bytes": moved.nbytes,
         "route": moved.route,
+        "why": moved.reason,
         "skipped": [{"route": r, "reason": why} for r, why in moved.skipped],
         "seconds": round(wall, 6),
     }
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         rate = moved.nbytes / wall if wall > 0 else 0.0
         print(f"{human_bytes(moved.nbytes)} copied by {moved.route} in {wall:.3f} s ({human_bytes(rate)}/s)")
+        if moved.reason:
+            print(f"  why: {moved.reason}")
         for r, why in moved.skipped:
             print(f"  fell back from {r}: {why}")
     return 0

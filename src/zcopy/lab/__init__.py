@@ -1,3 +1,4 @@
 """The lab: the tour (the article's paths, measured), bench (routes × sizes), explain (one transfer, reasoned),
-and report (bench JSON → plots + HTML). Pure pieces: render, flows, stats, schema; I/O: tour, bench, explain, peer.
+report (bench JSON → plots + HTML) and the tour report (tour JSON → diagrams, chart, HTML: tourpage, diagram, chart,
+svg). Pure pieces: render, flows, stats, schema, tourpage, diagram, chart, svg; I/O: tour, bench, explain, peer.
 """

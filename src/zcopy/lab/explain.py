@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from zcopy import FileChannel, SocketChannel, observe, routes
+from zcopy import FileChannel, SocketChannel, fastcopy, observe, routes
 from zcopy.lab.peer import Peer
 from zcopy.lab.tour import counters_of
 
@@ -59,10 +59,24 @@ def explain(path: Path, to: str, route: str | None = None, dest_dir: Path | None
     # procfs/sysfs files report size 0 but have data: ask for "everything" and let the transfer stop at EOF.
     count = size if size > 0 else UNSIZED_COUNT
     with FileChannel.open(path, "r") as ch, _target(to, path, dest_dir) as (target, what, peer):
+        selection = None
+        if to == "file" and route is None and path.is_file():
+            # The same choice zcopy cp makes for a whole-file copy: direct for a large source not in the page
+            # cache, else the table's order (copy_file_range first). Probed before the transfer touches the file.
+            prefer, why = fastcopy.select(ch.fileno(), size)
+            selection = {"preferred": prefer, "reason": why}
         with observe() as obs:
-            n = ch.transfer_to(0, count, target, route=route)
-        moved = ch.last_move
-        assert moved is not None  # transfer_to always sets it
+            if selection is not None:
+                moved = routes.move(
+                    ch.fileno(), target.fileno(), 0, count, prefer=selection["preferred"], reason=selection["reason"],
+                    name=str(path), op="transfer_to",
+                )
+                n = moved.nbytes
+            else:
+                n = ch.transfer_to(0, count, target, route=route)
+                last = ch.last_move
+                assert last is not None  # transfer_to always sets it
+                moved = last
         if peer is not None:
             if isinstance(target, SocketChannel):
                 target.close()
@@ -71,6 +85,8 @@ def explain(path: Path, to: str, route: str | None = None, dest_dir: Path | None
                 raise RuntimeError(f"the receiver got {received} bytes, {n} were sent")
     src_kind, dst_kind = moved.src_kind, moved.dst_kind
     order = list(routes.table.order(src_kind, dst_kind))
+    if selection is not None and selection["preferred"]:
+        order = [selection["preferred"], *(r for r in order if r != selection["preferred"])]
     static = {r: routes.plan(src_kind, dst_kind, route=r)[0][1] for r in routes.ROUTES}
     model = routes.copy_model(moved.route, src_kind, dst_kind)
     return {
@@ -78,4 +94,5 @@ def explain(path: Path, to: str, route: str | None = None, dest_dir: Path | None
         "src_kind": src_kind, "dst_kind": dst_kind, "forced_route": route,
         "route": moved.route, "order": order, "skipped": [list(s) for s in moved.skipped],
         "static_reasons": static, "model": model.as_dict(), "counters": counters_of(obs),
+        "selection": selection,
     }  # fmt: skip

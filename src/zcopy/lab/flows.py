@@ -36,3 +36,17 @@ def route_flow(route: str, src_kind: str, dst_kind: str) -> tuple[str, int, int]
     """(line, CPU copies, DMA copies) of the route that ran between these endpoint kinds."""
     m = copy_model(route, src_kind, dst_kind)
     return m.render(), m.cpu_copies, m.dma_copies
+
+
+def model_of(route: str, job: str) -> CopyModel | None:
+    """The copy model a tour step's run used, from its route and job ("file edit", "file→socket", ...): how a
+    report redraws a saved tour JSON written before runs carried their model. None when neither knows it."""
+    if job == "file edit":
+        return EDIT_MODELS.get(route)
+    src, sep, dst = job.partition("→")
+    if not sep:
+        return None
+    try:
+        return copy_model(route, src.strip(), dst.strip())
+    except KeyError:
+        return None

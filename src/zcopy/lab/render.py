@@ -226,6 +226,42 @@ def _both_ends(run: Mapping[str, Any], control: Mapping[str, Any], label: str) -
     return f"; {label}: {fmt_ratio(a, b)} CPU ({fmt_secs(a)} vs {fmt_secs(b)})"
 
 
+def cold_run(step: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The cold run of a step if it has one (what the direct route is for), else the warm one."""
+    for r in step["runs"]:
+        if r["mode"] == "cold":
+            return r  # type: ignore[no-any-return]
+    return warm_run(step)
+
+
+def _dirty_left(run: Mapping[str, Any]) -> int:
+    """kB of dirty page cache the copy left for force to write (the drop of Dirty during force, never below 0)."""
+    f = run.get("force")
+    return max(0, f["dirty_kb_before"] - f["dirty_kb_after"]) if f else 0
+
+
+def _direct_sentence(
+    dio: Mapping[str, Any], cfr: Mapping[str, Any] | None, rw: Mapping[str, Any] | None
+) -> str:
+    """direct vs copy_file_range vs read+write, on the cold runs (a cold source is the case direct exists for)."""
+    r = cold_run(dio)
+    c = r["counters"]
+    s = (
+        f"{_route_phrase(r, 'direct')} ({r['mode']}): {r['cpu_copies']} CPU copies in the model, "
+        f"{fmt_bytes(c['user_bytes'])} copied by the CPU across user space, {fmt_secs(cpu_s(c))} CPU and "
+        f"{fmt_secs(c['wall_s'])} wall for a durable copy; the disk read {fmt_bytes(c['disk_read_bytes'])} and force "
+        f"found {_dirty_left(r)} kB of dirty pages to write"
+    )
+    others = [(name, cold_run(st)) for name, st in (("copy_file_range", cfr), ("read+write", rw)) if st]
+    if others:
+        s += "; " + ", ".join(
+            f"{name} {fmt_secs(cpu_s(o['counters']))} CPU, {fmt_secs(o['counters']['wall_s'])} wall, "
+            f"{_dirty_left(o)} kB dirty at force (direct used {fmt_ratio(cpu_s(c), cpu_s(o['counters']))} CPU)"
+            for name, o in others
+        )
+    return s + "."
+
+
 def conclusions(doc: Doc) -> list[tuple[str, str]]:
     """One sentence per path, each computed from the warm-run numbers (the cold ones add disk cost)."""
     steps = _steps(doc)
@@ -319,6 +355,10 @@ def conclusions(doc: Doc) -> list[tuple[str, str]]:
         if r["cpu_copies"]:
             s += f": the bytes are still copied ({r['cpu_copies']} CPU copy in the model), never via user space"
         out.append(("copy_file_range", s + "."))
+
+    dio = steps.get("direct_copy")
+    if dio:
+        out.append(("direct_copy", _direct_sentence(dio, cfr, steps.get("readwrite_copy"))))
 
     if ctrl:
         r = warm_run(ctrl)
@@ -443,12 +483,15 @@ def route_verdicts(doc: Doc) -> list[tuple[str, str, str]]:
     used = doc["route"]
     skipped = {r: why for r, why in doc["skipped"]}
     order = list(doc["order"])
+    selection = doc.get("selection")  # the direct-or-not choice of a whole-file copy (--to file)
     out = []
     for r in doc["static_reasons"]:
         static = doc["static_reasons"][r]
         if r == used:
             if doc["forced_route"]:
                 why = f"forced with --route {r}"
+            elif selection and selection["preferred"] == r:
+                why = f"chosen: {selection['reason']}"
             elif skipped:
                 why = f"first route in the {pair} order that worked ({' → '.join(order)})"
             else:
@@ -458,6 +501,8 @@ def route_verdicts(doc: Doc) -> list[tuple[str, str, str]]:
             out.append((r, "gave up", skipped[r]))
         elif static is not None:
             out.append((r, "cannot", static))
+        elif selection and r == "direct" and not doc["forced_route"]:
+            out.append((r, "not chosen", selection["reason"]))
         elif doc["forced_route"]:
             out.append((r, "not tried", f"--route {doc['forced_route']} forces one route"))
         elif r in order and order.index(r) > order.index(used):
@@ -473,6 +518,7 @@ def render_explain(doc: Doc) -> str:
     lines = [
         f"{doc['file']} ({fmt_bytes(doc['size'])}) → {doc['target']}",
         f"route     {doc['route']}  ({doc['src_kind']} → {doc['dst_kind']}, moved {fmt_bytes(doc['nbytes'])})",
+        *([f"choice    {doc['selection']['reason']}"] if doc.get("selection") else []),
         f"model     {m['line']}",
         f"          {m['cpu_copies']} CPU copies, {m['dma_copies']} DMA copies, "
         + ("bytes pass through user space" if m["user_space"] else "bytes never enter user space"),

@@ -1,7 +1,8 @@
 """The tour's and bench's JSON schemas as data, and a small checker (pure; no jsonschema dependency).
 
 A schema is a dict key → spec, where a spec is a type, a tuple of types, a nested dict, or a one-element list
-(every item matches that spec). Keys are all required; extra keys are allowed (forward compatible).
+(every item matches that spec). Keys are required unless they end in "?" (optional: checked when present, so a
+field added later keeps older saved documents valid); extra keys are allowed (forward compatible).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ COUNTERS: dict[str, Any] = {
     "dirty_kb_after": int,
 }
 
+MODEL: dict[str, Any] = {
+    "route": str,
+    "line": str,
+    "cpu_copies": int,
+    "dma_copies": int,
+    "user_space": bool,
+    "hops": [{"from": str, "to": str, "kind": str, "note": str}],
+}
+
 RUN: dict[str, Any] = {
     "mode": str,
     "route": str,
@@ -44,6 +54,9 @@ RUN: dict[str, Any] = {
     "force": (dict, type(None)),
     "cold": (dict, type(None)),
     "peer": (dict, type(None)),  # socket steps: the other process's CPU for the same transfer
+    # The copy model the run used (CopyModel.as_dict): what `zcopy tour --report` draws. Optional because tour
+    # JSON saved before it was added has only the rendered `flow` line.
+    "model?": MODEL,
 }
 
 TOUR: dict[str, Any] = {
@@ -94,11 +107,13 @@ def check(doc: Any, schema: Any, where: str = "$") -> list[str]:
     if isinstance(schema, dict):
         if not isinstance(doc, dict):
             return [f"{where}: expected object, got {type(doc).__name__}"]
-        for key, sub in schema.items():
-            if key not in doc:
-                errors.append(f"{where}.{key}: missing")
-            else:
+        for spec_key, sub in schema.items():
+            optional = spec_key.endswith("?")
+            key = spec_key.removesuffix("?")
+            if key in doc:
                 errors.extend(check(doc[key], sub, f"{where}.{key}"))
+            elif not optional:
+                errors.append(f"{where}.{key}: missing")
     elif isinstance(schema, list):
         if not isinstance(doc, list):
             return [f"{where}: expected array, got {type(doc).__name__}"]

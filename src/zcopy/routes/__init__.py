@@ -15,13 +15,16 @@ from types import ModuleType
 from zcopy import observe as _observe
 from zcopy._record import Record
 from zcopy.errors import RouteUnavailable, TruncatedFileError
-from zcopy.routes import copy_file_range, readwrite, sendfile, splice, table
+from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
 from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
 
 _MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, readwrite)
+    m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, direct, readwrite)
 }
+# Routes whose bytes pass through a user buffer, so they can show each piece to an `on_chunk` callback.
+_HOOKED = frozenset({direct.NAME, readwrite.NAME})
+
 ROUTES = table.ROUTES
 
 # route name → model(src_kind, dst_kind) -> CopyModel
@@ -35,7 +38,7 @@ def copy_model(route: str, src_kind: str, dst_kind: str) -> CopyModel:
 class Moved(Record):
     """What a move did: bytes, the route that moved them, the routes skipped first (and why)."""
 
-    __slots__ = ("dst_kind", "nbytes", "route", "skipped", "src_kind", "status", "syscalls", "user_bytes")
+    __slots__ = ("dst_kind", "nbytes", "reason", "route", "skipped", "src_kind", "status", "syscalls", "user_bytes")
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class Moved(Record):
         status: str = "done",
         src_kind: str = "",
         dst_kind: str = "",
+        reason: str | None = None,
     ) -> None:
         self.nbytes = nbytes
         self.route = route
@@ -56,6 +60,7 @@ class Moved(Record):
         self.status = status  # done | eof | src_again | dst_again
         self.src_kind = src_kind
         self.dst_kind = dst_kind
+        self.reason = reason  # why this route was chosen, when a selection (not the table order) chose it
 
 
 def kind_of_mode(mode: int) -> str:
@@ -72,17 +77,36 @@ def kind_of(fd: int) -> str:
     return kind_of_mode(os.fstat(fd).st_mode)
 
 
-def plan(src_kind: str, dst_kind: str, route: str | None = None, fallback: bool = True) -> list[tuple[str, str | None]]:
-    """The routes move() would try, each with the reason it cannot serve this pair (None: it may)."""
+def plan(
+    src_kind: str,
+    dst_kind: str,
+    route: str | None = None,
+    fallback: bool = True,
+    *,
+    prefer: str | None = None,
+    hooked: bool = False,
+) -> list[tuple[str, str | None]]:
+    """The routes move() would try, each with the reason it cannot serve this pair (None: it may).
+    `prefer` puts one route before the table's order; `hooked` (an on_chunk callback) rules out the routes that
+    never bring the bytes into user space."""
+    for name in (route, prefer):
+        if name is not None and name not in _MODULES:
+            raise ValueError(f"unknown route {name!r}; choose from {', '.join(ROUTES)}")
     if route is not None:
-        if route not in _MODULES:
-            raise ValueError(f"unknown route {route!r}; choose from {', '.join(ROUTES)}")
         names: tuple[str, ...] = (route,)
     else:
         names = table.order(src_kind, dst_kind)
+        if prefer is not None:
+            names = (prefer, *(n for n in names if n != prefer))
         if not fallback:
             names = names[:1]
-    return [(n, _MODULES[n].check(src_kind, dst_kind)) for n in names]
+    out: list[tuple[str, str | None]] = []
+    for n in names:
+        why = _MODULES[n].check(src_kind, dst_kind)
+        if why is None and hooked and n not in _HOOKED:
+            why = f"on_chunk needs the bytes in a user buffer; {n} moves them inside the kernel"
+        out.append((n, why))
+    return out
 
 
 def require(route: str | None, src_kind: str, dst_kind: str) -> None:
@@ -108,6 +132,9 @@ def move(
     op: str = "move",
     timeout: float | None = None,
     wait: bool = False,
+    prefer: str | None = None,
+    on_chunk: Callable[[memoryview], None] | None = None,
+    reason: str | None = None,
 ) -> Moved:
     """Move up to `count` bytes from src_fd (at `offset`, or its file position when None) to dst_fd (at
     `dst_offset`, or its position/stream when None).
@@ -116,6 +143,9 @@ def move(
     `route` forces one route (no fallback); `fallback=False` allows only the table's first choice. Either raises
     RouteUnavailable when impossible. A regular-file source that shrinks mid-way raises TruncatedFileError.
     An OSError after partial progress carries `bytes_moved`.
+    `prefer` tries one route before the table's order (a selection's choice; `reason` says why, kept in Moved).
+    `on_chunk(view)` sees every piece of data in order, in the route's user buffer, before it is written (only
+    routes with a user buffer can: direct, readwrite); the view is valid only during the call.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
@@ -137,19 +167,19 @@ def move(
     sized = src_kind == "file" and src_st.st_size > 0
     if sized and offset is not None:
         count = max(0, min(count, src_st.st_size - offset))
-    candidates = plan(src_kind, dst_kind, route, fallback)
+    candidates = plan(src_kind, dst_kind, route, fallback, prefer=prefer, hooked=on_chunk is not None)
     skipped: list[tuple[str, str]] = []
     moved = 0
     status = Status.DONE
     used = candidates[-1][0] if candidates else "readwrite"
-    for rname, reason in candidates:
-        if reason is not None:
-            skipped.append((rname, reason))
+    for rname, refusal in candidates:
+        if refusal is not None:
+            skipped.append((rname, refusal))
             continue
         used = rname
         try:
             moved, status = _run(
-                _MODULES[rname], src_fd, dst_fd, offset, count, dst_offset, tally, moved, wait, timeout
+                _MODULES[rname], src_fd, dst_fd, offset, count, dst_offset, tally, moved, wait, timeout, on_chunk
             )
         except GiveUp as g:
             skipped.append((rname, g.reason))
@@ -168,7 +198,7 @@ def move(
         now = os.fstat(src_fd).st_size
         if now < offset + count:
             raise TruncatedFileError(label, offset + moved, offset + count, moved)
-    result = Moved(moved, used, skipped, {}, 0, status.value, src_kind, dst_kind)
+    result = Moved(moved, used, skipped, {}, 0, status.value, src_kind, dst_kind, reason)
     if pending is not None and tally is not None:
         result.syscalls = tally.syscalls
         result.user_bytes = tally.user_bytes
@@ -187,9 +217,11 @@ def _run(
     already: int,
     wait: bool,
     timeout: float | None,
+    on_chunk: Callable[[memoryview], None] | None = None,
 ) -> tuple[int, Status]:
     """Run one route to completion; with `wait`, sleep in poll() on EAGAIN instead of returning."""
     moved = already
+    extra = {} if on_chunk is None else {"on_chunk": on_chunk}
     while True:
         try:
             n, status = mod.move(
@@ -199,6 +231,7 @@ def _run(
                 count - moved,
                 None if dst_offset is None else dst_offset + moved,
                 tally,
+                **extra,
             )
         except GiveUp as g:
             if moved == already:

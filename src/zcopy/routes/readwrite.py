@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 from zcopy import _sys
 from zcopy.routes._base import CPU, CopyModel, Hop, Status, Tally, build_model, write_all
@@ -35,8 +36,9 @@ def _buffer() -> memoryview:
 
 
 def move(
-    src_fd: int, dst_fd: int, offset: int | None, count: int, dst_offset: int | None, tally: Tally | None
-) -> tuple[int, Status]:
+    src_fd: int, dst_fd: int, offset: int | None, count: int, dst_offset: int | None, tally: Tally | None,
+    on_chunk: Callable[[memoryview], None] | None = None,
+) -> tuple[int, Status]:  # fmt: skip
     buf = _buffer()
     # A positional source loses nothing by stopping when a non-blocking target fills up; a stream source must
     # deliver what it already read, so then we wait for the target instead.
@@ -58,6 +60,8 @@ def move(
             tally.user_bytes += got
         if got == 0:
             return moved, Status.EOF
+        if on_chunk is not None:
+            on_chunk(buf[:got])
         try:
             if may_stop:
                 n = _write_once(dst_fd, buf[:got], dst_offset, moved, tally)

@@ -6,7 +6,11 @@ gives up. The order follows CPU per byte measured here (bench/core.py): no copy 
 
 from __future__ import annotations
 
-ROUTES = ("sendfile", "splice", "copy_file_range", "mmap", "readwrite")
+ROUTES = ("sendfile", "splice", "copy_file_range", "mmap", "direct", "readwrite")
+
+# `direct` (O_DIRECT) is in no list below: it wins only for data not in the page cache, which the pair of kinds
+# cannot tell. It runs when forced (route="direct"), preferred by a selection that probed the page cache
+# (zcopy.copy: routes.direct_choice), or on a channel opened with direct=True.
 
 ORDER: dict[tuple[str, str], tuple[str, ...]] = {
     ("file", "socket"): ("sendfile", "splice", "mmap", "readwrite"),
