@@ -358,7 +358,7 @@ def tree_section(tmp: str, rounds: int, files: int, have_nc: bool, cmd: str) -> 
     rows = []
     base = res.get("tar c | nc → nc | tar x, then sync")
     for name, r in res.items():
-        rows.append([name, f"{r.med('wall_s'):.2f}", f"{r.lo('wall_s'):.2f} – {r.hi('wall_s'):.2f}",
+        rows.append([name.replace("|", "\\|"), f"{r.med('wall_s'):.2f}", f"{r.lo('wall_s'):.2f} – {r.hi('wall_s'):.2f}",
                      f"{r.med('wall_s') / base.med('wall_s'):.2f}×" if base else "–",
                      f"{files / r.med('wall_s'):,.0f}", f"{r.med('tx_cpu_s'):.2f}", f"{r.med('rx_cpu_s'):.2f}"])
     lines = []
@@ -369,7 +369,8 @@ def tree_section(tmp: str, rounds: int, files: int, have_nc: bool, cmd: str) -> 
             z = res[key].med("wall_s")
             lines.append(f"zcopy {label}: **{z / sync_.med('wall_s'):.2f}×** tar|nc + sync (target ≤ 1.0×), "
                          f"**{z / raw.med('wall_s'):.2f}×** tar|nc without sync (aim ≤ 1.5×).")
-    head = ["contender", "wall s (median)", "min – max", "vs tar|nc+sync", "files/s", "sender CPU s", "receiver CPU s"]
+    head = ["contender", "wall s (median)", "min – max", "vs tar\\|nc+sync", "files/s", "sender CPU s",
+            "receiver CPU s"]
     return f"""### A tree of {files:,} × {TREE_FILE_SIZE // 1024} KiB files in {TREE_DIRS} directories
 
 Command: `{cmd}`. Both ends as commands, receiver on CPU 1, sender on CPU 0; wall from the sender's start to the

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import socket
 import ssl
 import stat
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 
-from zcopy import FileChannel, RouteUnavailable, routes
+from zcopy import FileChannel, RouteUnavailable, _sys, routes
 from zcopy.transfer import certs, checksum, durable, hashing, names, tls
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
@@ -206,8 +208,47 @@ class _Pending:
     parent: int
     partial: bytes
     final: bytes
-    shown: str
-    ch: FileChannel | None  # open (holding its OFD lock) until renamed
+    entry: p.Entry
+    ch: FileChannel | None  # a large file's channel, open (holding its OFD lock) until renamed
+    fd: int = -1  # a small file's descriptor, likewise
+
+    def close(self) -> None:
+        if self.ch is not None:
+            self.ch.close()
+        elif self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _shown(e: p.Entry) -> str:
+    return e.name.decode("utf-8", "backslashreplace")
+
+
+# struct flock on 64-bit Linux (as zcopy.channel packs it): an exclusive lock on the whole file.
+_WRLOCK = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+_SETLK = _sys.F_OFD_SETLK if _sys.F_OFD_SETLK is not None else fcntl.F_SETLK
+
+
+def _create_locked(partial: bytes, parent: int, shown: str) -> int:
+    """A small file's partial, empty, 0600 and under an OFD lock: created with O_EXCL (the common case, no
+    truncate needed), or, if a leftover exists, opened, locked, then truncated."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fresh = True
+    try:
+        fd = os.open(partial, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=parent)
+    except FileExistsError:
+        fd = os.open(partial, flags, dir_fd=parent)
+        fresh = False
+    try:
+        fcntl.fcntl(fd, _SETLK, _WRLOCK)
+        if not fresh:
+            os.ftruncate(fd, 0)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise TransferError(f"{shown} is being received by another session", E_EXISTS) from None
+        raise
+    return fd
 
 
 class _Session:
@@ -219,6 +260,7 @@ class _Session:
         self.result = SessionResult(encryption="none" if receiver.plain else "tls1.3")
         self.dirs: dict[tuple[bytes, ...], int] = {(): receiver._root}
         self.entries: list[p.Entry] = []
+        self.parts: list[tuple[bytes, ...]] = []  # each entry's checked name components
         self.plan: list[p.PlanEntry] = []
         self.algo = checksum.NONE
         self.received: set[int] = set()
@@ -231,8 +273,7 @@ class _Session:
 
     def close(self) -> None:
         for item in self.publish:  # a failed session: the partials stay for --resume, their locks go
-            if item.ch is not None:
-                item.ch.close()
+            item.close()
         self.publish = []
         for parts, fd in self.dirs.items():
             if parts:
@@ -360,7 +401,7 @@ class _Session:
                                           "receiver refuses symlinks unless started with --links")
                 if e.is_link and not hello.flags & p.H_LINKS:
                     raise ProtocolError("a symlink entry in a session that did not ask for --links")
-                tree.add(e.name, e.is_dir)
+                self.parts.append(tree.add(e.name, e.is_dir))
             self.entries += ev.entries
             ev = self._next()
         if not p.proof_ok(p.manifest_mac(self.key, mt.digest(), ev.count), ev.mac):
@@ -423,7 +464,7 @@ class _Session:
         plan: list[p.PlanEntry] = []
         links: list[int] = []
         for i, e in enumerate(self.entries):
-            parts = names.split_name(e.name)
+            parts = self.parts[i]
             shown = e.name.decode("utf-8", "backslashreplace")
             parent = self._dir(parts[:-1], create=False)
             st = _lstat(parts[-1], parent)
@@ -473,9 +514,9 @@ class _Session:
             raise TransferError(f"{conflicts[0]}{more} already exist (the receiver needs --overwrite, "
                                 "or resend with --resume to skip identical files)", E_EXISTS)
         # Every check passed: now create the directories (empty ones included).
-        for e in self.entries:
+        for i, e in enumerate(self.entries):
             if e.is_dir:
-                self._dir(names.split_name(e.name), create=True)
+                self._dir(self.parts[i], create=True)
                 self.result.dirs += 1
         self.plan = plan
         for i in range(0, len(plan), p.CHUNK_ENTRIES):
@@ -491,7 +532,7 @@ class _Session:
         """A symlink entry: made under its partial name with the sender's mtime, published with the next batch."""
         e = self.entries[index]
         assert e.target is not None
-        parts = names.split_name(e.name)
+        parts = self.parts[index]
         parent = self._dir(parts[:-1], create=True)
         assert parent is not None
         partial = names.partial_name(parts[-1])
@@ -499,7 +540,7 @@ class _Session:
             os.unlink(partial, dir_fd=parent)
         os.symlink(e.target, partial, dir_fd=parent)
         os.utime(partial, ns=(e.mtime_ns, e.mtime_ns), dir_fd=parent, follow_symlinks=False)
-        self._queue(_Pending(-1, parent, partial, parts[-1], e.name.decode("utf-8", "backslashreplace"), None), 0)
+        self._queue(_Pending(-1, parent, partial, parts[-1], e, None), 0)
 
     # -- small files, many per BATCH frame -----------------------------------------------------------------
     def _claim(self, index: int) -> p.Entry:
@@ -512,46 +553,47 @@ class _Session:
     def _receive_batch(self, b: p.Batch) -> None:
         p.verify(self.key, b"batch", b.signed, b.mac, "a BATCH frame")
         res = self.result
-        dsize = checksum.DIGEST_SIZE[self.algo]
+        algo = self.algo
+        dsize = checksum.DIGEST_SIZE[algo]
+        digest_of = checksum.digest_of
         for it in b.items:
-            e = self._claim(it.index)
-            shown = e.name.decode("utf-8", "backslashreplace")
+            index = it.index
+            e = self._claim(index)
             if it.status == p.S_SOURCE_CHANGED:
-                self._failed(it.index, E_SOURCE_CHANGED, f"{shown} changed on the sender while being sent")
+                self._failed(index, E_SOURCE_CHANGED, f"{_shown(e)} changed on the sender while being sent")
                 continue
-            if len(it.body) != e.size or e.size > p.SMALL_FILE_MAX or len(it.digest) != dsize:
-                raise ProtocolError(f"BATCH item for entry {it.index} does not match the manifest")
+            size = e.size
+            if len(it.body) != size or size > p.SMALL_FILE_MAX or len(it.digest) != dsize:
+                raise ProtocolError(f"BATCH item for entry {index} does not match the manifest")
             t = time.perf_counter()
-            good = checksum.digest_of(self.algo, it.body) == it.digest
+            good = digest_of(algo, it.body) == it.digest
             res.checksum_seconds += time.perf_counter() - t
-            res.bytes += e.size
-            res.routes["readwrite"] = res.routes.get("readwrite", 0) + e.size
-            res.user_bytes += 2 * e.size  # recv_into the frame, pwrite the file: two crossings, as readwrite
+            res.bytes += size
+            res.user_bytes += 2 * size  # recv_into the frame, pwrite the file: two crossings, as readwrite
+            res.routes["readwrite"] = res.routes.get("readwrite", 0) + size
             if not good:
-                self._failed(it.index, E_CHECKSUM, f"{shown}: checksum mismatch, not published")
+                self._failed(index, E_CHECKSUM, f"{_shown(e)}: checksum mismatch, not published")
                 continue
-            parts = names.split_name(e.name)
-            parent = self._dir(parts[:-1], create=True)
+            parts = self.parts[index]
+            parent = self.dirs.get(parts[:-1]) or self._dir(parts[:-1], create=True)
             assert parent is not None
             partial = names.partial_name(parts[-1])
-            ch = self._lock_partial(partial, parent, shown)
+            fd = _create_locked(partial, parent, _shown(e))
             try:
-                fd = ch.fileno()
-                if e.size:
+                if size:
                     done = os.pwrite(fd, it.body, 0)
-                    while done < e.size:
+                    while done < size:
                         done += os.pwrite(fd, it.body[done:], done)
-                os.ftruncate(fd, e.size)  # a longer leftover partial from an earlier session
                 os.fchmod(fd, e.mode & _MODE_MASK)
                 os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
             except OSError as exc:
-                ch.close()
+                os.close(fd)
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise TransferError(f"no space left writing {shown}; nothing unverified was published",
+                    raise TransferError(f"no space left writing {_shown(e)}; nothing unverified was published",
                                         E_NOSPACE) from None
                 raise
             res.batched_files += 1
-            self._queue(_Pending(it.index, parent, partial, parts[-1], shown, ch), e.size)
+            self._queue(_Pending(index, parent, partial, parts[-1], e, None, fd), size)
 
     def _lock_partial(self, partial: bytes, parent: int, shown: str) -> FileChannel:
         ch = _open_file(partial, parent, os.O_RDWR | os.O_CREAT)
@@ -569,8 +611,8 @@ class _Session:
         allowed = {0, pe.have} if pe.state == p.P_PARTIAL else {0}
         if fs.offset not in allowed or fs.offset + fs.length > e.size:
             raise ProtocolError(f"FILE frame for entry {fs.index} does not match the manifest and plan")
-        parts = names.split_name(e.name)
-        shown = e.name.decode("utf-8", "backslashreplace")
+        parts = self.parts[fs.index]
+        shown = _shown(e)
         parent = self._dir(parts[:-1], create=True)
         assert parent is not None
         partial = names.partial_name(parts[-1])
@@ -606,7 +648,7 @@ class _Session:
                 os.unlink(partial, dir_fd=parent)
                 self._failed(fs.index, E_CHECKSUM, f"{shown}: checksum mismatch, not published")
                 return
-            self._queue(_Pending(fs.index, parent, partial, parts[-1], shown, ch), e.size)
+            self._queue(_Pending(fs.index, parent, partial, parts[-1], e, ch), e.size)
             queued = True
         finally:
             if not queued:
@@ -677,8 +719,8 @@ class _Session:
                 durable.syncfs(fd)
         else:
             for item in self.publish:
-                if item.ch is not None:
-                    os.fdatasync(item.ch.fileno())
+                if item.ch is not None or item.fd >= 0:
+                    os.fdatasync(item.ch.fileno() if item.ch is not None else item.fd)
         self.result.syncs += 1
 
     def _devices(self, parents: list[int]) -> dict[int, int]:
@@ -697,8 +739,7 @@ class _Session:
                 while self.publish:
                     item = self.publish[0]
                     self._publish(item)
-                    if item.ch is not None:
-                        item.ch.close()
+                    item.close()
                     self.publish.pop(0)
                     if item.index >= 0:
                         self.acks.append(p.AckItem(item.index, p.S_OK))
@@ -725,7 +766,7 @@ class _Session:
                 return
             os.link(partial, final, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
         except FileExistsError:
-            raise TransferError(f"{item.shown} appeared on the receiver during the session; not overwritten",
+            raise TransferError(f"{_shown(item.entry)} appeared on the receiver during the session; not overwritten",
                                 E_EXISTS) from None
         os.unlink(partial, dir_fd=parent)
 
@@ -742,16 +783,17 @@ class _Session:
             # Skipped as already identical. A partial may linger if we were killed between publishing it
             # (link) and removing its old name (unlink): its bytes are the final file's, so drop it.
             res.skipped += 1
-            parts = names.split_name(e.name)
+            parts = self.parts[i]
             parent = self._dir(parts[:-1], create=False)
             if parent is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(names.partial_name(parts[-1]), dir_fd=parent)
         # Directory modes and mtimes last (after every unlink above), deepest first: adding files changed them.
         dir_fds = [self.dirs[()]]
-        for e in reversed(self.entries):
+        for i in range(len(self.entries) - 1, -1, -1):
+            e = self.entries[i]
             if e.is_dir:
-                fd = self._dir(names.split_name(e.name), create=True)
+                fd = self._dir(self.parts[i], create=True)
                 assert fd is not None
                 os.fchmod(fd, e.mode & _MODE_MASK)
                 os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))

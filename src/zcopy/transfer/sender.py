@@ -414,11 +414,12 @@ class _Session:
         for i in todo:
             src = self.sources[i]
             if src.entry.size <= p.SMALL_FILE_MAX:
-                self._add_small(i)
+                if self._add_small(i):
+                    self._poll_acks()  # after each ~1 MiB frame, not after each small file
             else:
                 self._flush_batch()
                 self._send_file(i, plan[i])
-            self._poll_acks()
+                self._poll_acks()
         self._flush_batch()
         self.sock.sendall(p.Done(self.sent_files).sealed(self.key).encode())
         while self.bye is None:
@@ -462,7 +463,8 @@ class _Session:
         self.done_bytes += n
 
     # -- small files: many per BATCH frame ------------------------------------------------------------------
-    def _add_small(self, index: int) -> None:
+    def _add_small(self, index: int) -> bool:
+        """Queue one small file in the current BATCH; True if that filled and sent the frame."""
         src = self.sources[index]
         size = src.entry.size
         flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if src.nested else 0)
@@ -490,6 +492,8 @@ class _Session:
         self.batch_bytes += len(item.body) + 48
         if self.batch_bytes >= p.BATCH_TARGET or len(self.batch) >= p.MAX_BATCH_ITEMS:
             self._flush_batch()
+            return True
+        return False
 
     def _flush_batch(self) -> None:
         if not self.batch:
