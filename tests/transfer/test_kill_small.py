@@ -3,7 +3,9 @@
 
 The seed is fixed and printed (ZCOPY_KILL_SEED replays or varies it); ZCOPY_KILL_POINTS sets how many points
 (default 4, each two sessions). A point is an event, not a guessed time: "file j of the tree was just published"
-(j drawn from the first 60 % of the tree), plus 0-5 ms; one point in three instead kills during start-up.
+(j drawn from the first 60 % of the tree), plus 0-5 ms; every fourth point instead kills during start-up. Points
+alternate sender / receiver; receiver kills on the event always land mid-tree (a kill after the sender has
+written its last byte may let the receiver finish: that point still checks what is visible).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def test_sigkill_during_small_file_batches_then_resume(tmp_path: Path) -> None:
         dst = tmp_path / f"dst{i}"
         dst.mkdir()
         recv, send = _pair(tree, dst)
-        if rng.random() < 1 / 3:
+        if i % 4 == 2:
             time.sleep(rng.uniform(0, 0.3))  # start-up: before, while or just after connecting
         else:
             mark = dst / order[rng.randrange(int(len(order) * 0.6))].relative_to(tree.parent)
@@ -84,4 +86,4 @@ def test_sigkill_during_small_file_batches_then_resume(tmp_path: Path) -> None:
         assert not partials(dst)
     print(f"killed {killed} running processes, {mid} of {POINTS} points left a half-done tree")
     # The points must have hit running processes and half-done trees, or this test proves nothing.
-    assert killed >= POINTS // 2 and mid >= POINTS // 3
+    assert killed >= POINTS // 2 and mid >= 1
