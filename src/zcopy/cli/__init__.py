@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("tour", "run the article's data paths on this machine and measure every copy"),
     "bench": ("bench", "benchmark routes across sizes: median tables, JSON, plots"),
     "explain": ("explain", "move one file and explain the route taken, and why not the others"),
-    "serve": ("serve", "serve a directory over HTTP/1.1, file bodies by sendfile"),
+    "serve": ("serve", "serve a directory or an ASGI app over HTTP/1.1, file bodies by sendfile"),
     "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
     "send": ("send", "send files and trees to `zcopy recv` (sendfile, verified, resumable)"),
     "recv": ("recv", "receive `zcopy send` sessions into a directory (splice, fsync, atomic publish)"),

@@ -1,4 +1,8 @@
-"""`zcopy serve [DIR]`: a zero-copy HTTP/1.1 static file server (parse arguments → zcopy.serve.workers)."""
+"""`zcopy serve [DIR]` / `zcopy serve --app MODULE:ATTR`: parse arguments → zcopy.serve.workers.
+
+The ASGI options are spelled as uvicorn spells them, so `uvicorn app:app --port 8000` becomes
+`zcopy serve --app app:app --port 8000` with nothing else changed.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,45 @@ import os
 
 from zcopy.cli import UserError
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Static-only options and their defaults: given with --app they would silently do nothing, so they are refused.
+_STATIC_ONLY = {
+    "list_dirs": False,
+    "dotfiles": False,
+    "no_follow_symlinks": False,
+    "no_precompressed": False,
+    "cache_entries": 256,
+    "cache_valid": 1.0,
+}
+_APP_ONLY = {
+    "factory": False,
+    "root_path": "",
+    "proxy_headers": False,
+    "lifespan": "auto",
+    "limit_concurrency": None,
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", nargs="?", default=".", help="directory to serve (default: current)")
-    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("dir", nargs="?", default=None, help="directory to serve (default: current)")
+    app = parser.add_argument_group("ASGI application (instead of DIR; uvicorn's spelling)")
+    app.add_argument("--app", metavar="MODULE:ATTR", help="serve this ASGI 3 application, e.g. main:app")
+    app.add_argument("--app-dir", default=".", help="directory put first on sys.path for --app (default: .)")
+    app.add_argument("--factory", action="store_true", help="ATTR is a callable that returns the app")
+    app.add_argument("--root-path", default="", help="path prefix the app is mounted under behind a proxy")
+    app.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-For/-Proto from allowed IPs")
+    app.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated proxy addresses/networks to trust, '*' = all "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1)",
+    )
+    app.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto", help="ASGI lifespan events")
+    app.add_argument("--limit-concurrency", type=int, default=None, help="requests in the app at once; then 503")
+    app.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="warning and above: no start-up line")
+    parser.add_argument("--bind", "--host", dest="bind", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
+    parser.add_argument("--uds", metavar="PATH", help="listen on a unix domain socket instead of TCP")
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port via SO_REUSEPORT")
     parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop (auto: uvloop when installed)"
@@ -27,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-entries", type=int, default=256, help="open-file cache size (0 = off)")
     parser.add_argument("--cache-valid", type=float, default=1.0, help="seconds a cached file is trusted")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")
-    parser.add_argument("--keepalive-timeout", type=float, default=30.0, help="idle keep-alive seconds")
+    parser.add_argument(
+        "--keepalive-timeout", "--timeout-keep-alive", dest="keepalive_timeout", type=float, default=30.0,
+        help="idle keep-alive seconds",
+    )  # fmt: skip
     parser.add_argument("--send-timeout", type=float, default=60.0, help="seconds a reader may stall a send")
     parser.add_argument("--max-connections", type=int, default=10_000, help="per worker; beyond, accept later")
     parser.add_argument("--max-header-bytes", type=int, default=16 << 10, help="request head limit (→ 431)")
@@ -39,17 +80,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no start-up line")
 
 
-def run(args: argparse.Namespace) -> int:
-    from zcopy.serve.workers import Options
-    from zcopy.serve.workers import run as run_workers
-
-    if not os.path.isdir(args.dir):
-        raise UserError(f"not a directory: {args.dir}")
+def _check(args: argparse.Namespace) -> None:
+    if args.app is not None:
+        if args.dir is not None:
+            raise UserError("give a directory or --app, not both")
+        for name, default in _STATIC_ONLY.items():
+            if getattr(args, name) != default:
+                raise UserError(f"--{name.replace('_', '-')} serves a directory; it does nothing with --app")
+    else:
+        for name, unset in _APP_ONLY.items():
+            if getattr(args, name) != unset:
+                raise UserError(f"--{name.replace('_', '-')} needs --app MODULE:ATTR")
+        args.dir = "." if args.dir is None else args.dir
+        if not os.path.isdir(args.dir):
+            raise UserError(f"not a directory: {args.dir}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UserError("--tls-cert and --tls-key go together")
     for name in ("workers", "max_connections", "max_header_bytes"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.limit_concurrency is not None and args.limit_concurrency < 1:
+        raise UserError("--limit-concurrency must be at least 1")
+    if args.root_path and (not args.root_path.startswith("/") or args.root_path.endswith("/")):
+        raise UserError(f"--root-path must start with '/' and not end with one: {args.root_path!r}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port out of range: {args.port}")
     if args.loop == "uvloop":
@@ -57,8 +110,58 @@ def run(args: argparse.Namespace) -> int:
             import uvloop  # noqa: F401
         except ImportError:
             raise UserError("--loop uvloop: uvloop is not installed (pip install 'zcopy[fast]')") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from zcopy.serve.workers import Options
+    from zcopy.serve.workers import run as run_workers
+
+    _check(args)
+    server_kwargs: dict[str, object] = dict(
+        header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        send_timeout=args.send_timeout,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
+    )
+    app = None
+    if args.app is not None:
+        from zcopy.serve.asgi.load import AppLoadError, load_app
+        from zcopy.serve.asgi.scope import Trusted
+
+        allow = args.forwarded_allow_ips
+        if allow is None:
+            allow = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        allow_ips = [a.strip() for a in allow.split(",") if a.strip()]
+        try:
+            Trusted.parse(allow_ips)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        try:
+            app = load_app(args.app, app_dir=args.app_dir, factory=args.factory)  # in the parent, before any fork
+        except AppLoadError as exc:
+            raise UserError(str(exc)) from None
+        server_kwargs.update(
+            root_path=args.root_path,
+            proxy_headers=args.proxy_headers,
+            forwarded_allow_ips=allow_ips,
+            lifespan=args.lifespan,
+            limit_concurrency=args.limit_concurrency,
+        )
+    else:
+        server_kwargs.update(
+            list_dirs=args.list_dirs,
+            dotfiles=args.dotfiles,
+            follow_symlinks=not args.no_follow_symlinks,
+            precompressed=not args.no_precompressed,
+            cache_entries=args.cache_entries,
+            cache_valid=args.cache_valid,
+        )
     opts = Options(
-        root=args.dir,
+        root=args.dir if app is None else None,
+        app=app,
+        app_label=args.app or "",
+        uds=args.uds,
         host=args.bind,
         port=args.port,
         workers=args.workers,
@@ -68,22 +171,11 @@ def run(args: argparse.Namespace) -> int:
         json_log=args.json_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        quiet=args.quiet,
-        server_kwargs=dict(
-            list_dirs=args.list_dirs,
-            dotfiles=args.dotfiles,
-            follow_symlinks=not args.no_follow_symlinks,
-            precompressed=not args.no_precompressed,
-            cache_entries=args.cache_entries,
-            cache_valid=args.cache_valid,
-            header_timeout=args.header_timeout,
-            keepalive_timeout=args.keepalive_timeout,
-            send_timeout=args.send_timeout,
-            max_connections=args.max_connections,
-            max_header_bytes=args.max_header_bytes,
-        ),
+        quiet=args.quiet or args.log_level in ("warning", "error", "critical"),
+        server_kwargs=server_kwargs,
     )
     try:
         return run_workers(opts)
     except OSError as exc:
-        raise UserError(f"cannot serve on {args.bind}:{args.port}: {exc.strerror or exc}") from None
+        where = args.uds or f"{args.bind}:{args.port}"
+        raise UserError(f"cannot serve on {where}: {exc.strerror or exc}") from None

@@ -13,16 +13,14 @@ import os
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httptools
 
 from zcopy.aio import FileSlice, Outbox
 from zcopy.errors import TruncatedFileError
-from zcopy.serve.handler import Request, Response
-
-if TYPE_CHECKING:
-    from zcopy.serve.server import Server
+from zcopy.serve.config import Host
+from zcopy.serve.handler import Handler, Request, Response
 
 # One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished
 # header section can make us buffer beyond --max-header-bytes (see _feed).
@@ -54,6 +52,12 @@ _INTERESTING = frozenset(
 INF = float("inf")
 
 
+class StaticHost(Host, Protocol):
+    """A server that answers with the static file handler (config.Host plus the handler)."""
+
+    handler: Handler
+
+
 class _TooLarge(Exception):
     """Raised from a parser callback to stop parsing (httptools wraps it as HttpParserCallbackError)."""
 
@@ -61,8 +65,9 @@ class _TooLarge(Exception):
 class Session:
     """Parser callbacks and the request queue, shared by the raw and the TLS connection."""
 
-    def __init__(self, server: Server, peer: str) -> None:
+    def __init__(self, server: StaticHost, peer: str) -> None:
         self.server = server
+        self.limits = server.limits
         self.loop = server.loop
         self.peer = peer
         self.parser = httptools.HttpRequestParser(self)
@@ -77,7 +82,7 @@ class Session:
         self.current: Response | None = None
         self.current_req: Request | None = None
         self.lingering = False
-        self.deadline = time.monotonic() + server.header_timeout
+        self.deadline = time.monotonic() + server.limits.header_timeout
         self._url: list[bytes] = []
         self._headers: dict[bytes, bytes] = {}
         self._hosts = 0
@@ -95,13 +100,13 @@ class Session:
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
         self.head_bytes += len(url)
-        if self.head_bytes > self.server.max_url_bytes:
+        if self.head_bytes > self.limits.max_url_bytes:
             self._error = 414
             raise _TooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self.head_bytes > self.server.max_header_bytes:
+        if self.head_bytes > self.limits.max_header_bytes:
             self._error = 431
             raise _TooLarge
         name = name.lower()
@@ -140,7 +145,7 @@ class Session:
             return
         if not self.in_request:
             # First byte of a request: the whole head must arrive within header_timeout (slowloris).
-            self.deadline = time.monotonic() + self.server.header_timeout
+            self.deadline = time.monotonic() + self.limits.header_timeout
         counted = self.in_head
         try:
             self.parser.feed_data(data)
@@ -156,7 +161,7 @@ class Session:
                 # Bytes of one unfinished header section (upper bound): caps what httptools buffers for a
                 # header line that never ends, at max_header_bytes + one RECV_SIZE.
                 self.head_bytes += len(data)
-                if self.head_bytes > self.server.max_header_bytes + RECV_SIZE:
+                if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
                     self.reading_stopped = True
                     self.pending.append(Request(b"", b"", False, False, {b"!error": b"431"}))
         self.process()
@@ -200,7 +205,7 @@ class Session:
         if len(self.pending) < MAX_PIPELINE:
             self.resume_reading()
         if not self.in_request:
-            self.deadline = time.monotonic() + self.server.keepalive_timeout
+            self.deadline = time.monotonic() + self.limits.keepalive_timeout
 
     def finish(self, req: Request, resp: Response) -> None:
         self.release_current()  # a no-op if close() already released it (error paths)
@@ -251,7 +256,7 @@ class Session:
 class RawConnection(Session):
     """A plain TCP connection driven by add_reader and aio.Outbox (sendfile)."""
 
-    def __init__(self, server: Server, sock: socket.socket, peer: str) -> None:
+    def __init__(self, server: StaticHost, sock: socket.socket, peer: str) -> None:
         super().__init__(server, peer)
         self.sock = sock
         self.fd = sock.fileno()
@@ -293,7 +298,7 @@ class RawConnection(Session):
             self.loop.add_reader(self.fd, self._on_readable)
 
     def start(self, resp: Response) -> bool:
-        box = Outbox(self.sock, resp.parts, self.server.max_chunk)
+        box = Outbox(self.sock, resp.parts, self.limits.max_chunk)
         try:
             if box.pump():
                 box.record("serve.response")
@@ -310,7 +315,7 @@ class RawConnection(Session):
         # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
         # a used-up budget it fires again on the next loop iteration, after the other ready connections.
         self._box = box
-        self.deadline = time.monotonic() + self.server.send_timeout
+        self.deadline = time.monotonic() + self.limits.send_timeout
         self._writing = True
         self.loop.add_writer(self.fd, self._on_writable)
         return False
@@ -329,7 +334,7 @@ class RawConnection(Session):
             return
         if box.sent != before:
             # send_timeout is the longest gap between two successful writes (nginx send_timeout).
-            self.deadline = time.monotonic() + self.server.send_timeout
+            self.deadline = time.monotonic() + self.limits.send_timeout
         if not done:
             return
         self._stop_writing()
@@ -386,7 +391,7 @@ class RawConnection(Session):
 class TLSConnection(Session, asyncio.Protocol):
     """A TLS connection over an asyncio SSL transport; file bodies by pread + write (a copy, honestly named)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: StaticHost) -> None:
         Session.__init__(self, server, "-")
         self.transport: asyncio.Transport | None = None
         self._can_write = asyncio.Event()
@@ -456,7 +461,7 @@ class TLSConnection(Session, asyncio.Protocol):
                 pos, end = p.offset, p.offset + p.count
                 while pos < end:
                     if not self._can_write.is_set():
-                        await asyncio.wait_for(self._can_write.wait(), self.server.send_timeout)
+                        await asyncio.wait_for(self._can_write.wait(), self.limits.send_timeout)
                     chunk = os.pread(p.fd, min(TLS_CHUNK, end - pos), pos)
                     if not chunk:
                         raise TruncatedFileError(p.name, pos, end, sent)

@@ -1,7 +1,9 @@
 """The server: listening socket, accept loop, connection limits, deadline sweeper, graceful shutdown.
 
-Usable as a library (``Server(root, ...)``, ``await server.start()``, ``await server.serve_forever()``) and by
-``zcopy serve``. The accept loop is a plain add_reader on a non-blocking listening socket, on asyncio and uvloop.
+One engine for both modes: ``Server(root)`` answers with the static file handler (conn.py, no task per request),
+``Server(app=asgi_app)`` with the ASGI bridge (asgi/http.py, one app task per request, lifespan around it).
+Usable as a library (``await server.start()``, ``await server.serve_forever()``) and by ``zcopy serve``. The
+accept loop is a plain add_reader on a non-blocking listening socket, on asyncio and uvloop.
 """
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ import socket
 import ssl as ssl_module
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.aio import MAX_CHUNK
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.cache import FileCache
+from zcopy.serve.config import AppConfig, Limits
 from zcopy.serve.conn import RawConnection, Session, TLSConnection
 from zcopy.serve.handler import Handler
 from zcopy.serve.resolve import Resolver
+
+if TYPE_CHECKING:
+    from zcopy.serve.asgi.lifespan import Lifespan
+    from zcopy.serve.asgi.scope import Trusted
 
 # Accept at most this many connections per readable event, so a connection storm cannot monopolise the loop.
 ACCEPT_BATCH = 64
@@ -38,12 +45,19 @@ BACKLOG = 1024
 
 
 class Server:
-    """An HTTP/1.1 static file server for ``root``; see docs/serve.md for every option."""
+    """An HTTP/1.1 server for the files under ``root`` or for the ASGI application ``app``; see docs/serve.md."""
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None,
         *,
+        app: Any = None,
+        root_path: str = "",
+        proxy_headers: bool = False,
+        forwarded_allow_ips: tuple[str, ...] | list[str] = ("127.0.0.1",),
+        lifespan: str = "auto",
+        limit_concurrency: int | None = None,
+        uds: str | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
         sock: socket.socket | None = None,
@@ -65,25 +79,57 @@ class Server:
         ssl: ssl_module.SSLContext | None = None,
         backlog: int = BACKLOG,
     ) -> None:
-        if not os.path.isdir(root):
-            raise NotADirectoryError(f"not a directory: {root}")
-        self.resolver = Resolver(root, dotfiles=dotfiles, follow_symlinks=follow_symlinks)
-        self.cache = FileCache(max_entries=cache_entries, valid=cache_valid)
-        self.handler = Handler(self.resolver, self.cache, list_dirs=list_dirs, precompressed=precompressed)
+        if (root is None) == (app is None):
+            raise TypeError("Server needs a root directory or app=, not both")
+        self.app_config: AppConfig | None = None
+        if root is not None:
+            if not os.path.isdir(root):
+                raise NotADirectoryError(f"not a directory: {root}")
+            self.resolver: Resolver | None = Resolver(root, dotfiles=dotfiles, follow_symlinks=follow_symlinks)
+            self.cache: FileCache | None = FileCache(max_entries=cache_entries, valid=cache_valid)
+            self.handler = Handler(self.resolver, self.cache, list_dirs=list_dirs, precompressed=precompressed)
+        else:
+            from zcopy.serve.asgi.http import RawConnection as AsgiRaw
+            from zcopy.serve.asgi.scope import Trusted
+
+            self._asgi_raw = AsgiRaw
+            if lifespan not in ("auto", "on", "off"):
+                raise ValueError(f"lifespan must be auto, on or off, not {lifespan!r}")
+            if limit_concurrency is not None and limit_concurrency < 1:
+                raise ValueError("limit_concurrency must be at least 1")
+            if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+                raise ValueError(f"root_path must start with '/' and not end with it: {root_path!r}")
+            self.resolver = self.cache = None
+            self.app_config = AppConfig(
+                app,
+                root_path=root_path,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=tuple(forwarded_allow_ips),
+                lifespan=lifespan,
+                limit_concurrency=limit_concurrency,
+            )
+            self.trusted: Trusted = Trusted.parse(list(forwarded_allow_ips))
+        self.state: dict[str, Any] | None = None  # the lifespan state, copied into every request scope
+        self.in_app = 0  # requests inside the application now (--limit-concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()  # app tasks running, cancelled when the grace runs out
+        self.lifespan: Lifespan | None = None
         self.host, self.port = host, port
+        self.uds = uds
         self._sock = sock
         self.reuse_port = reuse_port
-        self.header_timeout = header_timeout
-        self.keepalive_timeout = keepalive_timeout
-        self.send_timeout = send_timeout
+        self.limits = Limits(
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+            send_timeout=send_timeout,
+            max_header_bytes=max_header_bytes,
+            max_url_bytes=max_url_bytes,
+            max_chunk=max_chunk,
+        )
         self.max_connections = max_connections
-        self.max_header_bytes = max_header_bytes
-        self.max_url_bytes = max_url_bytes
-        self.max_chunk = max_chunk
         self.access_log = access_log
         self.ssl = ssl
         self.backlog = backlog
-        self.connections: set[Session] = set()
+        self.connections: set[Any] = set()  # static Sessions or ASGI Connections
         self.closing = False
         self.route = "readwrite" if ssl is not None else "sendfile"
         self._accepting = False
@@ -101,9 +147,13 @@ class Server:
     def address(self) -> tuple[str, int]:
         assert self._sock is not None, "server not started"
         addr: Any = self._sock.getsockname()
+        if isinstance(addr, str):
+            return addr, 0  # a unix socket: its path
         return str(addr[0]), int(addr[1])
 
     def _listen(self) -> socket.socket:
+        if self.uds is not None:
+            return listen_unix(self.uds, self.backlog)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -121,13 +171,31 @@ class Server:
         if self._sock is None:
             self._sock = self._listen()
         self._sock.setblocking(False)
+        if self.app_config is not None:
+            await self._start_app()
         if self.ssl is not None:
             self._tls_server = await self.loop.create_server(
-                lambda: TLSConnection(self), sock=self._sock, ssl=self.ssl, backlog=self.backlog
+                self._tls_factory(), sock=self._sock, ssl=self.ssl, backlog=self.backlog
             )
         else:
             self._resume_accepting()
         self._schedule_sweep()
+
+    async def _start_app(self) -> None:
+        """Lifespan startup (raises LifespanError when the app refuses to start); state for the scopes."""
+        from zcopy.serve.asgi.lifespan import Lifespan
+
+        assert self.app_config is not None
+        self.lifespan = Lifespan(self.app_config.app, self.app_config.lifespan, self.log_error, self.log_exception)
+        await self.lifespan.startup()
+        self.state = self.lifespan.state if self.lifespan.supported else None
+
+    def _tls_factory(self) -> Any:
+        if self.app_config is not None:
+            from zcopy.serve.asgi.http import TLSConnection as AsgiTLS
+
+            return lambda: AsgiTLS(self)
+        return lambda: TLSConnection(self)
 
     # -- accepting --------------------------------------------------------------------------------------
     def _resume_accepting(self) -> None:
@@ -157,10 +225,15 @@ class Server:
                 self.loop.call_later(0.1, self._resume_accepting)
                 return
             sock.setblocking(False)
-            # Nagle would hold the last segment of each response for the peer's delayed ACK (40 ms);
-            # MSG_MORE already batches head and body, so NODELAY costs nothing here.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connections.add(RawConnection(self, sock, str(addr[0])))
+            if self.uds is None:
+                # Nagle would hold the last segment of each response for the peer's delayed ACK (40 ms);
+                # MSG_MORE already batches head and body, so NODELAY costs nothing here.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.app_config is not None:
+                client = (str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else None
+                self.connections.add(self._asgi_raw(self, sock, client))
+            else:
+                self.connections.add(RawConnection(self, sock, str(addr[0]) if isinstance(addr, tuple) else "-"))
 
     def adopt(self, conn: Session) -> None:
         """A TLS connection made by asyncio's server joins our bookkeeping (limits, deadlines, shutdown)."""
@@ -180,7 +253,8 @@ class Server:
     def _schedule_sweep(self) -> None:
         # One timer for all connections, ticking at a quarter of the shortest timeout (≤ 1 s): cheaper than a
         # timer per request, and a deadline is overrun by at most 25 %.
-        shortest = min(self.header_timeout, self.keepalive_timeout, self.send_timeout)
+        lim = self.limits
+        shortest = min(lim.header_timeout, lim.keepalive_timeout, lim.send_timeout)
         tick = min(1.0, max(0.05, shortest / 4))
         self._sweeper = self.loop.call_later(tick, self._sweep)
 
@@ -219,17 +293,32 @@ class Server:
             self._closed.set()
 
     async def wait_closed(self, grace: float = 10.0) -> None:
-        """Wait up to ``grace`` seconds for in-flight responses, then cut the rest; release everything."""
+        """Wait up to ``grace`` seconds for in-flight responses, then cut the rest; release everything.
+
+        With an app: requests still inside it when the grace runs out are cancelled, then lifespan shutdown runs.
+        """
         assert self._closed is not None
+        deadline = time.monotonic() + grace
         try:
             await asyncio.wait_for(self._closed.wait(), grace)
         except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
             for conn in list(self.connections):
                 conn.close()
+        if self.tasks:
+            _, late = await asyncio.wait(set(self.tasks), timeout=max(0.0, deadline - time.monotonic()))
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
         if self._sweeper is not None:
             self._sweeper.cancel()
-        self.cache.clear()
-        self.resolver.close()
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+            self.lifespan = None
+        if self.cache is not None:
+            self.cache.clear()
+        if self.resolver is not None:
+            self.resolver.close()
         if self.access_log is not None:
             self.access_log.close()
 
@@ -255,6 +344,19 @@ class Server:
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
         _observe.record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
+
+
+def listen_unix(path: str, backlog: int) -> socket.socket:
+    """A listening unix socket at ``path``; a stale socket file left by a dead server is replaced."""
+    import stat
+
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(backlog)
+    return s
 
 
 def raise_fd_limit() -> None:

@@ -21,10 +21,16 @@ from typing import Any
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.server import Server
 
+# uvicorn's exit status when the app's startup fails (lifespan.startup.failed, or an exception with --lifespan on)
+STARTUP_FAILED = 3
+
 
 @dataclass
 class Options:
-    root: str
+    root: str | None = None
+    app: Any = None  # an ASGI application (already imported, in the parent: errors show before any fork)
+    app_label: str = ""  # MODULE:ATTR, for the start-up line
+    uds: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -62,9 +68,27 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
     log = AccessLog(opts.access_log, json_lines=opts.json_log) if opts.access_log else None
     tls = ssl_context(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
     server = Server(
-        opts.root, host=opts.host, port=opts.port, reuse_port=reuse_port, access_log=log, ssl=tls, **opts.server_kwargs
+        opts.root,
+        app=opts.app,
+        uds=opts.uds,
+        host=opts.host,
+        port=opts.port,
+        reuse_port=reuse_port,
+        access_log=log,
+        ssl=tls,
+        **opts.server_kwargs,
     )
-    await server.start()
+    if opts.app is not None:
+        from zcopy.serve.asgi.lifespan import LifespanError
+
+        try:
+            await server.start()
+        except LifespanError as exc:
+            print(f"zcopy serve: {exc}", file=sys.stderr, flush=True)
+            await server.shutdown(0)
+            return STARTUP_FAILED
+    else:
+        await server.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -73,9 +97,10 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
     host, port = server.address
     if not opts.quiet:
         scheme = "https" if tls else "http"
+        where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
+        what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
         print(
-            f"zcopy serve: {scheme}://{host}:{port}/ root={server.resolver.root} route={server.route} "
-            f"loop={loop_name} pid={os.getpid()}",
+            f"zcopy serve: {where} {what} route={server.route} loop={loop_name} pid={os.getpid()}",
             file=sys.stderr,
             flush=True,
         )
@@ -114,13 +139,20 @@ def run(opts: Options) -> int:
     """`zcopy serve`: one process, or a parent supervising ``opts.workers`` SO_REUSEPORT workers."""
     if opts.workers <= 1:
         return serve_one(opts)
-    # Reserve the port (and resolve port 0) in the parent; workers bind their own listeners beside it.
-    family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
-    reserve = socket.socket(family, socket.SOCK_STREAM)
-    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    reserve.bind((opts.host, opts.port))
-    opts.port = reserve.getsockname()[1]
+    if opts.uds is not None:
+        # A unix socket has no SO_REUSEPORT balancing: the parent listens once and every worker accepts on it.
+        from zcopy.serve.server import BACKLOG, listen_unix
+
+        reserve = listen_unix(opts.uds, BACKLOG)
+        opts.server_kwargs = {**opts.server_kwargs, "sock": reserve}
+    else:
+        # Reserve the port (and resolve port 0) in the parent; workers bind their own listeners beside it.
+        family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
+        reserve = socket.socket(family, socket.SOCK_STREAM)
+        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserve.bind((opts.host, opts.port))
+        opts.port = reserve.getsockname()[1]
     stopping = False
     forwarded: list[int] = []
 

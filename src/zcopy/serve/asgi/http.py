@@ -1,0 +1,735 @@
+"""An ASGI HTTP/1.1 connection on the serve engine: httptools → scope, one app task per request, receive/send.
+
+Reading, deadlines, limits and the lingering close are the engine's (same rules as the static server); what is
+ASGI lives in ``scope.py`` (the scope) and ``cycle.py`` (the response state machine). This file is the glue:
+
+- ``receive()`` streams the request body (Content-Length or chunked, as httptools decodes it). Reading pauses
+  while more than ``HIGH_WATER`` body bytes wait for the app, so a big upload to a slow app keeps memory bounded.
+  ``Expect: 100-continue`` is answered the first time the app asks for body bytes that have not come yet.
+- ``send()`` writes what the cycle returns: bytes by send(2), ``http.response.pathsend`` and
+  ``http.response.zerocopysend`` by sendfile(2) through ``aio.Outbox`` (head with MSG_MORE, the per-call chunk
+  cap, EAGAIN → wait for writability, truncation → close). Under TLS the file bytes are pread and written: the
+  route is reported as "readwrite", never as zero-copy.
+- Disconnects: once the client is gone (EOF, reset, a failed write) ``receive()`` returns ``http.disconnect``
+  (after any body bytes already received); ``send()`` raises ``ClientDisconnected`` (an OSError, ASGI 2.4) only
+  when its bytes cannot be delivered. A client that half-closes after its request still gets its response.
+- Pipelined requests are answered in order: one app task at a time per connection; reading pauses while a parsed
+  request waits behind the one in the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import time
+from collections import deque
+from typing import Any, Protocol
+
+import httptools
+
+from zcopy.aio import FileSlice, Outbox, Part
+from zcopy.errors import TruncatedFileError
+from zcopy.serve.asgi import scope as scopes
+from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
+from zcopy.serve.config import AppConfig, Host
+
+RECV_SIZE = 1 << 16  # one recv per readable event, as in the static connection
+# Request body bytes buffered for the app before reading pauses: uvicorn's 64 KiB high-water mark. One recv can
+# overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
+HIGH_WATER = 1 << 16
+LINGER_SECONDS = 2.0  # see conn.py: discard input after our close so the response is not destroyed by an RST
+TLS_CHUNK = 1 << 18  # see conn.py: pread size for the copying route under TLS
+INF = float("inf")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class ClientDisconnected(OSError):
+    """send() could not deliver: the client has gone (ASGI spec 2.4 asks for an OSError subclass)."""
+
+
+class AsgiHost(Host, Protocol):
+    """What an ASGI connection needs beyond config.Host: the app's settings, lifespan state, a request count."""
+
+    app_config: AppConfig | None  # never None for a server that makes these connections
+    trusted: scopes.Trusted
+    state: dict[str, Any] | None
+    in_app: int
+    tasks: set[asyncio.Task[None]]
+
+
+class _TooLarge(Exception):
+    """Raised from a parser callback to stop parsing; the status is in ``Connection._error``."""
+
+
+class Exchange:
+    """One request/response pair: the body queue the app receives from, and the response cycle it sends to."""
+
+    __slots__ = (
+        "body",
+        "body_size",
+        "complete",
+        "conn",
+        "continue_sent",
+        "delivered_end",
+        "disconnected",
+        "expect_100",
+        "http10",
+        "method",
+        "response",
+        "route",
+        "scope",
+        "target",
+        "waiter",
+    )
+
+    def __init__(self, conn: Connection, scope: dict[str, Any], method: bytes, target: bytes, http10: bool,
+                 keep_alive: bool, expect_100: bool) -> None:  # fmt: skip
+        self.conn = conn
+        self.scope = scope
+        self.method = method
+        self.target = target
+        self.http10 = http10
+        self.response = ResponseCycle(head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive)
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.complete = False  # the whole request body has been parsed
+        self.delivered_end = False  # the app has been told more_body=False
+        self.disconnected = False
+        self.expect_100 = expect_100
+        self.continue_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.route = "memory"
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        conn = self.conn
+        while True:
+            if self.body:
+                body = self.body
+                data = body[0] if len(body) == 1 else b"".join(body)
+                body.clear()
+                self.body_size = 0
+                conn.update_reading()
+                if self.complete:
+                    self.delivered_end = True
+                return {"type": "http.request", "body": data, "more_body": not self.complete}
+            if self.complete and not self.delivered_end:
+                self.delivered_end = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.disconnected or self.response.done or conn.closed:
+                return {"type": "http.disconnect"}
+            if self.expect_100 and not self.continue_sent and not self.response.started:
+                self.continue_sent = True  # RFC 9110 §10.1.1: the app wants the body, so ask the client for it
+                await conn.write([CONTINUE])
+                continue
+            self.waiter = conn.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    async def send(self, message: Any) -> None:
+        conn = self.conn
+        resp = self.response
+        if conn.closed:
+            raise ClientDisconnected("the client has disconnected")
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            resp.check_file(kind)
+            await (self._pathsend(message) if kind == "http.response.pathsend" else self._zerocopysend(message))
+        else:
+            if kind == "http.response.start" and not resp.started and (not self.complete or conn.host.closing):
+                resp.keep_alive = False  # the rest of the body may never be read (or we are shutting down): close
+            parts = resp.send(message)
+            if parts:
+                await conn.write(parts)
+        if resp.done:
+            self.wake()  # a receive() waiting for disconnect gets it now that the response is complete
+
+    async def _pathsend(self, message: dict[str, Any]) -> None:
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise AppError(f"http.response.pathsend: 'path' must be an absolute path, not {path!r}")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise AppError(f"http.response.pathsend: cannot open {path}: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise AppError(f"http.response.pathsend: not a regular file: {path}")
+            parts = self.response.file(fd, 0, st.st_size, False, path, cap=True)
+            if parts:
+                await self.conn.write(parts, self)
+        finally:
+            os.close(fd)
+
+    async def _zerocopysend(self, message: dict[str, Any]) -> None:
+        f = message.get("file")
+        try:
+            fd = f if isinstance(f, int) else f.fileno()  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError) as exc:
+            raise AppError(f"http.response.zerocopysend: 'file' has no OS file descriptor: {f!r}") from exc
+        offset = message.get("offset")
+        count = message.get("count")
+        from_position = offset is None
+        if from_position:
+            offset = os.lseek(fd, 0, os.SEEK_CUR)  # the spec: "read from the current position of file"
+        if not isinstance(offset, int) or offset < 0:
+            raise AppError(f"http.response.zerocopysend: bad offset {offset!r}")
+        if count is None:
+            count = max(0, os.fstat(fd).st_size - offset)
+        if not isinstance(count, int) or count < 0:
+            raise AppError(f"http.response.zerocopysend: bad count {count!r}")
+        more = bool(message.get("more_body", False))
+        parts = self.response.file(fd, offset, count, more, getattr(f, "name", f"fd:{fd}"))
+        if parts:
+            await self.conn.write(parts, self)
+        if from_position:
+            os.lseek(fd, offset + count, os.SEEK_SET)  # like a read of those bytes would have left it
+
+
+class Connection:
+    """Parser callbacks, the exchange queue and the app tasks; the transport flavours below do the I/O."""
+
+    closed: bool
+
+    def __init__(self, host: AsgiHost, client: scopes.Addr, server: scopes.Addr, scheme: str) -> None:
+        self.host = host
+        self.loop = host.loop
+        self.limits = host.limits
+        config = host.app_config
+        assert config is not None
+        self.config = config
+        self.app = config.app
+        self.client = client
+        self.server_addr = server
+        self.scheme = scheme
+        self.peer = client[0] if client else "-"
+        self.parser = httptools.HttpRequestParser(self)
+        self.exchanges: deque[Exchange] = deque()
+        self.parsing: Exchange | None = None
+        self.closed = False
+        self.eof = False
+        self.lingering = False
+        self.stopped = 0  # a malformed request: its status (400/414/431); nothing after it is parsed
+        self.in_request = False
+        self.in_head = False
+        self.head_bytes = 0
+        self.deadline = time.monotonic() + host.limits.header_timeout
+        self.task: asyncio.Task[None] | None = None
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._hosts = 0
+        self._expect = False
+        self._error = 0
+
+    # -- httptools callbacks -------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.in_request = True
+        self.in_head = True
+        self.head_bytes = 0
+        self._url = []
+        self._headers = []
+        self._hosts = 0
+        self._expect = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self.head_bytes += len(url)
+        if self.head_bytes > self.limits.max_url_bytes:
+            self._error = 414
+            raise _TooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self.head_bytes > self.limits.max_header_bytes:
+            self._error = 431
+            raise _TooLarge
+        name = name.lower()
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._expect = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        p = self.parser
+        version: str = p.get_http_version()
+        http10 = version == "1.0"
+        if (not http10 and self._hosts != 1) or self._hosts > 1:
+            self._error = 400  # RFC 9112 §3.2: a 1.1 request without exactly one Host (or any with several)
+            raise _TooLarge
+        method: bytes = p.get_method()
+        target = b"".join(self._url)
+        headers = self._headers
+        client, scheme = self.client, self.scheme
+        if self.config.proxy_headers:
+            client, scheme = scopes.forwarded(headers, client, scheme, self.host.trusted)
+        try:
+            scope = scopes.http_scope(
+                method=method,
+                target=target,
+                http_version=version,
+                headers=headers,
+                client=client,
+                server=self.server_addr,
+                scheme=scheme,
+                root_path=self.config.root_path,
+                state=self.host.state,
+                extensions=self.extensions(),
+            )
+        except scopes.BadTarget:
+            self._error = 400
+            raise _TooLarge from None
+        keep_alive = bool(p.should_keep_alive()) and not self.host.closing
+        ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
+        self.parsing = ex
+        self.exchanges.append(ex)
+        self.deadline = INF  # the app may take as long as it likes; writes have their own deadline
+        if len(self.exchanges) == 1:
+            self.start_app(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is not None:
+            ex.body.append(body)
+            ex.body_size += len(body)
+            ex.wake()
+
+    def on_message_complete(self) -> None:
+        self.in_request = False
+        ex = self.parsing
+        if ex is not None:
+            ex.complete = True
+            self.parsing = None
+            ex.wake()
+
+    # -- input ----------------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        if not self.in_request:
+            # First byte of a request: the whole head must arrive within header_timeout (slowloris).
+            self.deadline = time.monotonic() + self.limits.header_timeout
+        counted = self.in_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol switch here (WebSockets are negotiated in the head): answer what came, then close.
+            self.stopped = -1
+        except httptools.HttpParserError:
+            self._malformed(self._error or 400)
+        else:
+            if counted and self.in_head:
+                self.head_bytes += len(data)  # bound what httptools buffers for a header line that never ends
+                if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
+                    self._malformed(431)
+        self.update_reading()
+        if self.stopped and not self.exchanges:
+            self.answer_stopped()
+
+    def _malformed(self, status: int) -> None:
+        self.stopped = status
+        ex = self.parsing
+        if ex is not None:  # broken inside a body the app is reading: it sees a disconnect, we close after
+            self.parsing = None
+            ex.disconnected = True
+            ex.wake()
+            self.stopped = -1
+
+    def answer_stopped(self) -> None:
+        """All answers before a malformed request are out: answer it (400/414/431) and close."""
+        status = self.stopped
+        if status > 0:
+            self.stopped = -1
+            self.write_nowait(error_response(status, keep_alive=False, http10=False, head_only=False))
+            self.host.log_error(f"{self.peer}: malformed request ({status}); closing the connection")
+        self.close_gracefully()
+
+    def extensions(self) -> dict[str, Any]:
+        return {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+
+    def want_reading(self) -> bool:
+        if self.closed or self.eof or self.stopped:
+            return False
+        if len(self.exchanges) > 1:
+            return False  # a pipelined request waits for its turn: read no further ahead
+        ex = self.parsing
+        return ex is None or ex.body_size < HIGH_WATER
+
+    def on_eof(self) -> None:
+        self.eof = True
+        self.update_reading()
+        for ex in self.exchanges:
+            ex.disconnected = True
+            ex.wake()
+        if not self.exchanges:
+            self.close()
+
+    # -- the app --------------------------------------------------------------------------------------
+    def start_app(self, ex: Exchange) -> None:
+        task = self.task = self.loop.create_task(self.run_app(ex))
+        tasks = self.host.tasks
+        tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
+        task.add_done_callback(tasks.discard)
+
+    async def run_app(self, ex: Exchange) -> None:
+        host = self.host
+        limit = self.config.limit_concurrency
+        resp = ex.response
+        if limit is not None and host.in_app >= limit:
+            await self._error_reply(ex, 503)  # over --limit-concurrency: the app is never called
+            self.finished(ex)
+            return
+        host.in_app += 1
+        try:
+            await self.app(ex.scope, ex.receive, ex.send)
+        except ClientDisconnected:
+            resp.abandon()  # the app let our disconnect propagate: nothing to report
+        except asyncio.CancelledError:
+            resp.abandon()  # shutdown past its grace period
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            where = f"{ex.method.decode()} {_show(ex.target)}"
+            host.log_exception(f"{self.peer}: exception in ASGI application ({where})")
+            if not resp.head_sent and not self.closed:
+                await self._error_reply(ex, 500)  # nothing of the response is on the wire yet: replace it
+            elif not resp.done:
+                resp.abandon()  # a response cut short: its framing is broken, the connection must close
+            # else: the response was complete on the wire (Starlette sends its 500, then re-raises): keep alive
+        else:
+            if not resp.done:
+                if not resp.head_sent and not self.closed:
+                    host.log_error(f"{self.peer}: ASGI application returned without completing a response")
+                    await self._error_reply(ex, 500)
+                elif not self.closed:
+                    host.log_error(f"{self.peer}: ASGI application returned before completing its response; closing")
+                    resp.abandon()
+        finally:
+            host.in_app -= 1
+        self.finished(ex)
+
+    async def _error_reply(self, ex: Exchange, status: int) -> None:
+        resp = ex.response
+        keep = resp.keep_alive and ex.complete and not self.host.closing
+        try:
+            data = error_response(status, keep_alive=keep, http10=ex.http10, head_only=ex.method == b"HEAD")
+            await self.write([data])
+        except ClientDisconnected:
+            keep = False
+        resp.abandon(keep_alive=keep)
+        resp.status = status
+
+    def finished(self, ex: Exchange) -> None:
+        """The app is done with ``ex``: log it, then start the next pipelined request or close or wait."""
+        resp = ex.response
+        if self.exchanges and self.exchanges[0] is ex:
+            self.exchanges.popleft()
+        self.task = None
+        log = self.host.access_log
+        if log is not None:
+            version = b"1.0" if ex.http10 else b"1.1"
+            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route)
+        if self.closed:
+            return
+        if resp.short:
+            self.host.log_error(f"{self.peer}: response shorter than its Content-Length; closing the connection")
+        if not resp.keep_alive or not ex.complete or self.host.closing:
+            self.close_gracefully()
+            return
+        if self.exchanges:
+            self.start_app(self.exchanges[0])
+            return
+        if self.stopped:
+            self.answer_stopped()
+            return
+        if self.eof:
+            self.close()
+            return
+        if not self.in_request:
+            self.deadline = time.monotonic() + self.limits.keepalive_timeout
+        self.update_reading()
+
+    def on_deadline(self) -> None:
+        self.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_request and not self.exchanges
+
+    # -- to be provided by the transport flavour ------------------------------------------------------
+    def update_reading(self) -> None:
+        raise NotImplementedError
+
+    async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
+        raise NotImplementedError
+
+    def write_nowait(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close_gracefully(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _closed(self) -> None:
+        """Common part of close(): every exchange learns of the disconnect; queued ones never start."""
+        for ex in self.exchanges:
+            ex.disconnected = True
+            ex.wake()
+        self.host.forget(self)
+
+
+def _show(target: bytes) -> str:
+    return target.decode("latin-1").encode("unicode_escape").decode("ascii")[:200]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class RawConnection(Connection):
+    """A plain TCP (or unix) socket: add_reader for input, aio.Outbox (send + sendfile) for output."""
+
+    def __init__(self, host: AsgiHost, sock: socket.socket, client: scopes.Addr) -> None:
+        try:
+            name: Any = sock.getsockname()
+            server: Any = (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), None)
+        except OSError:
+            server = None
+        super().__init__(host, client, server, "http")
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._reading = True
+        self._wfut: asyncio.Future[None] | None = None
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if self.lingering:
+            if not data:
+                self.close()
+            return
+        if not data:
+            self.on_eof()
+            return
+        self.feed(data)
+
+    def update_reading(self) -> None:
+        want = self.want_reading() or (self.lingering and not self.eof and not self.closed)
+        if want != self._reading and not self.closed:
+            self._reading = want
+            if want:
+                self.loop.add_reader(self.fd, self._on_readable)
+            else:
+                self.loop.remove_reader(self.fd)
+
+    async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
+        if self.closed:
+            raise ClientDisconnected("the client has disconnected")
+        box = Outbox(self.sock, parts, self.limits.max_chunk)
+        try:
+            while not box.pump():
+                if box.blocked:
+                    # send_timeout is the longest gap between two successful writes (nginx send_timeout); the
+                    # sweeper enforces it by closing us, which fails this wait.
+                    self.deadline = time.monotonic() + self.limits.send_timeout
+                    fut = self.loop.create_future()
+                    self._wfut = fut
+                    self.loop.add_writer(self.fd, _wake, fut)
+                    try:
+                        await fut
+                    finally:
+                        self._wfut = None
+                        if not self.closed:
+                            self.loop.remove_writer(self.fd)
+                else:
+                    await asyncio.sleep(0)  # chunk budget used: let the other connections run
+                if self.closed:
+                    raise ClientDisconnected("the client has disconnected")
+        except TruncatedFileError as exc:
+            # The head promised more than the file now has: the client got a short body; this connection is over.
+            self.host.log_error(f"{self.peer}: {exc}; closing the connection")
+            if ex is not None:
+                ex.response.abandon()
+            self.close()
+            return
+        except OSError as exc:
+            self.close()
+            if isinstance(exc, ClientDisconnected):
+                raise
+            raise ClientDisconnected(f"the client has disconnected ({exc.strerror or exc})") from exc
+        finally:
+            if box.sendfiles or box.route != "sendfile":
+                box.record("serve.response")
+                if ex is not None:
+                    ex.route = box.route
+        if self.deadline != INF and not self.in_request:
+            self.deadline = INF
+
+    def write_nowait(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(data)  # a small error response on an idle socket: one best-effort send
+
+    def close_gracefully(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.lingering = True
+        self.deadline = time.monotonic() + LINGER_SECONDS
+        if self.eof:
+            self.close()
+            return
+        self.update_reading()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+        fut = self._wfut
+        if fut is not None:
+            self.loop.remove_writer(self.fd)
+            if not fut.done():
+                fut.set_result(None)  # the writer wakes, sees closed and raises ClientDisconnected
+        self.sock.close()
+        self._closed()
+
+
+class TLSConnection(Connection, asyncio.Protocol):
+    """A TLS connection over an asyncio SSL transport; file bodies are pread and written (route "readwrite")."""
+
+    def __init__(self, host: AsgiHost) -> None:
+        Connection.__init__(self, host, None, None, "https")
+        self.transport: asyncio.Transport | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._reading = True
+
+    def extensions(self) -> dict[str, Any]:
+        # pathsend works here (by copying, honestly reported); zerocopysend promises sendfile, which TLS cannot do.
+        return {"http.response.pathsend": {}}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        self.peer = self.client[0] if self.client else "-"
+        self.host.adopt(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        self.feed(data)
+
+    def eof_received(self) -> bool:
+        self.on_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def update_reading(self) -> None:
+        want = self.want_reading()
+        if want != self._reading and self.transport is not None and not self.closed:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    async def _wait_writable(self) -> None:
+        if not self._can_write.is_set():
+            self.deadline = time.monotonic() + self.limits.send_timeout
+            await self._can_write.wait()
+            if self.closed:
+                raise ClientDisconnected("the client has disconnected")
+
+    async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
+        t = self.transport
+        if self.closed or t is None or t.is_closing():
+            raise ClientDisconnected("the client has disconnected")
+        copied = 0
+        t0 = time.perf_counter()
+        try:
+            for p in parts:
+                if isinstance(p, bytes):
+                    t.write(p)
+                    continue
+                assert isinstance(p, FileSlice)
+                if ex is not None:
+                    ex.route = "readwrite"  # every file byte is copied to be encrypted: never called zero-copy
+                pos, end = p.offset, p.offset + p.count
+                while pos < end:
+                    await self._wait_writable()
+                    chunk = os.pread(p.fd, min(TLS_CHUNK, end - pos), pos)
+                    if not chunk:
+                        raise TruncatedFileError(p.name, pos, end, pos - p.offset)
+                    t.write(chunk)
+                    pos += len(chunk)
+                    copied += len(chunk)
+            await self._wait_writable()
+        except TruncatedFileError as exc:
+            self.host.log_error(f"{self.peer}: {exc}; closing the connection")
+            if ex is not None:
+                ex.response.abandon()
+            t.abort()
+            self.close()
+        finally:
+            if copied:
+                self.host.record("serve.response", "readwrite", copied, time.perf_counter() - t0)
+        if self.closed and (ex is None or not ex.response.done):
+            raise ClientDisconnected("the client has disconnected")
+        if self.deadline != INF and not self.in_request:
+            self.deadline = INF
+
+    def write_nowait(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close_gracefully(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # flushes what is buffered, then closes (TLS close_notify)
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._can_write.set()  # a writer waiting for room wakes and sees the connection closed
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self._closed()

@@ -1,0 +1,64 @@
+"""What a connection may see of its server: frozen limits and a narrow Host protocol (no I/O here).
+
+Connections (static ``conn.py``, ASGI ``asgi/http.py``) are written against ``Host``; ``server.py`` implements it
+and imports the connections, never the other way round, so there is no import cycle between the engine's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from zcopy.serve.accesslog import AccessLog
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits and deadlines, fixed when the server is made (defaults and reasons in server.py)."""
+
+    header_timeout: float
+    keepalive_timeout: float
+    send_timeout: float
+    max_header_bytes: int
+    max_url_bytes: int
+    max_chunk: int
+
+
+class Host(Protocol):
+    """The server as a connection sees it: its loop, limits, shutdown flag, log and bookkeeping."""
+
+    limits: Limits
+    closing: bool
+    access_log: AccessLog | None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def adopt(self, conn: Any) -> None: ...
+
+    def forget(self, conn: Any) -> None: ...
+
+    def log_error(self, message: str) -> None: ...
+
+    def log_exception(self, message: str) -> None: ...
+
+    def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """How an ASGI application is served (the `zcopy serve --app` options; see docs/serve.md)."""
+
+    app: Any
+    root_path: str = ""
+    proxy_headers: bool = False
+    # uvicorn's default: only a proxy on this host is trusted to say who the client is.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    lifespan: str = "auto"  # auto | on | off
+    limit_concurrency: int | None = None  # requests in the app at once; beyond → 503 without calling it
+    ws: str = "auto"  # auto (wsproto when installed) | none
+    ws_max_size: int = 16 << 20  # uvicorn's default --ws-max-size: 16 MiB per message
+    ws_ping_interval: float = 20.0  # seconds between our pings (uvicorn's default), 0 = never
+    ws_ping_timeout: float = 20.0  # a pong must come within this, or the connection is closed
