@@ -27,7 +27,7 @@ def _tree(root: Path, rng: random.Random) -> Path:
     tree = root / "small"
     for d in range(30):
         (tree / f"d{d:02}").mkdir(parents=True)
-    for i in range(3000):  # 3,000 files: six publish batches of 512
+    for i in range(3000):  # 3,000 files: two publish batches (of 2048)
         (tree / f"d{i % 30:02}" / f"f{i:04}").write_bytes(rng.randbytes(rng.randrange(0, 2048)))
     (tree / "d00" / "big.bin").write_bytes(rng.randbytes(2 << 20))  # one FILE-path body among them
     return tree

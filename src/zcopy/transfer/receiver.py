@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import resource
 import secrets
 import socket
 import ssl
@@ -57,10 +58,12 @@ LINGER_S = 1.0
 # setuid/setgid bits are never recreated from a network peer's word.
 _MODE_MASK = 0o7777 & ~(stat.S_ISUID | stat.S_ISGID)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# A publish batch: one syncfs per this many files or bytes. 512 files keeps the open partials (each holds its
-# OFD lock until renamed) well under the usual 1024-descriptor soft limit; 256 MiB bounds what a kill can cost
-# a resume to re-verify.
-PUBLISH_FILES = 512
+# A publish batch: one syncfs per this many files or bytes. Each queued partial stays open (holding its OFD lock)
+# until renamed, so the receiver raises its soft descriptor limit toward the hard one to fit 2048 of them, and uses
+# fewer where it cannot (half the soft limit, at least 64). Measured here on a 20,000 × 4 KiB tree: one syncfs
+# costs ~10 ms whether it covers 512 or 2048 new files, so 2048 saves ~0.3 s of 40 syncs. 256 MiB bounds what a
+# kill can cost a resume to re-verify.
+PUBLISH_FILES = 2048
 PUBLISH_BYTES = 256 << 20
 # Manifest entries one session may announce: beyond this a hostile or broken sender is only eating memory.
 MAX_ENTRIES = 10_000_000
@@ -138,6 +141,7 @@ class Receiver:
         self.plain = plain
         self.links = links
         self.fingerprint = ""
+        self.publish_files = _descriptor_budget(PUBLISH_FILES)
         self._ctx: ssl.SSLContext | None = None
         self._fp = b""
         if not plain:
@@ -218,6 +222,21 @@ class _Pending:
         elif self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _descriptor_budget(want: int) -> int:
+    """How many partials a publish batch may hold open: `want` if the soft RLIMIT_NOFILE allows twice that
+    (raised toward the hard limit if needed), else half the soft limit, at least 64."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * want
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return want
+    return max(64, soft // 2)
 
 
 def _shown(e: p.Entry) -> str:
@@ -708,7 +727,7 @@ class _Session:
     def _queue(self, item: _Pending, nbytes: int) -> None:
         self.publish.append(item)
         self.publish_bytes += nbytes
-        if len(self.publish) >= PUBLISH_FILES or self.publish_bytes >= PUBLISH_BYTES:
+        if len(self.publish) >= self.rx.publish_files or self.publish_bytes >= PUBLISH_BYTES:
             self._flush()
 
     def _sync(self, fds: dict[int, int]) -> None:
