@@ -95,6 +95,19 @@ def final_files_are_prefix_of_truth(src_root: Path, dst_root: Path) -> list[str]
     return present
 
 
+def direct_here(directory: Path) -> bool:
+    """Whether the receiver lands large files in `directory` by O_DIRECT (its default): the file system must do
+    direct I/O and not be a page-cache-only one (tmpfs); else it uses the page cache, and says so in its routes."""
+    from zcopy import _sys
+    from zcopy.aligned import dio_alignment, page_cache_fs
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return _sys.HAS_O_DIRECT and page_cache_fs(fd) is None and bool(dio_alignment(fd).offset)
+    finally:
+        os.close(fd)
+
+
 def partials(root: Path) -> list[Path]:
     return [Path(d) / n for d, _, fs in os.walk(root) for n in fs if n.endswith(PARTIAL_SUFFIX.decode())]
 

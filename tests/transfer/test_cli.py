@@ -18,7 +18,7 @@ from zcopy import _sys
 from zcopy.cli import UserError
 from zcopy.cli.send import parse_address
 
-from .conftest import ZCOPY, assert_same_tree, make_tree, spawn_recv
+from .conftest import ZCOPY, assert_same_tree, direct_here, make_tree, spawn_recv
 
 
 def test_parse_address() -> None:
@@ -30,13 +30,14 @@ def test_parse_address() -> None:
             parse_address(bad)
 
 
-@pytest.mark.parametrize("plain", [True, False])
-def test_send_recv_json_names_the_routes_and_encryption_each_side_used(tmp_path: Path, plain: bool) -> None:
+@pytest.mark.parametrize("plain,cache", [(True, True), (True, False), (False, False), (False, True)])
+def test_send_recv_json_names_the_routes_and_encryption_each_side_used(tmp_path: Path, plain: bool,
+                                                                       cache: bool) -> None:
     tree = make_tree(tmp_path / "src", big=1 << 20)
     dst = tmp_path / "dst"
     dst.mkdir()
     flag = ["--plain"] if plain else []
-    recv, port = spawn_recv(dst, "--once", "--json", *flag)
+    recv, port = spawn_recv(dst, "--once", "--json", *flag, *(["--cache"] if cache else []))
     out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--checksum", "sha256", *flag],
                          capture_output=True, text=True, timeout=60)
     rout, rerr = recv.communicate(timeout=30)
@@ -49,12 +50,17 @@ def test_send_recv_json_names_the_routes_and_encryption_each_side_used(tmp_path:
                and f.name != "big.bin")  # ...and those above 64 KiB also take the zero-copy path in plain mode
     assert summary["files"] == 15 and summary["checksum"] == "sha256" and summary["bytes_sent"] == total
     assert summary["encryption"] == rsum["encryption"] == ("none" if plain else "tls1.3")
+    # Large files: by O_DIRECT from the received buffer (the default, where the file system does direct I/O),
+    # else through the page cache: splice in plain mode, a copy with TLS. Small files: batched copies.
+    direct = not cache and direct_here(dst)
+    large_rx = "direct" if direct else "splice" if plain and _sys.HAS_SPLICE else "readwrite"
+    expected_rx = {large_rx: big, "readwrite": total - big} if large_rx != "readwrite" else {"readwrite": total}
+    assert summary["routes"]["receiver"] == expected_rx == rsum["routes"]
     if plain:
         assert summary["routes"]["sender"] == {"sendfile": big, "readwrite": total - big}
-        expected_rx = "splice" if _sys.HAS_SPLICE else "readwrite"
-        assert summary["routes"]["receiver"] == {expected_rx: big, "readwrite": total - big} == rsum["routes"]
+        assert rsum["zero_copy"] is False  # the small files were batched through user space
     else:  # encrypted: copied through user space, never claimed as sendfile/splice or zero-copy
-        assert summary["routes"] == {"sender": {"readwrite": total}, "receiver": {"readwrite": total}}
+        assert summary["routes"]["sender"] == {"readwrite": total}
         assert summary["zero_copy"] is False and rsum["zero_copy"] is False
     assert rsum["files"] == 15 and rsum["error"] is None
     assert "ETA" not in out.stderr  # not a terminal: no progress bar
@@ -196,7 +202,8 @@ def test_strace_zero_copy_both_sides_and_publish_order(tmp_path: Path, algo: str
     publish = ",fsync,fdatasync,syncfs,link,linkat,rename,renameat,renameat2,unlink,unlinkat,mmap"
     rlog, slog = tmp_path / "recv.strace", tmp_path / "send.strace"
     recv = subprocess.Popen(["strace", "-f", "-y", "-e", calls + publish, "-o", str(rlog), *ZCOPY, "recv", str(dst),
-                             "--listen", "127.0.0.1:0", "--once", "--plain"], stderr=subprocess.PIPE, text=True)
+                             "--listen", "127.0.0.1:0", "--once", "--plain", "--cache"], stderr=subprocess.PIPE,
+                            text=True)
     assert recv.stderr is not None
     line = recv.stderr.readline()
     while "listening on" not in line:  # strace may print its own lines first

@@ -26,6 +26,8 @@ from .conftest import ZCOPY, assert_same_tree, spawn_recv
 
 SECRET = b"TOP-SECRET-CONTENT-0123456789" * 40
 NAME = "very-private-name.txt"
+# Long enough that ciphertext cannot contain it by chance (a 3-byte token would, in a few MB, one time in three).
+TOKEN = "token-that-must-never-be-on-the-wire"
 
 
 def _tree(root: Path) -> Path:
@@ -88,15 +90,15 @@ def test_contents_and_names_are_on_the_wire_only_with_plain(tmp_path: Path, plai
     tree = _tree(tmp_path / "src")
     dst = tmp_path / "dst"
     dst.mkdir()
-    with Receiver(dst, ("127.0.0.1", 0), plain=plain, token="tok") as rx:
+    with Receiver(dst, ("127.0.0.1", 0), plain=plain, token=TOKEN) as rx:
         t, _ = _serve(rx)
         relay = Relay(rx.address)
-        assert send([tree], relay.address, plain=plain, token="tok").ok
+        assert send([tree], relay.address, plain=plain, token=TOKEN).ok
         t.join(30)
         relay.close()
     assert_same_tree(tree, dst / "confidential")
     wire = bytes(relay.up + relay.down)
-    seen = [s for s in (SECRET[:40], NAME.encode(), b"confidential", b"tok") if s in wire]
+    seen = [s for s in (SECRET[:40], NAME.encode(), b"confidential", TOKEN.encode()) if s in wire]
     if plain:  # trusted-network mode: names and contents cross in the clear (the token never does)
         assert seen == [SECRET[:40], NAME.encode(), b"confidential"]
     else:

@@ -17,7 +17,7 @@ from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import E_AUTH, E_CHECKSUM, E_EXISTS, E_NAME, E_NOSPACE, E_PROTOCOL, E_VERSION
 from zcopy.transfer.names import partial_name
 
-from .conftest import RawSender, assert_same_tree, make_tree, partials, snapshot
+from .conftest import RawSender, assert_same_tree, direct_here, make_tree, partials, snapshot
 
 
 @pytest.mark.parametrize("algo", ["xxh3", "sha256", "none"])
@@ -29,7 +29,7 @@ def test_plain_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path
     lone.write_bytes(b"single file\n")
     dst = tmp_path / "dst"
     dst.mkdir()
-    rx = start_receiver(dst, plain=True)
+    rx = start_receiver(dst, plain=True, cache=True)  # --cache: splice into the page cache, not O_DIRECT
     res = send([tree, lone], rx.address, checksum_name=algo, plain=True)
     rres = rx.join()
     assert res.ok and rres.ok, (res, rres)
@@ -56,20 +56,30 @@ def test_plain_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path
     assert not partials(dst)
 
 
-def test_default_is_tls_and_says_it_copies(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("plain", [False, True])
+def test_default_lands_large_files_by_o_direct_and_tls_says_it_copies(tmp_path: Path, start_receiver,  # type: ignore[no-untyped-def]
+                                                                      plain: bool) -> None:
     tree = make_tree(tmp_path / "src")
     dst = tmp_path / "dst"
     dst.mkdir()
-    rx = start_receiver(dst)
-    res = send([tree], rx.address)
+    if not direct_here(dst):
+        pytest.skip("no O_DIRECT on this file system (the receiver uses the page cache here, and says so)")
+    rx = start_receiver(dst, plain=plain)
+    res = send([tree], rx.address, plain=plain)
     rres = rx.join()
     assert res.ok and rres.ok, (res, rres)
     assert_same_tree(tree, dst / "tree")
-    assert res.encryption == rres.encryption == res.receiver["encryption"] == "tls1.3"
-    # Encrypted bytes pass through user space on both sides: never reported as sendfile or splice.
-    assert set(res.routes) == set(rres.routes) == {"readwrite"}
-    assert rres.user_bytes == 2 * rres.bytes == 2 * res.bytes_sent
-    assert res.certificate.startswith("SHA256:") and res.certificate == rx.rx.fingerprint
+    assert res.encryption == rres.encryption == res.receiver["encryption"] == ("none" if plain else "tls1.3")
+    sizes = [len(v[3]) for v in snapshot(tree).values() if v[0] == "file"]
+    big = sum(n for n in sizes if n > p.SMALL_FILE_MAX)
+    # Large files by O_DIRECT from the buffer they arrived (or were decrypted) in, hashed there: one CPU copy,
+    # and, like every route through a user buffer, two crossings of its boundary (in, and out by DMA).
+    assert rres.routes == {"direct": big, "readwrite": res.bytes_sent - big}
+    assert rres.user_bytes == 2 * res.bytes_sent
+    if not plain:  # encrypted bytes pass through user space on the sender too: never reported as sendfile
+        assert set(res.routes) == {"readwrite"}
+    if not plain:
+        assert res.certificate.startswith("SHA256:") and res.certificate == rx.rx.fingerprint
     assert not partials(dst)
 
 

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "use in $XDG_CONFIG_HOME/zcopy, 0600)")
     p.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert, if it is a separate file")
     p.add_argument("--links", action="store_true", help="accept symlinks sent with `zcopy send --links`")
+    p.add_argument("--cache", action="store_true",
+                   help="land large files through the page cache (splice with --plain) instead of by O_DIRECT")
     p.add_argument("--json", action="store_true", help="print one JSON line per session on stdout")
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout,
                       route=args.route, plain=args.plain, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                      links=args.links)
+                      links=args.links, cache=args.cache)
     except TransferError as exc:  # the TLS key pair cannot be made or loaded
         raise UserError(str(exc)) from None
     except OSError as exc:

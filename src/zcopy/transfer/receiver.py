@@ -1,11 +1,13 @@
 """Receiver glue for `zcopy recv`: listens, runs one session at a time, and lands each file safely.
 
 Routes, as reported in SessionResult.routes:
-- `splice` (plain mode, files above protocol.SMALL_FILE_MAX): socket → pipe → partial file with
-  FileChannel.transfer_from, never in user space; the digest is computed afterwards over an mmap view.
-- `readwrite` (TLS mode, every file; small files in both modes): the bytes are in user space anyway (TLS
-  decrypts there; a BATCH frame carries many small files), so they are hashed there while hot and written with
-  one write per file.
+- `direct` (files above protocol.SMALL_FILE_MAX, the default where the file system does direct I/O): the body
+  lands in a page-aligned buffer (received there in plain mode, decrypted there with TLS), is hashed there while
+  hot, and goes to the disk by O_DIRECT: nothing is read back, and the page cache is left to the user's work.
+- `splice` (plain mode with --cache, or where direct I/O is unavailable, e.g. tmpfs): socket → pipe → partial
+  file with FileChannel.transfer_from, never in user space; the digest is computed afterwards over an mmap view.
+- `readwrite` (small files in both modes; TLS with --cache): the bytes are in user space anyway (TLS decrypts
+  there; a BATCH frame carries many small files), so they are hashed there and written with one pwrite.
 
 Durability is batched: a file is written to a hidden partial next to its final name (0600, under an OFD lock),
 verified against the sender's authenticated digest, given its mode and mtime, and queued. A queue of up to
@@ -33,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 
 from zcopy import FileChannel, RouteUnavailable, _sys, routes
+from zcopy.aligned import aligned_buffer, dio_alignment, page_cache_fs
+from zcopy.routes import direct as direct_route
 from zcopy.transfer import certs, checksum, durable, hashing, names, tls
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
@@ -113,7 +117,8 @@ class Receiver:
     Sessions run one after another (serve_once / serve_forever), so two senders never race on the same
     partial file. Encrypted (TLS 1.3) unless `plain`, with the key pair `tls_cert`/`tls_key` or the one kept in
     the user's config directory (made on first use). `token` turns on HMAC challenge-response authentication
-    bound to the certificate; `overwrite` allows replacing existing files; `links` accepts symlink entries.
+    bound to the certificate; `overwrite` allows replacing existing files; `links` accepts symlink entries;
+    `cache` lands large files through the page cache (splice in plain mode) instead of by O_DIRECT.
     `route` forces the body route of large files in plain mode (e.g. "readwrite", a plain recv_into + pwrite,
     to compare); by default splice, with any fallback visible in each session's `routes`.
     """
@@ -131,8 +136,10 @@ class Receiver:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         links: bool = False,
+        cache: bool = False,
     ) -> None:
         routes.require(route, "socket", "file")
+        self.cache = cache
         self.route = route
         self.directory = os.fspath(directory)
         self.token = token.encode() if isinstance(token, str) else token
@@ -224,6 +231,12 @@ class _Pending:
             self.fd = -1
 
 
+def _pwrite_all(fd: int, view: memoryview, pos: int) -> None:
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], pos + done)
+
+
 def _descriptor_budget(want: int) -> int:
     """How many partials a publish batch may hold open: `want` if the soft RLIMIT_NOFILE allows twice that
     (raised toward the hard limit if needed), else half the soft limit, at least 64."""
@@ -289,6 +302,7 @@ class _Session:
         self.publish_bytes = 0
         self.acks: list[p.AckItem] = []
         self.trailers = 0  # TRAILERs and BATCH items received: DONE must carry the same count
+        self.dbuf: memoryview | None = None  # the aligned buffer of TLS → O_DIRECT bodies, made on first use
 
     def close(self) -> None:
         for item in self.publish:  # a failed session: the partials stay for --resume, their locks go
@@ -640,13 +654,15 @@ class _Session:
         queued = False
         try:
             ch.truncate(fs.offset)
+            way = self._way(ch)
             hasher: checksum.Hasher | None = None
-            if not self.rx.plain:
-                # The prefix we kept is hashed now; the rest as it arrives (it passes through user space anyway).
+            if way != "splice":
+                # The bytes pass through a user buffer: hash them there, while hot; the prefix kept from an
+                # earlier session is hashed first, from the file.
                 hasher = checksum.new_hasher(self.algo)
                 if fs.offset:
                     hashing.update_read(hasher, ch, 0, fs.offset)
-            pos = self._body(ch, fs.offset, e.size, shown, hasher)
+            pos = self._body(ch, fs.offset, e.size, shown, hasher, way)
             trailer = self._next()
             if not isinstance(trailer, p.Trailer) or trailer.index != fs.index:
                 raise ProtocolError(f"expected the TRAILER of entry {fs.index}")
@@ -673,9 +689,21 @@ class _Session:
             if not queued:
                 ch.close()
 
-    def _body(self, ch: FileChannel, pos: int, size: int, shown: str, hasher: checksum.Hasher | None) -> int:
-        """Land the FILE body at `pos`; returns the end position. Plain: splice (zero-copy). TLS: recv_into the
-        buffer, hash it there, pwrite it."""
+    def _way(self, ch: FileChannel) -> str:
+        """How a large body lands: "direct" (O_DIRECT from the received buffer, hashed there; the default where
+        the file system does direct I/O), "splice" (plain --cache, or a forced --route: zero-copy into the page
+        cache, hashed over a mapping afterwards), or "copy" (TLS --cache, or no direct I/O here: recv_into +
+        pwrite through the page cache, hashed in the buffer)."""
+        if self.rx.route is not None:
+            return "splice" if self.rx.plain else "copy"
+        if not self.rx.cache and _sys.HAS_O_DIRECT and page_cache_fs(ch.fileno()) is None \
+                and dio_alignment(ch.fileno()).offset:
+            return "direct"
+        return "splice" if self.rx.plain else "copy"
+
+    def _body(self, ch: FileChannel, pos: int, size: int, shown: str, hasher: checksum.Hasher | None,
+              way: str) -> int:
+        """Land the FILE body at `pos`; returns the end position."""
         res = self.result
         while self.dec.buffered and self.dec.body_remaining:  # never happens with exact reads; kept correct
             ev = self.dec.next_event()
@@ -684,35 +712,92 @@ class _Session:
                 hasher.update(ev.data)
             pos += ch.write(ev.data, pos)
             res.user_bytes += len(ev.data)
-        view = memoryview(self.buf)
-        while self.dec.body_remaining:
+        try:
+            if way == "direct" and not self.rx.plain:
+                return self._tls_direct(ch, pos, size, shown, hasher)
+            while self.dec.body_remaining:
+                n = self._step(ch, pos, way, hasher)
+                self.dec.skip_body(n)
+                pos += n
+                if n == 0:
+                    raise ConnectionDropped(f"the sender went away during {shown}: {pos} of {size} bytes "
+                                            "kept for --resume")
+        except OSError as exc:
+            n = getattr(exc, "bytes_moved", 0)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TransferError(f"no space left writing {shown}: {pos + n} of {size} bytes kept "
+                                    "for --resume", E_NOSPACE) from None
+            raise
+        return pos
+
+    def _step(self, ch: FileChannel, pos: int, way: str, hasher: checksum.Hasher | None) -> int:
+        res = self.result
+        if way != "copy":  # plain: splice, or the direct route with the hash computed in its buffer
+            hook = hasher.update if hasher is not None else None
+            ch.direct = way == "direct"  # a direct channel asks routes.move for the direct route first
             try:
-                if hasher is None:
-                    n = ch.transfer_from(self.conn, pos, self.dec.body_remaining, route=self.rx.route)
-                    self._count(ch, n)
-                else:
-                    n = self.conn.recv_into(view, min(len(view), self.dec.body_remaining))
-                    if n:
-                        hasher.update(view[:n])
-                        done = 0
-                        while done < n:
-                            done += ch.write(view[done:n], pos + done)
-                        res.routes["readwrite"] = res.routes.get("readwrite", 0) + n
-                        res.bytes += n
-                        res.user_bytes += 2 * n  # decrypted into the buffer, written from it
+                n = ch.transfer_from(self.conn, pos, self.dec.body_remaining, route=self.rx.route, on_chunk=hook)
             except OSError as exc:
-                n = getattr(exc, "bytes_moved", 0)
-                if hasher is None:
-                    self._count(ch, n)
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise TransferError(f"no space left writing {shown}: {pos + n} of {size} bytes kept "
-                                        "for --resume", E_NOSPACE) from None
+                self._count(ch, getattr(exc, "bytes_moved", 0))
                 raise
-            self.dec.skip_body(n)
-            pos += n
-            if n == 0:
-                raise ConnectionDropped(f"the sender went away during {shown}: {pos} of {size} bytes "
-                                        "kept for --resume")
+            self._count(ch, n)
+            return n
+        assert hasher is not None
+        view = memoryview(self.buf)
+        n = self.conn.recv_into(view, min(len(view), self.dec.body_remaining))
+        if n:
+            hasher.update(view[:n])
+            done = 0
+            while done < n:
+                done += ch.write(view[done:n], pos + done)
+            res.routes["readwrite"] = res.routes.get("readwrite", 0) + n
+            res.bytes += n
+            res.user_bytes += 2 * n  # decrypted into the buffer, written from it
+        return n
+
+    def _tls_direct(self, ch: FileChannel, pos: int, size: int, shown: str, hasher: checksum.Hasher | None) -> int:
+        """TLS into an aligned buffer (decrypted there: the one CPU copy), hashed there, written with O_DIRECT:
+        the page cache never holds the file. Unaligned heads and the short tail go through the page cache."""
+        assert hasher is not None
+        if self.dbuf is None:
+            self.dbuf = aligned_buffer(direct_route.CHUNK)
+        buf = self.dbuf
+        fd = ch.fileno()
+        align = dio_alignment(fd).offset
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT
+        res = self.result
+        try:
+            while self.dec.body_remaining:
+                mis = pos % align
+                want = min(self.dec.body_remaining, align - mis if mis else len(buf))
+                got = 0
+                while got < want:
+                    n = self.conn.recv_into(buf[got:want], want - got)
+                    if n == 0:
+                        break
+                    got += n
+                if got:
+                    hasher.update(buf[:got])
+                    whole = 0 if mis else got // align * align
+                    if whole:
+                        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
+                        try:
+                            _pwrite_all(fd, buf[:whole], pos)
+                        finally:
+                            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                    if got > whole:
+                        _pwrite_all(fd, buf[whole:got], pos + whole)
+                    res.routes["direct"] = res.routes.get("direct", 0) + got
+                    res.bytes += got
+                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA) of user space, as routes.direct
+                    self.dec.skip_body(got)
+                    pos += got
+                if got < want:
+                    raise ConnectionDropped(f"the sender went away during {shown}: {pos} of {size} bytes "
+                                            "kept for --resume")
+        except OSError as exc:
+            exc.bytes_moved = 0  # type: ignore[attr-defined]  # pos already counts what landed
+            raise
         return pos
 
     def _count(self, ch: FileChannel, n: int) -> None:
