@@ -360,3 +360,60 @@ with FileChannel.open({str(ddir / "src")!r}, direct=True) as ch:
     # The aligned body moved only while O_DIRECT was on; only the partial last block went through the page cache.
     assert body == 2 * (size - size % a)
     assert tail == 2 * (size % a)
+
+
+# ---------------------------------------------------------------- sparse and growing sources
+
+
+def _sparse(path: Path) -> bytes:
+    """1 MiB of data, a 20 MiB hole, 1 MiB + 5 bytes of data, then a trailing hole up to 30 MiB."""
+    a, b = os.urandom(MiB), os.urandom(MiB + 5)
+    with open(path, "wb") as f:
+        f.write(a)
+        f.seek(21 * MiB)
+        f.write(b)
+        f.truncate(30 * MiB)
+    return a + bytes(20 * MiB) + b + bytes(30 * MiB - 22 * MiB - 5)
+
+
+def test_sparse_source_stays_sparse(ddir: Path) -> None:
+    data = _sparse(ddir / "src")
+    if os.stat(ddir / "src").st_blocks * 512 >= len(data):
+        pytest.skip("this file system stored the holes as data")
+    with observe() as obs:
+        zcopy.copy(ddir / "src", ddir / "dst", route="direct")
+    assert (ddir / "dst").read_bytes() == data
+    st = os.stat(ddir / "dst")
+    assert st.st_size == len(data) and st.st_blocks * 512 < 4 * MiB  # the holes were skipped, not written
+    assert obs.operations[0].syscalls.get("lseek", 0) >= 2  # found by SEEK_DATA/SEEK_HOLE
+
+
+def test_sparse_source_with_a_hook_or_into_existing_data_is_dense_and_exact(ddir: Path) -> None:
+    data = _sparse(ddir / "src")
+    seen = bytearray()
+    make_file(ddir / "dst", len(data), seed=3)  # existing bytes under the holes must become zeros
+    with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "r+") as dst:
+        src.position = 12345
+        assert src.transfer_to(0, len(data), dst, route="direct", on_chunk=seen.extend) == len(data)
+        assert src.position == 12345  # transfer_to never moves the source's position
+    assert bytes(seen) == data
+    assert (ddir / "dst").read_bytes() == data
+    with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst2", "w") as dst:
+        src.position = 777
+        assert src.transfer_to(0, len(data), dst, route="direct") == len(data)
+        assert src.position == 777  # SEEK_DATA/SEEK_HOLE moved it; the route put it back
+    assert (ddir / "dst2").read_bytes() == data
+
+
+def test_source_appended_to_during_the_copy(ddir: Path) -> None:
+    """A file that grows meanwhile: the transfer moves the size it had at the start (Java's transferTo rule)."""
+    size = direct.CHUNK + MiB
+    data = make_file(ddir / "src", size)
+
+    def grow(view: memoryview) -> None:
+        with open(ddir / "src", "ab") as f:
+            f.write(b"more" * 1000)
+
+    with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "w") as dst:
+        assert src.transfer_to(0, 1 << 40, dst, route="direct", on_chunk=grow) == size
+    assert (ddir / "dst").read_bytes() == data

@@ -397,7 +397,8 @@ class FileChannel:
         route's user buffer and before it is written (e.g. `hasher.update`: the checksum runs over bytes still
         hot in the CPU cache). Only routes with a user buffer can do that (direct, readwrite): the others are
         skipped with that reason. The view is only valid during the call; copy it to keep it. With
-        route="direct" each view is a slice of a page-aligned buffer of up to routes.direct.CHUNK bytes."""
+        route="direct" each view is a slice of a page-aligned buffer: up to routes.direct.STREAM_CHUNK (2 MiB) bytes
+        from a socket or pipe, up to routes.direct.CHUNK (8 MiB) from a file."""
         fd = self._check_write()
         if position < 0 or count < 0:
             raise ValueError("position and count must be >= 0")

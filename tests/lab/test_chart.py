@@ -12,8 +12,8 @@ import pytest
 from zcopy.lab import chart
 from zcopy.lab.render import cpu_s, fmt_secs
 
-# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
-# route and counter in it is one the tour really produced.
+# A real `zcopy tour --json` run (default 256 MiB) on the project's machine (ext4, kernel 6.18, 2 CPUs): every
+# path, route and counter in it is one the tour really produced, the O_DIRECT step included.
 TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
 
 

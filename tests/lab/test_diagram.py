@@ -15,8 +15,8 @@ from zcopy.lab import diagram, flows
 from zcopy.lab.render import fmt_bytes, fmt_secs
 from zcopy.routes import copy_model
 
-# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
-# route and counter in it is one the tour really produced.
+# A real `zcopy tour --json` run (default 256 MiB) on the project's machine (ext4, kernel 6.18, 2 CPUs): every
+# path, route and counter in it is one the tour really produced, the O_DIRECT step included.
 TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
 
 
@@ -53,8 +53,10 @@ def kernel_line_y(root: ET.Element) -> float:
 
 
 def test_every_arrow_of_every_model_is_drawn_with_its_kind(saved_tour: dict[str, Any]) -> None:
-    assert [s["id"] for s in saved_tour["steps"]][:7] == ["traditional", "mmap", "sendfile", "read_send",
-                                                          "copy_file_range", "splice_recv", "recv_write"]  # fmt: skip
+    assert [s["id"] for s in saved_tour["steps"]] == [
+        "traditional", "mmap", "sendfile", "read_send", "copy_file_range", "direct_copy", "readwrite_copy",
+        "splice_recv", "recv_write",
+    ]  # fmt: skip
     for step in saved_tour["steps"]:
         model = diagram.model_of(step["runs"][0], step["job"])
         assert model is not None and model["hops"], step["id"]
@@ -93,7 +95,7 @@ def test_user_space_is_above_the_kernel_line_and_hardware_below(saved_tour: dict
                 assert (y < line) == (diagram.zone(name) == "user"), (step["id"], name)
         kernel = [y for n, v in ys.items() for y in v if diagram.zone(n) == "kernel"]
         hardware = [y for n, v in ys.items() for y in v if diagram.zone(n) == "hardware"]
-        assert max(kernel) < min(hardware)
+        assert max(kernel, default=line) < min(hardware)  # (O_DIRECT has no kernel node: its lane stays empty)
 
 
 def test_a_path_without_user_space_says_so(saved_tour: dict[str, Any]) -> None:
@@ -101,6 +103,21 @@ def test_a_path_without_user_space_says_so(saved_tour: dict[str, Any]) -> None:
     model = diagram.model_of(send["runs"][0], send["job"])
     assert model is not None
     assert "no byte enters user space on this path" in diagram.draw(model, send["runs"], "sendfile")
+
+
+def test_the_o_direct_path_draws_its_dma_into_user_space_and_the_bypassed_kernel(saved_tour: dict[str, Any]) -> None:
+    step = next(s for s in saved_tour["steps"] if s["id"] == "direct_copy")
+    model = diagram.model_of(step["runs"][0], step["job"])
+    assert model is not None and model["route"] == "direct"
+    text = diagram.draw(model, step["runs"], "direct")
+    root = parse(text)
+    assert [(d["data-from"], d["data-to"], d["data-kind"]) for d in hops_drawn(root)] == [
+        (h["from"], h["to"], h["kind"]) for h in model["hops"]
+    ]
+    assert "no kernel buffer: the bytes bypass the page cache" in text
+    assert node_y(root)["user buffer"][0] < kernel_line_y(root) < min(node_y(root)["disk"])
+    for run in step["runs"]:  # O_DIRECT reads the disk warm too: both runs show it on the arrow
+        assert fmt_bytes(run["counters"]["disk_read_bytes"]) in text
 
 
 def test_arrow_figures_are_the_runs_counters(saved_tour: dict[str, Any]) -> None:

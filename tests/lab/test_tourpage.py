@@ -20,8 +20,8 @@ import pytest
 from zcopy.lab import tourpage
 from zcopy.lab.render import fmt_bytes
 
-# A real `zcopy tour --size 64M --json` run on the project's machine (ext4, kernel 6.18, 2 CPUs): every path,
-# route and counter in it is one the tour really produced.
+# A real `zcopy tour --json` run (default 256 MiB) on the project's machine (ext4, kernel 6.18, 2 CPUs): every
+# path, route and counter in it is one the tour really produced, the O_DIRECT step included.
 TOUR_JSON = Path(__file__).parent / "data" / "tour.json"
 
 
@@ -83,7 +83,8 @@ def test_every_path_is_on_the_page_with_its_article_section(saved_tour: dict[str
         assert zh in page and en in page
     assert "三:零拷贝" in page and "一:了解IO基础概念" in page and "二:数据流动的层次结构" in page
     expected = {"traditional": "1.传统IO文件读写", "mmap": "2.mmap 零拷贝技术", "sendfile": "3.sendFile 零拷贝技术",
-                "read_send": "1.传统IO文件读写", "copy_file_range": None, "splice_recv": None}  # fmt: skip
+                "read_send": "1.传统IO文件读写", "copy_file_range": None, "splice_recv": None,
+                "direct_copy": "一:了解IO基础概念"}  # fmt: skip
     for sid, zh in expected.items():
         step = next(s for s in saved_tour["steps"] if s["id"] == sid)
         assert (tourpage.article_section(step) or (None,))[0] == zh

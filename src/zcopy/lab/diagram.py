@@ -259,9 +259,13 @@ def draw(model: Mapping[str, Any], runs: Sequence[Run], title: str) -> str:
     hops: list[Hop] = list(model["hops"])
     nodes = nodes_of(hops)
     lanes = lanes_of(hops)
+    # The article's three layers are always drawn, so an empty one shows what a path skips.
     empty_user = not any(z == "user" for _, z in lanes)
     if empty_user:
         lanes.insert(0, ("user space", "user"))
+    empty_kernel = not any(z == "kernel" for _, z in lanes)
+    if empty_kernel:
+        lanes.insert(sum(1 for _, z in lanes if z == "user"), ("kernel buffers", "kernel"))
     lane_y = {name: PAD + i * LANE_H + LANE_H / 2 for i, (name, _) in enumerate(lanes)}
     w = GUTTER + max(2, len(nodes)) * COL
     h = PAD * 2 + len(lanes) * LANE_H
@@ -296,6 +300,12 @@ def draw(model: Mapping[str, Any], runs: Sequence[Run], title: str) -> str:
         parts.append(svg.text(GUTTER + (w - GUTTER) / 2, lane_y["user space"] + 5,
                               "no byte enters user space on this path", text_anchor="middle", font_size=13,
                               font_style="italic", fill="#9a6b00"))  # fmt: skip
+
+    if empty_kernel:
+        # Low in the lane: the arrows crossing it put their labels at its middle.
+        parts.append(svg.text(GUTTER + (w - GUTTER) / 2, lane_y["kernel buffers"] + LANE_H / 2 - 10,
+                              "no kernel buffer: the bytes bypass the page cache", text_anchor="middle",
+                              font_size=12, font_style="italic", fill=NODE_STROKE["kernel"]))  # fmt: skip
 
     boxes: list[Box] = []
     for i, name in enumerate(nodes):

@@ -18,22 +18,35 @@ Doc = Mapping[str, Any]
 e = html.escape
 
 # The article's own section titles (quoted as written in the source) and their English. A step says which
-# section it illustrates in its `article` text ("§三.2 ..."); steps beyond the article name none.
+# section it illustrates in its `article` text ("§三.2 ...", "§一 DMA ..."); steps beyond the article name none.
+ARTICLE_BASICS = ("一:了解IO基础概念", "I. IO basics: CPU copies and DMA copies")
+ARTICLE_LAYERS = ("二:数据流动的层次结构", "II. The layers data flows through")
 ARTICLE_PART = ("三:零拷贝", "III. Zero-copy")
 ARTICLE_SECTIONS = {
+    "一": ARTICLE_BASICS,
+    "二": ARTICLE_LAYERS,
     "三.1": ("1.传统IO文件读写", "1. Traditional I/O: reading and writing a file"),
     "三.2": ("2.mmap 零拷贝技术", "2. mmap zero-copy"),
     "三.3": ("3.sendFile 零拷贝技术", "3. sendFile zero-copy"),
 }
-ARTICLE_BASICS = ("一:了解IO基础概念", "I. IO basics: CPU copies and DMA copies")
-ARTICLE_LAYERS = ("二:数据流动的层次结构", "II. The layers data flows through")
-_SECTION_REF = re.compile(r"§(三\.\d)")
+_SECTION_REF = re.compile(r"§([一二三](?:\.\d)?)")
 
 
 def article_section(step: Mapping[str, Any]) -> tuple[str, str] | None:
     """(Chinese title, English) of the article section a step illustrates, from its `article` text."""
     m = _SECTION_REF.search(str(step.get("article") or ""))
     return ARTICLE_SECTIONS.get(m.group(1)) if m else None
+
+
+def article_path(step: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The section with its part, as the article's table of contents nests them ("三:零拷贝 › 1.传统IO文件读写")."""
+    m = _SECTION_REF.search(str(step.get("article") or ""))
+    sec = ARTICLE_SECTIONS.get(m.group(1)) if m else None
+    if m is None or sec is None:
+        return None
+    if "." in m.group(1):
+        return f"{ARTICLE_PART[0]} › {sec[0]}", f"{ARTICLE_PART[1]} › {sec[1]}"
+    return sec
 
 
 # ---------------------------------------------------------------- figures beside each diagram
@@ -176,7 +189,7 @@ def _badges(run: Mapping[str, Any], model: Mapping[str, Any] | None) -> str:
 
 
 def _article(step: Mapping[str, Any]) -> str:
-    sec = article_section(step)
+    sec = article_path(step)
     text = str(step.get("article") or "")
     if sec is None:
         return (f"<p class=article><span class='sec none'>beyond the article</span> "
@@ -187,8 +200,8 @@ def _article(step: Mapping[str, Any]) -> str:
     gloss = re.search(r"\(([^)]*)\)\s*$", text)
     rest = gloss.group(1) if gloss else text
     return (
-        f"<p class=article><span class=sec><span lang=zh-CN>{e(ARTICLE_PART[0])} › {e(zh)}</span></span> "
-        f"<span class=en>{e(ARTICLE_PART[1])} › {e(en)}</span>"
+        f"<p class=article><span class=sec><span lang=zh-CN>{e(zh)}</span></span> "
+        f"<span class=en>{e(en)}</span>"
         + (f" <span class=gloss>{e(rest)}</span>" if rest else "") + "</p>"
     )
 
@@ -235,19 +248,27 @@ def _sentence(s: str) -> str:
 
 
 def _glance(doc: Doc) -> str:
-    cards = []
+    """The paths side by side, grouped by the job they do (a path and its control next to each other)."""
+    groups: dict[str, list[str]] = {}
     for i, step in enumerate(doc["steps"], 1):
         run = step["runs"][-1]
         c = run["counters"]
         sec = article_section(step)
         zh = f"<span class=zh lang=zh-CN>{e(sec[0])}</span>" if sec else "<span class=zh>beyond the article</span>"
-        cards.append(
-            f"<a class=card href='#path-{e(step['id'])}'><span class=cidx>{i}</span><b>{e(step['id'])}</b>{zh}"
-            f"<span class=big>{e(fmt_secs(cpu_s(c)))}</span><span class=lbl>CPU, {e(str(run['mode']))}</span>"
-            f"<span class=facts>{run['cpu_copies']} CPU cop{'y' if run['cpu_copies'] == 1 else 'ies'} · "
-            f"{c['syscall_count']} syscalls · {e(fmt_bytes(c['user_bytes']))} via user space</span></a>"
+        copies = int(run["cpu_copies"])
+        groups.setdefault(str(step.get("job") or "other"), []).append(
+            f"<a class='card {'copies' if copies else 'nocopy'}' href='#path-{e(step['id'])}'>"
+            f"<span class=who><span class=cidx>{i}</span> <b>{e(step['id'])}</b>{zh}</span>"
+            f"<span class=fig><span class=big>{e(fmt_secs(cpu_s(c)))}</span>"
+            f"<span class=lbl>CPU, {e(str(run['mode']))}</span></span>"
+            f"<span class=facts>{copies} CPU cop{'y' if copies == 1 else 'ies'} · {c['syscall_count']} syscalls · "
+            f"{e(fmt_bytes(c['user_bytes']))} via user space</span></a>"
         )
-    return "<nav class=glance>" + "".join(cards) + "</nav>"
+    cols = "".join(f"<div class=job><h3>{e(job)}</h3>{''.join(cards)}</div>" for job, cards in groups.items())
+    key = ("<p class='small glance-key'>Each path's CPU time (its warm run), grouped by the job it does. Left edge: "
+           "<b class=k-cpu>red</b> when the CPU copies the bytes on that path, <b class=k-ref>green</b> when no "
+           "CPU copy is in its copy model.</p>")  # fmt: skip
+    return "<nav class=glance>" + cols + "</nav>" + key
 
 
 def _meta(doc: Doc) -> str:
@@ -355,17 +376,23 @@ body { margin: 0; background: var(--bg); line-height: 1.5; font-size: 15px; }
 .meta { display: flex; flex-wrap: wrap; gap: 8px; margin: 0; }
 .meta span { background: rgba(255,255,255,.13); border: 1px solid rgba(255,255,255,.22); border-radius: 999px;
   padding: 2px 11px; font-size: 13px; }
-.glance { display: grid; grid-template-columns: repeat(auto-fill, minmax(165px, 1fr)); gap: 12px;
-  margin-bottom: 22px; }
-.card { position: relative; display: flex; flex-direction: column; background: var(--card); border-radius: 12px;
-  padding: 12px 14px; text-decoration: none; color: inherit; box-shadow: 0 1px 3px rgba(0,0,0,.08);
-  border-top: 4px solid var(--accent); }
+.glance { display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 14px;
+  margin-bottom: 22px; align-items: start; }
+.job h3 { margin: 0 0 6px; font-size: 12px; text-transform: uppercase; letter-spacing: .1em; color: var(--muted); }
+.card { display: grid; grid-template-columns: 1fr auto; gap: 0 10px; background: var(--card); border-radius: 10px;
+  padding: 9px 12px; margin-bottom: 8px; text-decoration: none; color: inherit;
+  box-shadow: 0 1px 3px rgba(0,0,0,.08); border-left: 5px solid var(--accent); }
 .card:hover { box-shadow: 0 4px 14px rgba(0,0,0,.12); }
-.cidx { position: absolute; right: 12px; top: 8px; color: var(--muted); font-size: 12px; }
+.card.copies { border-left-color: var(--cpu); }
+.card.nocopy { border-left-color: var(--ref); }
+.card .who { display: flex; flex-direction: column; min-width: 0; }
+.cidx { color: var(--muted); font-size: 12px; font-weight: 400; }
 .card .zh { font-size: 12px; color: var(--muted); }
-.card .big { font-size: 24px; font-weight: 700; margin-top: 6px; line-height: 1.1; }
-.card .lbl { font-size: 11px; color: var(--muted); text-transform: uppercase; letter-spacing: .06em; }
-.card .facts { font-size: 12px; margin-top: 6px; color: #374151; }
+.card .fig { text-align: right; }
+.card .big { display: block; font-size: 20px; font-weight: 700; line-height: 1.15; white-space: nowrap; }
+.card .lbl { font-size: 10.5px; color: var(--muted); text-transform: uppercase; letter-spacing: .06em; }
+.card .facts { grid-column: 1 / -1; font-size: 12px; margin-top: 3px; color: #374151; }
+.glance-key { margin: -10px 0 18px; } .k-cpu { color: var(--cpu); } .k-ref { color: var(--ref); }
 .block, .path { background: var(--card); border-radius: 14px; padding: 20px 24px; margin-bottom: 22px;
   box-shadow: 0 1px 3px rgba(0,0,0,.08); }
 .intro .legend { display: grid; grid-template-columns: minmax(300px, 5fr) 6fr; gap: 8px 32px; }
@@ -422,16 +449,23 @@ code { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace
 footer { color: var(--muted); font-size: 13px; padding-bottom: 30px; }
 @media (max-width: 1000px) { .grid, .intro .legend { grid-template-columns: 1fr; } .badges { margin-left: 0; } }
 @media print {
-  @page { margin: 14mm; }
-  body { background: #fff; font-size: 11pt; }
-  .hero { background: none; color: var(--ink); padding: 0 0 8px; border-bottom: 2px solid var(--ink); }
+  @page { size: A4; margin: 12mm; }
+  body { background: #fff; font-size: 9.5pt; }
+  .hero { background: none; color: var(--ink); padding: 0 0 6px; margin-bottom: 10px;
+    border-bottom: 2px solid var(--ink); }
+  .hero h1 { font-size: 20pt; }
   .meta span { border-color: #999; background: none; }
   .block, .path, .card { box-shadow: none; border: 1px solid #ccc; }
-  .path, .block, figure, table { break-inside: avoid; }
-  .grid, .intro .legend { grid-template-columns: 1fr; }
-  .glance { grid-template-columns: repeat(4, 1fr); }
+  .block, .path { padding: 10px 12px; margin-bottom: 10px; }
+  .path { break-before: page; }
+  figure, table, .card, .sentence, .path header { break-inside: avoid; }
+  .grid, .intro .legend { grid-template-columns: 1fr; gap: 8px; }
+  table.figures { width: auto; min-width: 60%; }
+  table { font-size: 8pt; } table.figures { font-size: 8pt; } th, td { padding: 2px 4px; }
+  .glance { grid-template-columns: repeat(4, 1fr); gap: 8px; }
   .arrows-detail summary { display: none; }
   a { color: inherit; text-decoration: none; }
   .wrap { max-width: none; padding: 0; }
+  * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 """
