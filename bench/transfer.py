@@ -80,8 +80,8 @@ while n := c.recv_into(buf):
 os.fsync(fd); os.close(fd); c.close()
 """
 ZCOPY = [sys.executable, "-m", "zcopy"]
-RX_ZCOPY = "zcopy Receiver (splice, checksum none)"
-RX_SAME = "zcopy Receiver --route readwrite (recv_into + pwrite)"
+RX_ZCOPY = "zcopy Receiver --cache (splice, checksum none)"
+RX_SAME = "zcopy Receiver --route readwrite (recv_into + pwrite, page cache)"
 RX_PLAIN = "plain recv_into + write 1 MiB + fsync"
 TX_ZCOPY = "zcopy send (sendfile, checksum none)"
 TX_SAME = "zcopy send --route readwrite (pread + send)"
@@ -149,9 +149,9 @@ class Bench:
         shutil.rmtree(d, ignore_errors=True)
 
     # -- receiver CPU ----------------------------------------------------------------------------------------
-    def zcopy_receiver(self, algo: str, route: str | None = None) -> Sample:
+    def zcopy_receiver(self, algo: str, route: str | None = None, cache: bool = True) -> Sample:
         d = self._fresh_dir()
-        with Receiver(d, ("127.0.0.1", 0), route=route, plain=True) as rx:
+        with Receiver(d, ("127.0.0.1", 0), route=route, plain=True, cache=cache) as rx:
             peer = subprocess.Popen([*_on_cpu1(), *ZCOPY, "send", self.src, f"127.0.0.1:{rx.address[1]}",
                                      "--checksum", algo, "--plain"], stdout=subprocess.DEVNULL)
             conn, who = rx.accept()
@@ -631,7 +631,8 @@ def plain_section(tmp: str, size: int, rounds: int, have_nc: bool, cmd: str) -> 
     rx = run_rounds({
         RX_ZCOPY: lambda: b.zcopy_receiver("none"),
         RX_SAME: lambda: b.zcopy_receiver("none", route="readwrite"),
-        "zcopy Receiver (splice, xxh3)": lambda: b.zcopy_receiver("xxh3"),
+        "zcopy Receiver --cache (splice, xxh3)": lambda: b.zcopy_receiver("xxh3"),
+        "zcopy Receiver, default (O_DIRECT from its buffer, xxh3 there)": lambda: b.zcopy_receiver("xxh3", cache=False),
         RX_PLAIN: b.plain_receiver,
     }, rounds, between=drop_dirty)
     tx = run_rounds({
