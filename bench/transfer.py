@@ -682,7 +682,7 @@ The zcopy rows all face the same `zcopy send` and differ only in the body route 
 recv_into a 1 MiB buffer + pwrite); the plain receiver reads an 8-byte size then the bytes from a sendfile loop.
 {table(h_cpu, _rows(rx, size, "cpu_s", RX_SAME, True))}
 
-zcopy Receiver (splice, checksum excluded) / the same receiver by recv_into+write = **{rx_same:.2f}×**;
+zcopy Receiver --cache (splice, checksum excluded) / the same receiver by recv_into+write = **{rx_same:.2f}×**;
 / the plain recv_into+write+fsync receiver = **{rx_plain:.2f}×** (target ≤ 0.7×).
 
 #### Sender CPU (all face the same `zcopy recv`, except the plain sender: a recv_into+write+fsync receiver)
