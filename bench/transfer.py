@@ -422,6 +422,9 @@ def _ensure_ssh() -> str | None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server",
                         "openssh-client"], env=env, check=False, stdout=subprocess.DEVNULL)
         sshd = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if sshd is not None and os.geteuid() == 0:
+        # The privilege separation directory systemd would make when starting the (never started) ssh service.
+        os.makedirs("/run/sshd", 0o755, exist_ok=True)
     return sshd if sshd and shutil.which("scp") else None
 
 
