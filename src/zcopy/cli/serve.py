@@ -27,6 +27,10 @@ _APP_ONLY = {
     "proxy_headers": False,
     "lifespan": "auto",
     "limit_concurrency": None,
+    "ws": "auto",
+    "ws_max_size": 16 << 20,
+    "ws_ping_interval": 20.0,
+    "ws_ping_timeout": 20.0,
 }
 
 
@@ -46,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     app.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto", help="ASGI lifespan events")
     app.add_argument("--limit-concurrency", type=int, default=None, help="requests in the app at once; then 503")
+    app.add_argument(
+        "--ws", choices=("auto", "none", "wsproto"), default="auto",
+        help="WebSockets: wsproto (pip install 'zcopy[asgi]'); auto = when installed; none = upgrades are plain HTTP",
+    )  # fmt: skip
+    app.add_argument("--ws-max-size", type=int, default=16 << 20, help="largest WebSocket message (bytes) → 1009")
+    app.add_argument("--ws-ping-interval", type=float, default=20.0, help="seconds between our pings (0 = none)")
+    app.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds to wait for a pong")
     app.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="warning and above: no start-up line")
     parser.add_argument("--bind", "--host", dest="bind", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
@@ -99,6 +110,13 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("workers", "max_connections", "max_header_bytes"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.ws == "wsproto":
+        from zcopy.serve.asgi.websocket import available
+
+        if not available():
+            raise UserError("--ws wsproto: wsproto is not installed (pip install 'zcopy[asgi]')")
+    if args.ws_max_size < 1 or args.ws_ping_interval < 0 or args.ws_ping_timeout <= 0:
+        raise UserError("--ws-max-size and --ws-ping-timeout must be positive, --ws-ping-interval at least 0")
     if args.limit_concurrency is not None and args.limit_concurrency < 1:
         raise UserError("--limit-concurrency must be at least 1")
     if args.root_path and (not args.root_path.startswith("/") or args.root_path.endswith("/")):
@@ -147,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
             forwarded_allow_ips=allow_ips,
             lifespan=args.lifespan,
             limit_concurrency=args.limit_concurrency,
+            ws=args.ws,
+            ws_max_size=args.ws_max_size,
+            ws_ping_interval=args.ws_ping_interval,
+            ws_ping_timeout=args.ws_ping_timeout,
         )
     else:
         server_kwargs.update(

@@ -57,6 +57,10 @@ class Server:
         forwarded_allow_ips: tuple[str, ...] | list[str] = ("127.0.0.1",),
         lifespan: str = "auto",
         limit_concurrency: int | None = None,
+        ws: str = "auto",
+        ws_max_size: int = 16 << 20,
+        ws_ping_interval: float = 20.0,
+        ws_ping_timeout: float = 20.0,
         uds: str | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -107,6 +111,10 @@ class Server:
                 forwarded_allow_ips=tuple(forwarded_allow_ips),
                 lifespan=lifespan,
                 limit_concurrency=limit_concurrency,
+                ws=ws,
+                ws_max_size=ws_max_size,
+                ws_ping_interval=ws_ping_interval,
+                ws_ping_timeout=ws_ping_timeout,
             )
             self.trusted: Trusted = Trusted.parse(list(forwarded_allow_ips))
         self.state: dict[str, Any] | None = None  # the lifespan state, copied into every request scope

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 DATA = os.environ.get("ZCOPY_TEST_DATA", "/nonexistent")
 EVENTS: list[str] = []  # what happened, in order (lifespan, disconnects), read back through /raw/events
@@ -80,6 +81,38 @@ async def state_view(request: Request) -> PlainTextResponse:
     return PlainTextResponse(request.state.greeting)
 
 
+async def ws_echo(ws: WebSocket) -> None:
+    """Echoes text and bytes; "close:CODE" closes with that code; records how the peer left."""
+    await ws.accept(subprotocol="echo.v1" if "echo.v1" in ws.scope["subprotocols"] else None)
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                EVENTS.append(f"ws-disconnect:{msg.get('code')}")
+                return
+            if msg.get("text") is not None:
+                text = msg["text"]
+                if text.startswith("close:"):
+                    await ws.close(int(text[6:]), reason="asked to")
+                    return
+                if text == "scope":
+                    s = ws.scope
+                    await ws.send_json({"type": s["type"], "scheme": s["scheme"], "path": s["path"],
+                                        "subprotocols": s["subprotocols"], "state": dict(s.get("state", {}))})
+                    continue
+                if text == "boom":
+                    raise RuntimeError("boom inside a WebSocket")
+                await ws.send_text(text)
+            else:
+                await ws.send_bytes(msg["bytes"])
+    except WebSocketDisconnect as exc:
+        EVENTS.append(f"ws-disconnect:{exc.code}")
+
+
+async def ws_deny(ws: WebSocket) -> None:
+    await ws.close()  # before accept: the upgrade is refused with 403
+
+
 starlette_app = Starlette(
     routes=[
         Route("/scope", scope_view, methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"]),
@@ -87,6 +120,8 @@ starlette_app = Starlette(
         Route("/echo", echo, methods=["POST", "PUT"]),
         Route("/stream", stream),
         Route("/state", state_view),
+        WebSocketRoute("/ws", ws_echo),
+        WebSocketRoute("/ws-deny", ws_deny),
     ],
     lifespan=lifespan,
 )
@@ -229,6 +264,17 @@ async def fa_json() -> dict[str, str]:
 @fastapi_app.post("/items")
 async def fa_items(item: Item) -> dict[str, Any]:
     return {"name": item.name, "double": item.count * 2}
+
+
+@fastapi_app.websocket("/ws")
+async def fa_ws(ws: WebSocket) -> None:
+    await ws.accept()
+    while True:
+        try:
+            data = await ws.receive_text()
+        except WebSocketDisconnect:
+            return
+        await ws.send_text(data.upper())
 
 
 @fastapi_app.get("/file/{name}")

@@ -23,8 +23,10 @@ from zcopy.serve import conditional, head
 # the head with MSG_MORE, so a big body is never copied just to save a syscall.
 JOIN_BELOW = 16 << 10
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 §5.6.2 field-name
-_BAD_VALUE = re.compile(rb"[\r\n\0]")  # RFC 9110 §5.5: CR, LF and NUL are never valid in a field value
+# Header lines as we serialise them: an RFC 9110 §5.6.2 token, ": ", a value without CR, LF or NUL (§5.5).
+_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\0]*\r\n)*")
+_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+_SERVER_LINE = b"server: " + head.SERVER + b"\r\n"
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
@@ -160,41 +162,38 @@ class ResponseCycle:
         lines = self._headers
         has_server = has_date = False
         length: int | None = None
-        for item in message.get("headers", ()) or ():
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise AppError(f"http.response.start: a header must be a [name, value] pair, not {item!r}") from None
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise AppError("http.response.start: header names and values must be bytes")
-            if not _TOKEN.match(name) or _BAD_VALUE.search(value):
-                raise AppError(f"http.response.start: invalid header {name!r}: {value!r}")
-            low = name.lower()
-            if low == b"content-length":
-                try:
-                    n = int(value.strip())
-                except ValueError:
-                    n = -1
-                if n < 0 or (length is not None and n != length) or not value.strip().isdigit():
-                    raise AppError(f"http.response.start: invalid Content-Length {value!r}")
-                if length is not None:
-                    continue  # an identical repeat: send it once
-                length = n
-            elif low == b"transfer-encoding":
-                continue  # framing is ours to choose (below); a body the app framed itself would be framed twice
-            elif low == b"connection":
-                if b"close" in value.lower():
-                    self.keep_alive = False
-                continue  # we write the one Connection header that matches what we do
-            elif low == b"server":
-                has_server = True
-            elif low == b"date":
-                has_date = True
-            lines.append(name + b": " + value + b"\r\n")
+        try:
+            for name, value in message.get("headers") or ():
+                low = name.lower()
+                if low in _SPECIAL:
+                    if low == b"content-length":
+                        n = int(value) if value.isdigit() else -1
+                        if n < 0 or (length is not None and n != length):
+                            raise AppError(f"http.response.start: invalid Content-Length {value!r}")
+                        if length is not None:
+                            continue  # an identical repeat: send it once
+                        length = n
+                    elif low == b"transfer-encoding":
+                        continue  # framing is ours to choose (_head); a body the app framed would be framed twice
+                    elif low == b"connection":
+                        if b"close" in value.lower():
+                            self.keep_alive = False
+                        continue  # we write the one Connection header that matches what we do
+                    elif low == b"server":
+                        has_server = True
+                    else:
+                        has_date = True
+                lines.append(name + b": " + value + b"\r\n")  # TypeError unless bytes-like
+        except (TypeError, ValueError, AttributeError):
+            raise AppError(f"http.response.start: headers must be [name, value] pairs of bytes: {message!r}") from None
+        # One C-level match over the whole block: field-name tokens, no CR/LF/NUL in values (header injection).
+        if not _BLOCK.fullmatch(b"".join(lines)):
+            bad = next((x for x in lines if not _BLOCK.fullmatch(x)), b"")
+            raise AppError(f"http.response.start: invalid header {bytes(bad)!r}")
         self.status = status
         self.length = length
         if not has_server:
-            lines.insert(0, b"server: " + head.SERVER + b"\r\n")
+            lines.insert(0, _SERVER_LINE)
         if not has_date:
             lines.insert(0, b"date: " + date_now() + b"\r\n")
         self.phase = Phase.BODY

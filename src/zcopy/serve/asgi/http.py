@@ -33,6 +33,7 @@ import httptools
 from zcopy.aio import FileSlice, Outbox, Part
 from zcopy.errors import TruncatedFileError
 from zcopy.serve.asgi import scope as scopes
+from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
 from zcopy.serve.config import AppConfig, Host
 
@@ -229,7 +230,11 @@ class Connection:
         self._headers: list[tuple[bytes, bytes]] = []
         self._hosts = 0
         self._expect = False
+        self._upgrade = False
         self._error = 0
+        self.ws: websocket.WebSocket | None = None
+        self._ws_leftover: bytes | None = None
+        self._ws_head: tuple[bytes, str, list[tuple[bytes, bytes]]] | None = None
 
     # -- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -240,6 +245,7 @@ class Connection:
         self._headers = []
         self._hosts = 0
         self._expect = False
+        self._upgrade = False
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -258,6 +264,8 @@ class Connection:
             self._hosts += 1
         elif name == b"expect" and value.lower() == b"100-continue":
             self._expect = True
+        elif name == b"upgrade":
+            self._upgrade = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -272,6 +280,12 @@ class Connection:
         method: bytes = p.get_method()
         target = b"".join(self._url)
         headers = self._headers
+        if self._upgrade and method == b"GET" and websocket.is_upgrade(headers):
+            if self.config.ws != "none" and websocket.available():
+                self._ws_head = (target, version, headers)  # taken over when httptools stops at the upgrade
+                self.deadline = INF
+                return
+            _warn_no_websockets(self.host)
         client, scheme = self.client, self.scheme
         if self.config.proxy_headers:
             client, scheme = scopes.forwarded(headers, client, scheme, self.host.trusted)
@@ -324,9 +338,11 @@ class Connection:
         counted = self.in_head
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol switch here (WebSockets are negotiated in the head): answer what came, then close.
-            self.stopped = -1
+        except httptools.HttpParserUpgrade as exc:
+            if self._ws_head is not None:
+                self.start_websocket(data[exc.args[0] :] if exc.args else b"")
+                return
+            self.stopped = -1  # an upgrade we do not speak: answer what came as HTTP, then close
         except httptools.HttpParserError:
             self._malformed(self._error or 400)
         else:
@@ -360,6 +376,8 @@ class Connection:
         return {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
     def want_reading(self) -> bool:
+        if self.ws is not None:
+            return not self.closed and not self.eof and self.ws.want_reading()
         if self.closed or self.eof or self.stopped:
             return False
         if len(self.exchanges) > 1:
@@ -370,18 +388,96 @@ class Connection:
     def on_eof(self) -> None:
         self.eof = True
         self.update_reading()
+        if self.ws is not None:
+            self.ws.feed(None)
+            return
         for ex in self.exchanges:
             ex.disconnected = True
             ex.wake()
         if not self.exchanges:
             self.close()
 
+    # -- WebSockets -----------------------------------------------------------------------------------
+    def start_websocket(self, leftover: bytes) -> None:
+        """httptools stopped at the upgrade: hand the parsed head and the bytes after it to a WebSocket."""
+        if self.exchanges:
+            self._ws_leftover = leftover  # HTTP answers pipelined before the upgrade go first (finished())
+            self.update_reading()
+            return
+        assert self._ws_head is not None
+        target, version, headers = self._ws_head
+        self._ws_head = None
+        client, scheme = self.client, "wss" if self.scheme == "https" else "ws"
+        if self.config.proxy_headers:
+            client, scheme = scopes.forwarded(headers, client, scheme, self.host.trusted)
+        protocols = [
+            p.strip()
+            for name, value in headers
+            if name == b"sec-websocket-protocol"
+            for p in value.decode("latin-1").split(",")
+            if p.strip()
+        ]
+        try:
+            scope = scopes.websocket_scope(
+                target=target,
+                http_version=version,
+                headers=headers,
+                client=client,
+                server=self.server_addr,
+                scheme=scheme,
+                root_path=self.config.root_path,
+                state=self.host.state,
+                subprotocols=protocols,
+                extensions={},
+            )
+        except scopes.BadTarget:
+            self._malformed(400)
+            self.answer_stopped()
+            return
+        ws = self.ws = websocket.WebSocket(self, scope, headers, target, leftover)
+        self.deadline = INF
+        task = self.task = self.loop.create_task(self.run_websocket(ws))
+        self.host.tasks.add(task)
+        self.update_reading()
+
+    async def run_websocket(self, ws: websocket.WebSocket) -> None:
+        host = self.host
+        try:
+            if not ws.handshake_ok:
+                await ws.reject(400)
+                return
+            host.in_app += 1
+            try:
+                await self.app(ws.scope, ws.receive, ws.send)
+            finally:
+                host.in_app -= 1
+        except (ClientDisconnected, asyncio.CancelledError):
+            pass
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            host.log_exception(f"{self.peer}: exception in ASGI application (WebSocket {_show(ws.scope['raw_path'])})")
+            if ws.phase is websocket.Phase.CONNECTING:
+                await _quietly(ws.reject(500))
+            else:
+                await _quietly(ws.close(1011))  # RFC 6455 §7.4.1: internal error
+        else:
+            if ws.phase is websocket.Phase.CONNECTING:
+                host.log_error(f"{self.peer}: ASGI application returned without accepting the WebSocket")
+                await _quietly(ws.reject(403))
+            else:
+                await _quietly(ws.close(1000))
+        finally:
+            if self.task is not None:
+                host.tasks.discard(self.task)
+                self.task = None
+            if ws.phase is websocket.Phase.CLOSED and not self.closed:
+                self.close_gracefully()
+
     # -- the app --------------------------------------------------------------------------------------
     def start_app(self, ex: Exchange) -> None:
         task = self.task = self.loop.create_task(self.run_app(ex))
-        tasks = self.host.tasks
-        tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
-        task.add_done_callback(tasks.discard)
+        self.host.tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
 
     async def run_app(self, ex: Exchange) -> None:
         host = self.host
@@ -436,7 +532,9 @@ class Connection:
         resp = ex.response
         if self.exchanges and self.exchanges[0] is ex:
             self.exchanges.popleft()
-        self.task = None
+        if self.task is not None:
+            self.host.tasks.discard(self.task)  # run_app always ends here, so no done-callback is needed
+            self.task = None
         log = self.host.access_log
         if log is not None:
             version = b"1.0" if ex.http10 else b"1.1"
@@ -450,6 +548,10 @@ class Connection:
             return
         if self.exchanges:
             self.start_app(self.exchanges[0])
+            return
+        if self._ws_head is not None and self._ws_leftover is not None:
+            leftover, self._ws_leftover = self._ws_leftover, None
+            self.start_websocket(leftover)
             return
         if self.stopped:
             self.answer_stopped()
@@ -486,10 +588,27 @@ class Connection:
 
     def _closed(self) -> None:
         """Common part of close(): every exchange learns of the disconnect; queued ones never start."""
+        if self.ws is not None:
+            self.ws.lost()
         for ex in self.exchanges:
             ex.disconnected = True
             ex.wake()
         self.host.forget(self)
+
+
+_warned: set[int] = set()
+
+
+def _warn_no_websockets(host: AsgiHost) -> None:
+    if id(host) not in _warned:
+        _warned.add(id(host))
+        host.log_error("WebSocket upgrade answered as plain HTTP: install wsproto (pip install 'zcopy[asgi]')")
+
+
+async def _quietly(aw: Any) -> None:
+    """Best effort (a reject or close frame to a peer that may be gone)."""
+    with contextlib.suppress(OSError):
+        await aw
 
 
 def _show(target: bytes) -> str:
@@ -532,6 +651,9 @@ class RawConnection(Connection):
         if not data:
             self.on_eof()
             return
+        if self.ws is not None:
+            self.ws.feed(data)
+            return
         self.feed(data)
 
     def update_reading(self) -> None:
@@ -546,6 +668,19 @@ class RawConnection(Connection):
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         if self.closed:
             raise ClientDisconnected("the client has disconnected")
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            # Most app responses are one small buffer (head and body joined): one send, no Outbox.
+            data = parts[0]
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self.close()
+                raise ClientDisconnected(f"the client has disconnected ({exc.strerror or exc})") from exc
+            if n == len(data):
+                return
+            parts = [data[n:]]
         box = Outbox(self.sock, parts, self.limits.max_chunk)
         try:
             while not box.pump():
@@ -646,6 +781,9 @@ class TLSConnection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
+            return
+        if self.ws is not None:
+            self.ws.feed(data)
             return
         self.feed(data)
 

@@ -1,0 +1,313 @@
+"""ASGI WebSockets through wsproto (sans-I/O): the HTTP connection hands over the parsed head and leftover bytes.
+
+wsproto is the optional ``zcopy[asgi]`` extra: HTTP apps need nothing beyond the core, and without it an upgrade
+request reaches the app as plain HTTP (one warning in the log says why). Phases, one table (``SEND``):
+CONNECTING (the app got ``websocket.connect``) → OPEN (it sent ``websocket.accept``: 101) → CLOSING (a close frame
+went out, waiting for the peer's) → CLOSED. ``websocket.close`` before accept answers 403. Messages above
+``ws_max_size`` close with 1009; a close frame from the peer is answered and reaches the app as
+``websocket.disconnect`` with its code; a lost connection as 1006. Pings are answered; ours go every
+``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from zcopy.serve.asgi.cycle import AppError
+
+if TYPE_CHECKING:
+    from zcopy.serve.asgi.http import Connection
+
+# Messages from the peer queued for the app before reading pauses (each ≤ ws_max_size).
+MAX_QUEUED = 16
+CLOSE_TIMEOUT = 5.0  # after our close frame, how long the peer has to answer before the TCP connection is cut
+
+
+@functools.cache
+def available() -> bool:
+    """Is wsproto (the zcopy[asgi] extra) importable? Asked once per process."""
+    try:
+        import wsproto  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def is_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A WebSocket upgrade request: ``Upgrade: websocket`` with ``Connection: upgrade`` (RFC 6455 §4.2.1)."""
+    upgrade = connection = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = upgrade or value.strip().lower() == b"websocket"
+        elif name == b"connection":
+            connection = connection or b"upgrade" in value.lower()
+    return upgrade and connection
+
+
+class Phase(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# (phase, ASGI message type) → handler. Anything else is the app's protocol error (AppError).
+SEND: dict[tuple[Phase, str], str] = {
+    (Phase.CONNECTING, "websocket.accept"): "_accept",
+    (Phase.CONNECTING, "websocket.close"): "_deny",
+    (Phase.OPEN, "websocket.send"): "_message",
+    (Phase.OPEN, "websocket.close"): "_close",
+}
+
+
+class WebSocket:
+    """One upgraded connection: wsproto state, the queue the app receives from, and its send()."""
+
+    def __init__(self, conn: Connection, scope: dict[str, Any], headers: list[tuple[bytes, bytes]], target: bytes,
+                 leftover: bytes) -> None:  # fmt: skip
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import Request
+        from wsproto.utilities import RemoteProtocolError
+
+        self.conn = conn
+        self.scope = scope
+        cfg = conn.config
+        self.max_size = cfg.ws_max_size
+        self.ping_interval = cfg.ws_ping_interval
+        self.ping_timeout = cfg.ws_ping_timeout
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.phase = Phase.CONNECTING
+        self.incoming: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.leftover = leftover
+        self.close_code = 1006
+        self.close_reason = ""
+        self.handshake_ok = True
+        self._parts: list[Any] = []
+        self._size = 0
+        self._lock = asyncio.Lock()  # frames are written whole, one writer at a time (pongs vs app messages)
+        self._pinged_at = 0.0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        try:
+            self.ws.initiate_upgrade_connection(headers, target)
+            request = next(iter(self.ws.events()), None)
+            self.handshake_ok = isinstance(request, Request)
+        except RemoteProtocolError:
+            self.handshake_ok = False  # e.g. no Sec-WebSocket-Key or a version other than 13: answered 400
+        self.incoming.append({"type": "websocket.connect"})
+
+    # -- the app's side -------------------------------------------------------------------------------
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        while not self.incoming:
+            if self.phase is Phase.CLOSED:
+                return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
+            self.waiter = self.conn.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        msg = self.incoming.popleft()
+        self.conn.update_reading()
+        return msg
+
+    async def send(self, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        name = SEND.get((self.phase, kind))  # type: ignore[arg-type]
+        if name is None:
+            from zcopy.serve.asgi.http import ClientDisconnected
+
+            if self.phase in (Phase.CLOSED, Phase.CLOSING) and kind in ("websocket.send", "websocket.close"):
+                raise ClientDisconnected("the WebSocket is closed")
+            raise AppError(f"unexpected ASGI message {kind!r} in WebSocket phase {self.phase.value}")
+        await getattr(self, name)(message)
+
+    async def _accept(self, message: dict[str, Any]) -> None:
+        from wsproto.events import AcceptConnection
+
+        headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers") or ()]
+        data = self.ws.send(AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers))
+        self.phase = Phase.OPEN
+        await self._write(data)
+        if self.leftover:
+            leftover, self.leftover = self.leftover, b""
+            self.feed(leftover)
+        self.conn.update_reading()
+        self._schedule_ping()
+
+    async def _deny(self, message: dict[str, Any]) -> None:
+        await self.reject(403)
+
+    async def reject(self, status: int) -> None:
+        """Refuse the upgrade with an HTTP status (403 when the app closes before accepting, 500 on a crash)."""
+        from wsproto.events import RejectConnection
+
+        if self.handshake_ok:
+            data = self.ws.send(RejectConnection(status_code=status, headers=[(b"content-length", b"0")]))
+        else:
+            data = b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % (
+                status,
+                b"Bad Request" if status == 400 else b"Forbidden" if status == 403 else b"Internal Server Error",
+            )
+        self.phase = Phase.CLOSED
+        self.close_code = 1006
+        await self._write(data)
+        self.conn.close_gracefully()
+
+    async def _message(self, message: dict[str, Any]) -> None:
+        from wsproto.events import Message
+
+        text, data = message.get("text"), message.get("bytes")
+        if text is not None and data is None:
+            if not isinstance(text, str):
+                raise AppError("websocket.send: 'text' must be a str")
+            await self._write(self.ws.send(Message(data=text)))
+        elif data is not None and text is None:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise AppError("websocket.send: 'bytes' must be bytes")
+            await self._write(self.ws.send(Message(data=bytes(data))))
+        else:
+            raise AppError("websocket.send needs exactly one of 'bytes' and 'text'")
+
+    async def _close(self, message: dict[str, Any]) -> None:
+        code = message.get("code", 1000)
+        reason = message.get("reason") or ""
+        await self.close(int(code), str(reason))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame and wait (≤ CLOSE_TIMEOUT) for the peer's; then the TCP connection goes."""
+        from wsproto.events import CloseConnection
+
+        if self.phase is not Phase.OPEN:
+            return
+        self.phase = Phase.CLOSING
+        self.close_code = code
+        self._cancel_ping()
+        await self._write(self.ws.send(CloseConnection(code=code, reason=reason or None)))
+        self.conn.deadline = time.monotonic() + CLOSE_TIMEOUT
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        async with self._lock:
+            await self.conn.write([data])
+
+    def _write_soon(self, data: bytes) -> None:
+        """A frame we owe the peer from a read callback (pong, close reply): written by its own small task."""
+        task = self.conn.loop.create_task(self._write_quietly(data))
+        self.conn.host.tasks.add(task)
+        task.add_done_callback(self.conn.host.tasks.discard)
+
+    async def _write_quietly(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # the peer is gone; the read side reports that to the app
+            await self._write(data)
+
+    # -- the peer's side ------------------------------------------------------------------------------
+    def want_reading(self) -> bool:
+        return self.phase is not Phase.CONNECTING and len(self.incoming) < MAX_QUEUED
+
+    def feed(self, data: bytes | None) -> None:
+        """Bytes from the peer (None: EOF) → wsproto events → ASGI messages for the app."""
+        from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+        from wsproto.utilities import RemoteProtocolError
+
+        if self.phase is Phase.CONNECTING:
+            self.leftover += data or b""  # frames before our 101 are parsed once the app accepts
+            return
+        try:
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    self._size += len(event.data)
+                    if self._size > self.max_size:
+                        self._fail(1009, f"message over {self.max_size} bytes")
+                        return
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        key = "text" if isinstance(event, TextMessage) else "bytes"
+                        joined: Any = ("" if key == "text" else b"").join(self._parts)
+                        self._parts, self._size = [], 0
+                        self.incoming.append({"type": "websocket.receive", key: joined})
+                        self.wake()
+                elif isinstance(event, Ping):
+                    self._write_soon(self.ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    self._pong()
+                elif isinstance(event, CloseConnection):
+                    self._peer_closed(event.code, event.reason or "")
+                    return
+        except RemoteProtocolError as exc:
+            self._fail(exc.event_hint.code if exc.event_hint is not None else 1002, str(exc))  # type: ignore[attr-defined]
+            return
+        if data is None:
+            self.lost()
+
+    def _peer_closed(self, code: int, reason: str) -> None:
+        from wsproto.events import CloseConnection
+
+        if self.phase is Phase.OPEN:
+            self._write_soon(self.ws.send(CloseConnection(code=code, reason=reason or None)))  # echo (RFC 6455 §5.5.1)
+            self.close_code, self.close_reason = code, reason
+        self._finish()
+        self.conn.loop.call_soon(self.conn.close_gracefully)  # after the echo's task had its turn
+
+    def _fail(self, code: int, reason: str) -> None:
+        """The peer broke a rule (or a limit): close with ``code``, tell the app, drop the connection soon."""
+        from wsproto.events import CloseConnection
+
+        if self.phase is Phase.OPEN:
+            self._write_soon(self.ws.send(CloseConnection(code=code, reason=reason[:100])))
+        self.close_code, self.close_reason = code, reason[:100]
+        self._finish()
+        self.conn.deadline = time.monotonic() + CLOSE_TIMEOUT
+
+    def lost(self) -> None:
+        """The TCP connection is gone (EOF, reset, closed by us)."""
+        if self.phase is not Phase.CLOSED:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.phase = Phase.CLOSED
+        self._cancel_ping()
+        self.incoming.append({"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason})
+        self.wake()
+
+    # -- keep-alive pings -----------------------------------------------------------------------------
+    def _schedule_ping(self) -> None:
+        if self.ping_interval > 0 and self.phase is Phase.OPEN:
+            self._ping_timer = self.conn.loop.call_later(self.ping_interval, self._ping)
+
+    def _cancel_ping(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
+    def _ping(self) -> None:
+        from wsproto.events import Ping
+
+        if self.phase is not Phase.OPEN:
+            return
+        self._pinged_at = time.monotonic()
+        self._write_soon(self.ws.send(Ping(payload=b"zcopy")))
+        self._ping_timer = self.conn.loop.call_later(self.ping_timeout, self._pong_overdue)
+
+    def _pong(self) -> None:
+        if self._pinged_at:
+            self._pinged_at = 0.0
+            self._cancel_ping()
+            self._schedule_ping()
+
+    def _pong_overdue(self) -> None:
+        if self.phase is Phase.OPEN and self._pinged_at:
+            self._fail(1011, "keepalive ping timeout")
+            self.conn.close()
