@@ -83,6 +83,9 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
     # A forced route that cannot move these kinds is refused before any connection or listening socket.
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "copy_file_range"], "copy_file_range"))
     cases.append((["recv", str(tmp_path), "--once", "--route", "sendfile"], "sendfile"))
+    # A zero-copy route forced on an encrypted session is refused, not silently ignored.
+    cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "sendfile"], "only chooses"))
+    cases.append((["recv", str(tmp_path), "--once", "--route", "splice"], "only chooses"))
     for argv, message in cases:
         r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (argv, r.stderr)
@@ -152,7 +155,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         os.close(master)
     recv.communicate(timeout=30)
     assert proc.returncode == 0
-    assert b"ETA" in tty and b"100.0%" in tty
+    assert b"ETA" in tty and b"100.0%" in tty and b"send [tls1.3]" in tty
     assert "1 files" in out and "encryption tls1.3" in out and "not zero-copy" in out
 
 

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: no such file or directory")
     address = parse_address(args.address)
     token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
-    bar = Progress("send", enabled=False if args.json else None)
+    # The bar names the mode, so an encrypted (copying) transfer never looks like the zero-copy one.
+    bar = Progress("send [plain]" if args.plain else "send [tls1.3]", enabled=False if args.json else None)
     try:
         try:
             result = send(args.paths, address, token=token, resume=args.resume, checksum_name=args.checksum,

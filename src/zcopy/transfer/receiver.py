@@ -139,6 +139,9 @@ class Receiver:
         cache: bool = False,
     ) -> None:
         routes.require(route, "socket", "file")
+        if route not in (None, "readwrite") and not plain:
+            raise RouteUnavailable(route, "an encrypted session decrypts every body in user space: --route only "
+                                          "chooses among zero-copy routes with --plain")
         self.cache = cache
         self.route = route
         self.directory = os.fspath(directory)

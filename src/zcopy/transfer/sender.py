@@ -169,6 +169,9 @@ def send(
     if checksum_name not in checksum.ALGORITHMS:
         raise ValueError(f"unknown checksum {checksum_name!r}; choose from {', '.join(checksum.ALGORITHMS)}")
     routes.require(route, "file", "socket")
+    if route not in (None, "readwrite") and not plain:
+        raise RouteUnavailable(route, "an encrypted session copies every body through user space (TLS encrypts "
+                                      "there): --route only chooses among zero-copy routes with --plain")
     sources, warnings = collect(paths, links)
     names.check_tree((s.entry.name, s.entry.is_dir) for s in sources)
     tok = token.encode() if isinstance(token, str) else token
