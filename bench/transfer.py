@@ -390,7 +390,7 @@ def tree_section(tmp: str, rounds: int, files: int, have_nc: bool, cmd: str) -> 
 Command: `{cmd}`. Both ends as commands, receiver on CPU 1, sender on CPU 0, warm source tree (read before each
 contender, after a `sync` of the previous one's writes); wall from the sender's start to the receiver's exit (and
 the `sync`, where there is one); CPU per side from wait4 (process and its children). zcopy
-makes every file durable before it names it (one `syncfs` per 512 files) and verifies each one; `tar x` does
+makes every file durable before it names it (one `syncfs` per 2048 files) and verifies each one; `tar x` does
 neither, hence the `sync` row. What zcopy reported: {json.dumps(b.summary)}.
 
 {table(head, rows)}
