@@ -769,6 +769,7 @@ class _Session:
         align = dio_alignment(fd).offset
         flags = fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT
         res = self.result
+        direct = True
         try:
             while self.dec.body_remaining:
                 mis = pos % align
@@ -782,17 +783,27 @@ class _Session:
                 if got:
                     hasher.update(buf[:got])
                     whole = 0 if mis else got // align * align
-                    if whole:
-                        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
+                    if whole and direct:
                         try:
-                            _pwrite_all(fd, buf[:whole], pos)
-                        finally:
-                            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                            fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
+                            try:
+                                _pwrite_all(fd, buf[:whole], pos)
+                            finally:
+                                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                        except OSError as exc:
+                            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                                raise
+                            # The file system refused O_DIRECT after all (its reported alignment was a guess):
+                            # the rest of this file goes through the page cache, and the route says so.
+                            direct = False
+                    if whole and not direct:
+                        _pwrite_all(fd, buf[:whole], pos)  # (again, if a refused direct write got partway)
                     if got > whole:
                         _pwrite_all(fd, buf[whole:got], pos + whole)
-                    res.routes["direct"] = res.routes.get("direct", 0) + got
+                    route = "direct" if direct else "readwrite"
+                    res.routes[route] = res.routes.get(route, 0) + got
                     res.bytes += got
-                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA) of user space, as routes.direct
+                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA or write) of user space
                     self.dec.skip_body(got)
                     pos += got
                 if got < want:
