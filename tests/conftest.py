@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from direct_fs import disk_dir
 
 
 def make_file(path: Path, size: int, seed: int = 1) -> bytes:
@@ -80,3 +81,10 @@ def pipe() -> Iterator[tuple[int, int]]:
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+@pytest.fixture
+def ddir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a disk file system, where O_DIRECT does real DMA (the direct route's tests)."""
+    with disk_dir(tmp_path) as d:
+        yield d
