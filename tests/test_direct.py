@@ -469,3 +469,20 @@ def test_cli_forced_direct_on_tmpfs_fails_cleanly() -> None:
                            capture_output=True, text=True)  # fmt: skip
         assert r.returncode != 0 and "tmpfs" in r.stderr and "Traceback" not in r.stderr
         assert not (d / "dst").exists() and not list(d.glob(".dst.*"))  # nothing partial published
+
+
+@pytest.mark.parametrize("route", ["direct", "readwrite"])
+def test_hook_sees_each_byte_once_when_a_nonblocking_socket_takes_part(ddir: Path, route: str) -> None:
+    # A file source into a non-blocking socket: a write the socket only partly takes ends the call, and the next
+    # call reads the rest again; the hook must not see those bytes twice.
+    data = make_file(ddir / "src", 6 * MiB + 5)
+    sink = Drain()
+    seen = bytearray()
+    with FileChannel.open(ddir / "src") as src, sink.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # so that a 1 MiB write is only partly taken
+        sock.setblocking(False)
+        moved = routes.move(src.fileno(), sock.fileno(), 0, len(data), route=route, wait=True, on_chunk=seen.extend)
+        assert moved.nbytes == len(data)
+    sink.wait()
+    assert bytes(sink.data) == data
+    assert len(seen) == len(data) and bytes(seen) == data
