@@ -10,9 +10,11 @@ import datetime
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,12 +191,39 @@ class Mitm(Relay):
             a.close()
             b.close()
             return
-        t = threading.Thread(target=self._pump, args=(tb, ta, self.down, None))
+        # One SSL object must not be read in one thread while written in another (OpenSSL objects are not
+        # thread-safe, and CPython releases the GIL around SSL_read/SSL_write): each TLS socket gets a lock, and
+        # reads wait in short slices so the other direction can write in between.
+        locks = {ta: threading.Lock(), tb: threading.Lock()}
+        t = threading.Thread(target=self._tls_pump, args=(tb, ta, self.down, locks))
         t.start()
-        self._pump(ta, tb, self.up, None)
+        self._tls_pump(ta, tb, self.up, locks)
         t.join()
         ta.close()
         tb.close()
+
+    @staticmethod
+    def _tls_pump(src: ssl.SSLSocket, dst: ssl.SSLSocket, record: bytearray, locks: dict[Any, threading.Lock]) -> None:
+        while True:
+            with locks[src]:
+                src.settimeout(0.02)
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            if not data:
+                break
+            record += data
+            with locks[dst]:
+                dst.settimeout(10)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+        with locks[dst], contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytes:
