@@ -149,7 +149,13 @@ class Exchange:
             if kind == "http.response.start" and not resp.started and (not self.complete or conn.host.closing):
                 resp.keep_alive = False  # the rest of the body may never be read (or we are shutting down): close
             parts = resp.send(message)
-            if parts:
+            if len(parts) == 1 and type(parts[0]) is bytes:
+                # Most responses are one small buffer (head and body joined): one send, no coroutine, no Outbox.
+                data = parts[0]
+                n = conn.write_now(data)
+                if n < len(data):
+                    await conn.write([data[n:]])
+            elif parts:
                 await conn.write(parts)
         if resp.done:
             self.wake()  # a receive() waiting for disconnect gets it now that the response is complete
@@ -577,6 +583,10 @@ class Connection:
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         raise NotImplementedError
 
+    def write_now(self, data: bytes) -> int:
+        """Send what the socket takes now, without waiting; the caller write()s the rest (errors included)."""
+        return 0
+
     def write_nowait(self, data: bytes) -> None:
         raise NotImplementedError
 
@@ -668,19 +678,6 @@ class RawConnection(Connection):
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         if self.closed:
             raise ClientDisconnected("the client has disconnected")
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            # Most app responses are one small buffer (head and body joined): one send, no Outbox.
-            data = parts[0]
-            try:
-                n = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                self.close()
-                raise ClientDisconnected(f"the client has disconnected ({exc.strerror or exc})") from exc
-            if n == len(data):
-                return
-            parts = [data[n:]]
         box = Outbox(self.sock, parts, self.limits.max_chunk)
         try:
             while not box.pump():
@@ -720,6 +717,14 @@ class RawConnection(Connection):
                     ex.route = box.route
         if self.deadline != INF and not self.in_request:
             self.deadline = INF
+
+    def write_now(self, data: bytes) -> int:
+        if self.closed:
+            return 0
+        try:
+            return self.sock.send(data)
+        except OSError:
+            return 0  # EAGAIN, or an error that write() meets again and reports
 
     def write_nowait(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
