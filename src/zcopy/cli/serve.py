@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-valid", type=float, default=1.0, help="seconds a cached file is trusted")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds to receive a request head")
     parser.add_argument(
+        "--handshake-timeout", type=float, help="TLS: seconds from accept to a finished handshake (default: header)"
+    )
+    parser.add_argument(
         "--keepalive-timeout", "--timeout-keep-alive", dest="keepalive_timeout", type=float, default=30.0,
         help="idle keep-alive seconds",
     )  # fmt: skip
@@ -131,12 +134,14 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zcopy.serve.prepare import ConfigError
     from zcopy.serve.workers import Options
     from zcopy.serve.workers import run as run_workers
 
     _check(args)
     server_kwargs: dict[str, object] = dict(
         header_timeout=args.header_timeout,
+        handshake_timeout=args.handshake_timeout,
         keepalive_timeout=args.keepalive_timeout,
         send_timeout=args.send_timeout,
         max_connections=args.max_connections,
@@ -198,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         return run_workers(opts)
+    except ConfigError as exc:  # found before serving or forking; the message names the cause
+        raise UserError(str(exc)) from None
     except OSError as exc:
         where = args.uds or f"{args.bind}:{args.port}"
         raise UserError(f"cannot serve on {where}: {exc.strerror or exc}") from None

@@ -20,6 +20,7 @@ import httptools
 from zcopy.aio import FileSlice, Outbox
 from zcopy.errors import TruncatedFileError
 from zcopy.serve.config import Host
+from zcopy.serve.errnos import EXHAUSTED
 from zcopy.serve.handler import Handler, Request, Response
 
 # One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished
@@ -37,6 +38,9 @@ TLS_CHUNK = 1 << 18
 # Request bodies are read and dropped (a file server takes none); past this much the request is answered 413
 # and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
 MAX_BODY = 1 << 20
+
+# A 503 for lack of descriptors says "try again in a second": by then a keep-alive or a response has ended.
+RETRY_AFTER = b"1"
 
 _INTERESTING = frozenset(
     (
@@ -56,6 +60,8 @@ class StaticHost(Host, Protocol):
     """A server that answers with the static file handler (config.Host plus the handler)."""
 
     handler: Handler
+
+    def log_throttled(self, cause: str, message: str) -> None: ...
 
 
 class _TooLarge(Exception):
@@ -181,6 +187,17 @@ class Session:
             req.keep_alive = False
         try:
             return handler.handle(req)
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                self.server.log_exception("handler failed")
+                return handler.error(500, req, close=True)
+            # Out of descriptors: the server is overloaded, the file may well exist (never a 404). The
+            # connection stays open: closing it would free one fd, but the client would just reconnect.
+            target = req.target.decode("latin-1").encode("unicode_escape").decode("ascii")
+            self.server.log_throttled(
+                "open: exhausted", f"503 for {target}: cannot open a file ({exc.errno}: {os.strerror(exc.errno or 0)})"
+            )
+            return handler.error(503, req, extra=[(b"Retry-After", RETRY_AFTER)])
         except Exception:  # a bug must cost one connection, never the server
             self.server.log_exception("handler failed")
             return handler.error(500, req, close=True)

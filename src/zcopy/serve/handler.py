@@ -128,7 +128,11 @@ class Handler:
                 os.close(opened.fd)
                 loc = target.url_path() + b"/" + (b"?" + target.query if target.query else b"")
                 return self.error(301, req, extra=[(b"Location", loc)])
-            index = self.resolver.open((*segments, b"index.html"))
+            try:
+                index = self.resolver.open((*segments, b"index.html"))
+            except OSError:  # out of descriptors (errnos.EXHAUSTED): the caller answers 503
+                os.close(opened.fd)
+                raise
             if index is None or index.is_dir:
                 if index is not None:
                     os.close(index.fd)
@@ -147,14 +151,20 @@ class Handler:
         name = os.fsdecode(b"/".join(segments))
         found: list[tuple[int, os.stat_result, str] | None] = [(opened.fd, opened.st, name), None, None]
         if self.precompressed:
-            for i, suffix in ((1, b".br"), (2, b".gz")):
-                v = self.resolver.open((*segments[:-1], segments[-1] + suffix))
-                if v is None:
-                    continue
-                if v.is_dir:
-                    os.close(v.fd)
-                    continue
-                found[i] = (v.fd, v.st, name + suffix.decode())
+            try:
+                for i, suffix in ((1, b".br"), (2, b".gz")):
+                    v = self.resolver.open((*segments[:-1], segments[-1] + suffix))
+                    if v is None:
+                        continue
+                    if v.is_dir:
+                        os.close(v.fd)
+                        continue
+                    found[i] = (v.fd, v.st, name + suffix.decode())
+            except OSError:  # out of descriptors: nothing is cached (a variant must not silently go missing)
+                for f in found:
+                    if f is not None:
+                        os.close(f[0])
+                raise
         group = make_group(found, segments[-1])
         self.cache.put(raw_path, group, now)
         return group

@@ -4,7 +4,8 @@ Symlink policy: a link is followed only if its target, resolved by us (not the k
 already walked, stays inside the root; ".." pops our own stack and cannot climb above the root. Because each
 step opens relative to an fd we hold and refuses to follow links itself, a symlink swapped in mid-request is
 seen as a link and judged by the same policy; a directory renamed out of the root mid-walk is caught by
-re-checking the opened inode's plain path afterwards. Everything refused or missing is the same None (→ 404).
+re-checking the opened inode's plain path afterwards. Everything refused or missing is the same None (→ 404);
+running out of descriptors is not a missing file, so those errors (errnos.EXHAUSTED) propagate (→ 503).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
+
+from zcopy.serve.errnos import EXHAUSTED
 
 # Linux follows at most 40 symlinks in one lookup (MAXSYMLINKS, fs/namei.c); beyond → ELOOP. Same bound here.
 MAX_SYMLINKS = 40
@@ -84,7 +87,9 @@ class Resolver:
                 cur = os.open(name, _DIR_FLAGS, dir_fd=cur)
                 fds.append(cur)
             again = os.stat(names[-1], dir_fd=cur, follow_symlinks=False)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in EXHAUSTED:
+                raise
             return False
         finally:
             for fd in fds:
@@ -131,6 +136,8 @@ class Resolver:
                 try:
                     fd = os.open(name, _LAST_FLAGS if last else _DIR_FLAGS, dir_fd=cur)
                 except OSError as exc:
+                    if exc.errno in EXHAUSTED:
+                        raise
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                         return None  # ENOENT, EACCES, ENAMETOOLONG...: all look the same from outside
                     fd = -1
@@ -172,9 +179,13 @@ class Resolver:
             # it is the inode we vetted (a swap in between → refused).
             try:
                 rfd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-            except OSError:
+            except OSError as exc:
+                if exc.errno in EXHAUSTED:
+                    raise
                 rfd = -1
-        except OSError:
+        except OSError as exc:
+            if exc.errno in EXHAUSTED:
+                raise
             rfd = -1
         finally:
             os.close(fd)

@@ -24,7 +24,9 @@ from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.cache import FileCache
 from zcopy.serve.config import AppConfig, Limits
 from zcopy.serve.conn import RawConnection, Session, TLSConnection
+from zcopy.serve.errnos import ACCEPT_RETRY, EXHAUSTED
 from zcopy.serve.handler import Handler
+from zcopy.serve.handshake import Handshake
 from zcopy.serve.resolve import Resolver
 
 if TYPE_CHECKING:
@@ -42,6 +44,12 @@ MAX_CONNECTIONS = 10_000
 MAX_HEADER_BYTES = 16 << 10  # 16 KiB: more than any browser sends; nginx large_client_header_buffers 4×8k
 MAX_URL_BYTES = 8 << 10  # 8 KiB request-target, RFC 9112 §3 recommends supporting at least 8000 octets
 BACKLOG = 1024
+# After an accept that failed for lack of descriptors, wait this long before the next try: long enough not to
+# spin on a listening socket that stays readable, short against any client's connect timeout.
+ACCEPT_RETRY_DELAY = 0.1
+# A condition that can repeat for every request (out of descriptors) is logged at most once per this interval,
+# and the repeats in between counted into the next line: a line per request would add disk writes to an overload.
+LOG_INTERVAL = 1.0
 
 
 class Server:
@@ -73,6 +81,7 @@ class Server:
         cache_entries: int = 256,
         cache_valid: float = 1.0,
         header_timeout: float = HEADER_TIMEOUT,
+        handshake_timeout: float | None = None,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         send_timeout: float = SEND_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -133,15 +142,20 @@ class Server:
             max_url_bytes=max_url_bytes,
             max_chunk=max_chunk,
         )
+        # The TLS handshake is part of "sending the head" for a slowloris: by default it gets the same budget.
+        self.handshake_timeout = header_timeout if handshake_timeout is None else handshake_timeout
         self.max_connections = max_connections
         self.access_log = access_log
         self.ssl = ssl
         self.backlog = backlog
-        self.connections: set[Any] = set()  # static Sessions or ASGI Connections
+        # Every accepted socket, counted against max_connections from accept on: static Sessions, ASGI
+        # Connections, and TLS Handshakes not done yet.
+        self.connections: set[Any] = set()
+        self._logged: set[str] = set()  # causes logged once (log_once)
+        self._throttled: dict[str, tuple[float, int]] = {}  # cause → (time of its last line, repeats since)
         self.closing = False
         self.route = "readwrite" if ssl is not None else "sendfile"
         self._accepting = False
-        self._tls_server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,12 +195,7 @@ class Server:
         self._sock.setblocking(False)
         if self.app_config is not None:
             await self._start_app()
-        if self.ssl is not None:
-            self._tls_server = await self.loop.create_server(
-                self._tls_factory(), sock=self._sock, ssl=self.ssl, backlog=self.backlog
-            )
-        else:
-            self._resume_accepting()
+        self._resume_accepting()
         self._schedule_sweep()
 
     async def _start_app(self) -> None:
@@ -227,32 +236,49 @@ class Server:
                 sock, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE/ENFILE: back off briefly instead of spinning
-                self.log_error(f"accept failed: {exc}")
+            except OSError as exc:
+                if exc.errno in ACCEPT_RETRY:
+                    continue  # that connection is gone (reset, refused by a firewall...): the next one
+                # Out of descriptors (EXHAUSTED) or worse: the connection stays in the backlog. Retry shortly
+                # instead of spinning on a listening socket that stays readable.
+                self.log_throttled(
+                    "accept: exhausted" if exc.errno in EXHAUSTED else "accept",
+                    f"accept failed ({exc.errno}: {exc.strerror}); retrying in {ACCEPT_RETRY_DELAY:g} s",
+                )
                 self._pause_accepting()
-                self.loop.call_later(0.1, self._resume_accepting)
+                self.loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting)
                 return
-            sock.setblocking(False)
-            if self.uds is None:
-                # Nagle would hold the last segment of each response for the peer's delayed ACK (40 ms);
-                # MSG_MORE already batches head and body, so NODELAY costs nothing here.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.app_config is not None:
+            try:
+                sock.setblocking(False)
+                if self.uds is None:
+                    # Nagle would hold the last segment of each response for the peer's delayed ACK (40 ms);
+                    # MSG_MORE already batches head and body, so NODELAY costs nothing here.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset between accept and here
+                sock.close()
+                continue
+            if self.ssl is not None:
+                peer = str(addr[0]) if isinstance(addr, tuple) else "-"
+                self.connections.add(Handshake(self, sock, peer, self.ssl, self._tls_factory()))
+            elif self.app_config is not None:
                 client = (str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else None
                 self.connections.add(self._asgi_raw(self, sock, client))
             else:
                 self.connections.add(RawConnection(self, sock, str(addr[0]) if isinstance(addr, tuple) else "-"))
 
     def adopt(self, conn: Session) -> None:
-        """A TLS connection made by asyncio's server joins our bookkeeping (limits, deadlines, shutdown)."""
-        if self.closing or len(self.connections) >= self.max_connections:
+        """A TLS connection whose handshake is done joins our bookkeeping (deadlines, shutdown).
+
+        Its slot was counted at accept by its Handshake (forgotten right after this), so there is no limit check.
+        """
+        if self.closing:
             conn.close()
             return
         self.connections.add(conn)
 
-    def forget(self, conn: Session) -> None:
+    def forget(self, conn: Any) -> None:
         self.connections.discard(conn)
-        if len(self.connections) < self.max_connections and self.ssl is None:
+        if len(self.connections) < self.max_connections:
             self._resume_accepting()
         if self.closing and not self.connections and self._closed is not None:
             self._closed.set()
@@ -262,7 +288,7 @@ class Server:
         # One timer for all connections, ticking at a quarter of the shortest timeout (≤ 1 s): cheaper than a
         # timer per request, and a deadline is overrun by at most 25 %.
         lim = self.limits
-        shortest = min(lim.header_timeout, lim.keepalive_timeout, lim.send_timeout)
+        shortest = min(lim.header_timeout, self.handshake_timeout, lim.keepalive_timeout, lim.send_timeout)
         tick = min(1.0, max(0.05, shortest / 4))
         self._sweeper = self.loop.call_later(tick, self._sweep)
 
@@ -290,8 +316,6 @@ class Server:
             return
         self.closing = True
         self._pause_accepting()
-        if self._tls_server is not None:
-            self._tls_server.close()
         if self._sock is not None:
             self._sock.close()
         for conn in list(self.connections):
@@ -343,7 +367,23 @@ class Server:
 
     # -- reporting ------------------------------------------------------------------------------------
     def log_error(self, message: str) -> None:
-        print(f"zcopy serve: {message}", file=sys.stderr, flush=True)
+        say(message)
+
+    def log_once(self, cause: str, message: str) -> None:
+        """Log the first occurrence of ``cause`` only: a flood of bad clients must not become a flood of lines."""
+        if cause not in self._logged:
+            self._logged.add(cause)
+            self.log_error(f"{message} (further '{cause}' events are not logged)")
+
+    def log_throttled(self, cause: str, message: str) -> None:
+        """Log ``message`` unless ``cause`` was logged less than LOG_INTERVAL ago; then count it for the next line."""
+        now = time.monotonic()
+        last, repeats = self._throttled.get(cause, (-LOG_INTERVAL, 0))
+        if now - last < LOG_INTERVAL:
+            self._throttled[cause] = (last, repeats + 1)
+            return
+        self._throttled[cause] = (now, 0)
+        self.log_error(message + (f" ({repeats} more like it since the last line)" if repeats else ""))
 
     def log_exception(self, message: str) -> None:
         import traceback
@@ -352,6 +392,13 @@ class Server:
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
         _observe.record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
+
+
+def say(message: str) -> None:
+    """One line to stderr in one write(2): lines of several workers sharing a pipe never interleave
+    (print() writes the text and the newline separately)."""
+    sys.stderr.write(f"zcopy serve: {message}\n")
+    sys.stderr.flush()
 
 
 def listen_unix(path: str, backlog: int) -> socket.socket:

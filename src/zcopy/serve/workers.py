@@ -8,18 +8,17 @@ period, exit 0. SIGHUP → reopen the access log (logrotate).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-import socket
-import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from zcopy.serve.accesslog import AccessLog
-from zcopy.serve.server import Server
+from zcopy.serve.prepare import Prepared, prepare
+from zcopy.serve.server import Server, say
 
 # uvicorn's exit status when the app's startup fails (lifespan.startup.failed, or an exception with --lifespan on)
 STARTUP_FAILED = 3
@@ -41,6 +40,7 @@ class Options:
     tls_cert: str | None = None
     tls_key: str | None = None
     quiet: bool = False
+    exit_slack: float = 5.0  # after SIGTERM, workers get grace + this to exit before SIGKILL (teardown, flush)
     server_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,23 +57,17 @@ def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
     return "asyncio", asyncio.new_event_loop
 
 
-def ssl_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
+async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -> int:
     loop = asyncio.get_running_loop()
     log = AccessLog(opts.access_log, json_lines=opts.json_log) if opts.access_log else None
-    tls = ssl_context(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
+    tls = prepared.tls
     server = Server(
         opts.root,
         app=opts.app,
         uds=opts.uds,
         host=opts.host,
         port=opts.port,
-        reuse_port=reuse_port,
+        sock=prepared.socket(slot),
         access_log=log,
         ssl=tls,
         **opts.server_kwargs,
@@ -84,7 +78,7 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
         try:
             await server.start()
         except LifespanError as exc:
-            print(f"zcopy serve: {exc}", file=sys.stderr, flush=True)
+            say(str(exc))
             await server.shutdown(0)
             return STARTUP_FAILED
     else:
@@ -92,67 +86,83 @@ async def _serve(opts: Options, reuse_port: bool, loop_name: str) -> int:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    if log is not None:
-        loop.add_signal_handler(signal.SIGHUP, log.reopen)
+    # SIGHUP reopens the access log (logrotate); without one it is ignored, never the default "terminate".
+    loop.add_signal_handler(signal.SIGHUP, log.reopen if log is not None else lambda: None)
     host, port = server.address
     if not opts.quiet:
         scheme = "https" if tls else "http"
         where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
         what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
-        print(
-            f"zcopy serve: {where} {what} route={server.route} loop={loop_name} pid={os.getpid()}",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"{where} {what} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
     await server.shutdown(opts.grace)
     return 0
 
 
-def serve_one(opts: Options, *, reuse_port: bool = False) -> int:
-    """Run one server in this process until SIGTERM/SIGINT; returns the exit status."""
+def serve_one(opts: Options, prepared: Prepared | None = None, slot: int = 0) -> int:
+    """Run one server in this process until SIGTERM/SIGINT; returns the exit status.
+
+    Without ``prepared``, prepare(opts) runs first: a ConfigError (bad certificate, busy port...) propagates.
+    """
+    if prepared is None:
+        prepared = prepare(opts)
     loop_name, factory = loop_factory(opts.loop)
     loop = factory()
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(_serve(opts, reuse_port, loop_name))
+        return loop.run_until_complete(_serve(opts, prepared, slot, loop_name))
     finally:
         loop.close()
 
 
-def _spawn(opts: Options) -> int:
+# Worker restart policy. A worker that exits within QUICK_EXIT seconds of starting failed at start-up; each
+# such failure in a row doubles the wait before the next start (BACKOFF_FIRST, ×2, at most BACKOFF_MAX), and
+# after MAX_QUICK_FAILURES in a row the server stops with the last worker's reason: a fault that survived the
+# checks before forking (prepare) will not go away by retrying, and a tight restart loop only fills the log.
+# A worker that ran longer (a crash under load) is replaced after BACKOFF_FIRST and resets the count, as
+# nginx's master does. 5 s covers a worker's start-up (imports, lifespan) with a wide margin.
+QUICK_EXIT = 5.0
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+MAX_QUICK_FAILURES = 5
+
+
+def _spawn(opts: Options, prepared: Prepared, slot: int, report: int) -> int:
     pid = os.fork()
     if pid == 0:  # child: run a worker and never return into the parent's code
         code = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
-            code = serve_one(opts, reuse_port=True)
+            code = serve_one(opts, prepared, slot)
+            reason = "" if code == 0 else f"exited with status {code}"
         except BaseException as exc:
-            print(f"zcopy serve: worker {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
+            reason = f"{type(exc).__name__}: {exc}"
+            say(f"worker {os.getpid()} failed: {reason}")
         finally:
+            # One short line to the parent, so it can name the cause if it gives up (< PIPE_BUF: atomic).
+            if code != 0:
+                with contextlib.suppress(OSError):
+                    os.write(report, (reason[:400].replace("\n", " ") + "\n").encode(errors="replace"))
             os._exit(code)
     return pid
 
 
 def run(opts: Options) -> int:
-    """`zcopy serve`: one process, or a parent supervising ``opts.workers`` SO_REUSEPORT workers."""
-    if opts.workers <= 1:
-        return serve_one(opts)
-    if opts.uds is not None:
-        # A unix socket has no SO_REUSEPORT balancing: the parent listens once and every worker accepts on it.
-        from zcopy.serve.server import BACKLOG, listen_unix
+    """`zcopy serve`: one process, or a parent supervising ``opts.workers`` SO_REUSEPORT workers.
 
-        reserve = listen_unix(opts.uds, BACKLOG)
-        opts.server_kwargs = {**opts.server_kwargs, "sock": reserve}
-    else:
-        # Reserve the port (and resolve port 0) in the parent; workers bind their own listeners beside it.
-        family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
-        reserve = socket.socket(family, socket.SOCK_STREAM)
-        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserve.bind((opts.host, opts.port))
-        opts.port = reserve.getsockname()[1]
+    Raises ConfigError (before anything is served or forked) when the configuration cannot work.
+    """
+    prepared = prepare(opts)
+    try:
+        if opts.workers <= 1:
+            return serve_one(opts, prepared)
+        return _supervise(opts, prepared)
+    finally:
+        prepared.close()
+
+
+def _supervise(opts: Options, prepared: Prepared) -> int:
     stopping = False
     forwarded: list[int] = []
 
@@ -164,33 +174,75 @@ def run(opts: Options) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    children = {_spawn(opts) for _ in range(opts.workers)}
+    report_r, report_w = os.pipe()
+    os.set_blocking(report_r, False)
+    reasons: list[str] = []
+
+    def read_reasons() -> None:
+        with contextlib.suppress(BlockingIOError):
+            reasons.extend(os.read(report_r, 1 << 16).decode(errors="replace").splitlines())
+
+    children: dict[int, tuple[int, float]] = {}  # pid → (slot, start time)
+    restarts: list[tuple[float, int]] = []  # (when, slot) of workers waiting out their back-off
+    for slot in range(opts.workers):
+        children[_spawn(opts, prepared, slot, report_w)] = (slot, time.monotonic())
+    quick_failures = 0
     status = 0
     deadline = float("inf")
-    while children:
+    while children or (restarts and not stopping):
         while forwarded:
             signum = forwarded.pop(0)
             for pid in children:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
             if stopping and deadline == float("inf"):
-                deadline = time.monotonic() + opts.grace + 5.0  # workers' own grace, plus slack to exit
+                restarts.clear()
+                deadline = time.monotonic() + opts.grace + opts.exit_slack
+        now = time.monotonic()
+        for when, slot in [r for r in restarts if r[0] <= now]:
+            restarts.remove((when, slot))
+            children[_spawn(opts, prepared, slot, report_w)] = (slot, now)
         try:
             pid, wstatus = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
+            pid, wstatus = 0, 0
         if pid == 0:
-            if time.monotonic() > deadline:
+            if now > deadline:
+                say(
+                    f"worker(s) {', '.join(map(str, children))} still running {opts.grace:g} + "
+                    f"{opts.exit_slack:g} s after SIGTERM; killing them"
+                )
                 for p in children:
                     os.kill(p, signal.SIGKILL)
+                deadline, status = float("inf"), status or 1
             time.sleep(0.05)
             continue
-        children.discard(pid)
+        slot, started = children.pop(pid)
         code = os.waitstatus_to_exitcode(wstatus)
         if stopping:
             status = status or (code if code > 0 else 0)
-        else:
-            print(f"zcopy serve: worker {pid} exited ({code}); starting another", file=sys.stderr, flush=True)
-            time.sleep(0.2)  # a worker that dies at once must not become a fork bomb
-            children.add(_spawn(opts))
-    reserve.close()
+            continue
+        quick_failures = quick_failures + 1 if now - started < QUICK_EXIT else 0
+        if quick_failures >= MAX_QUICK_FAILURES:
+            read_reasons()
+            why = reasons[-1] if reasons else _describe(code)
+            say(
+                f"workers failed {quick_failures} times in a row within {QUICK_EXIT:g} s of starting "
+                f"(last: {why}); stopping"
+            )
+            # The last worker's own status when it chose one (3: the app's startup failed), else 1.
+            stopping, status = True, code if code > 0 else 1
+            forwarded.append(signal.SIGTERM)
+            continue
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_failures - 1))
+        say(f"worker {pid} {_describe(code)}; starting another in {delay:g} s")
+        restarts.append((now + delay, slot))
+    os.close(report_r)
+    os.close(report_w)
     return status
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"

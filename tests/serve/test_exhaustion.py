@@ -1,0 +1,76 @@
+"""Out of file descriptors: 503 with a log line (never a 404), quiet retry at accept, recovery when fds free up."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import LOOPS, recv_response, wait_for
+
+# Low enough to reach in a few dozen connections, high enough for the interpreter, the loop and the listener
+# (about 15 descriptors before the first connection).
+NOFILE = 48
+
+
+def _limit() -> None:  # runs in the child: soft and hard, so the server's raise_fd_limit() cannot lift it
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+def _get(sock: socket.socket, path: bytes = b"/hello.txt") -> tuple[int, dict[bytes, bytes], bytes]:
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+    status, headers, body, _ = recv_response(sock)
+    return int(status.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_out_of_fds_is_503_then_recovers(site: Path, loop: str) -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "zcopy", "serve", str(site), "--port", "0", "--cache-entries", "0", "--loop", loop],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit,
+    )
+    held: list[socket.socket] = []
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        # Each kept-alive connection holds one descriptor; the one that takes the last free one cannot open the
+        # file (cache off: every request opens it). That answer must be 503, not 404.
+        last = 0
+        while last != 503:
+            assert len(held) < NOFILE, "never ran out of descriptors"
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(c)
+            last, headers, _ = _get(c)
+            assert last in (200, 503), last  # the old resolver answered 404 here
+        assert headers[b"retry-after"] == b"1"
+        logged = p.stderr.readline()
+        assert "503 for /hello.txt" in logged and "Too many open files" in logged, logged
+        assert _get(held[-1])[0] == 503  # still out of fds, and the connection still usable
+        # One more connection cannot even be accepted (accept: EMFILE); it waits in the backlog...
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for c in held[:5]:  # ...until descriptors free up
+            c.close()
+        del held[:5]
+        # Five closed, one accepted: four free once the server has seen it all (it may accept `waiting` before
+        # the last close, so the request waits for that, not for a race).
+        assert wait_for(lambda: len(os.listdir(f"/proc/{p.pid}/fd")) <= NOFILE - 4, 10.0)
+        waiting.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body, _ = recv_response(waiting)
+        assert b"200" in status and body == b"hello world\n"
+        assert _get(held[-1])[:1] == (200,)  # the connection that got the 503 is served again
+        waiting.close()
+    finally:
+        for c in held:
+            c.close()
+        p.terminate()
+        _, err = p.communicate(timeout=20)
+    assert "Traceback" not in err, err
+    assert "accept failed (24: Too many open files)" in err, err
