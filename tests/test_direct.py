@@ -309,12 +309,10 @@ def test_enospc_raises_with_bytes_moved(ddir: Path) -> None:
     # 16 MiB of file system: the first 8 MiB O_DIRECT write fits, a later one does not.
     with small_ext4(16) as fs:
         make_file(ddir / "src", 24 * MiB)
-        with (
-            FileChannel.open(ddir / "src") as src,
-            FileChannel.open(fs / "dst", "w") as dst,
-            pytest.raises(OSError) as exc,
-        ):
-            src.transfer_to(0, 24 * MiB, dst, route="direct")
+        with FileChannel.open(ddir / "src") as src, FileChannel.open(fs / "dst", "w") as dst:
+            with pytest.raises(OSError) as exc:
+                src.transfer_to(0, 24 * MiB, dst, route="direct")
+            assert not _flags(dst.fileno()) & os.O_DIRECT  # put back as found, after the error too
         assert exc.value.errno == errno.ENOSPC
         moved = exc.value.bytes_moved  # type: ignore[attr-defined]
         assert direct.CHUNK <= moved < 16 * MiB
@@ -417,3 +415,73 @@ def test_source_appended_to_during_the_copy(ddir: Path) -> None:
     with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "w") as dst:
         assert src.transfer_to(0, 1 << 40, dst, route="direct", on_chunk=grow) == size
     assert (ddir / "dst").read_bytes() == data
+
+
+# ---------------------------------------------------------------- waiting, channels, CLI
+
+
+def test_non_blocking_target_stops_without_losing_bytes(ddir: Path) -> None:
+    size = 8 * MiB
+    data = make_file(ddir / "src", size)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+    c.setblocking(False)
+    try:
+        with FileChannel.open(ddir / "src") as src:
+            first = src.transfer_to(0, size, c, route="direct")
+            assert 0 < first < size  # the socket buffer filled up: a short count, no error, no busy loop
+            got = bytearray()
+            while len(got) < first:
+                got += s.recv(1 << 20)
+            c.setblocking(True)
+            rest = src.transfer_to(first, size - first, c, route="direct")
+            c.shutdown(socket.SHUT_WR)
+            while chunk := s.recv(1 << 20):
+                got += chunk
+    finally:
+        c.close()
+        s.close()
+    assert first + rest == size and bytes(got) == data
+
+
+def test_socket_timeout_raises_with_bytes_moved(ddir: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+    try:
+        c.sendall(b"x" * 5000)  # then nothing more, and no EOF
+        s.settimeout(0.2)
+        with FileChannel.open(ddir / "dst", "w") as dst:
+            with pytest.raises(TimeoutError) as exc:
+                dst.transfer_from(s, 0, 10000, route="direct")
+            assert _flags(dst.fileno()) & os.O_DIRECT == 0
+    finally:
+        c.close()
+        s.close()
+    assert exc.value.bytes_moved == 5000  # type: ignore[attr-defined]
+    assert (ddir / "dst").read_bytes() == b"x" * 5000
+
+
+def test_direct_channel_unaligned_io_says_why(ddir: Path) -> None:
+    make_file(ddir / "f", 8192)
+    with FileChannel.open(ddir / "f", "r+", direct=True) as ch:
+        with pytest.raises(OSError, match="needs buffers aligned") as exc:
+            ch.readinto(bytearray(100), 1)
+        assert exc.value.errno == errno.EINVAL
+        buf = zcopy.aligned_buffer(4096)
+        buf[:] = b"z" * 4096
+        with observe() as obs:
+            assert ch.write(buf, position=4096) == 4096
+        assert (obs.operations[0].route, obs.operations[0].user_bytes) == ("direct", 0)
+    assert (ddir / "f").read_bytes()[4096:] == b"z" * 4096
+
+
+def test_cli_forced_direct_on_tmpfs_fails_cleanly() -> None:
+    with tmpfs_dir() as d:
+        make_file(d / "src", 10000)
+        exe = os.path.join(os.path.dirname(sys.executable), "zcopy")
+        r = subprocess.run([exe, "cp", "--route", "direct", str(d / "src"), str(d / "dst")],
+                           capture_output=True, text=True)  # fmt: skip
+        assert r.returncode != 0 and "tmpfs" in r.stderr and "Traceback" not in r.stderr
+        assert not (d / "dst").exists() and not list(d.glob(".dst.*"))  # nothing partial published

@@ -242,15 +242,34 @@ class FileChannel:
     def readv(self, buffers: Sequence[bytearray | memoryview], position: int | None = None) -> int:
         fd = self._check_read()
         pending = _observe.begin()
-        if position is None:
-            n = os.readv(fd, buffers)
-        else:
-            if position < 0:
-                raise ValueError(f"position must be >= 0, got {position}")
-            n = os.preadv(fd, buffers, position)
+        try:
+            if position is None:
+                n = os.readv(fd, buffers)
+            else:
+                if position < 0:
+                    raise ValueError(f"position must be >= 0, got {position}")
+                n = os.preadv(fd, buffers, position)
+        except OSError as exc:
+            raise self._unaligned(exc) from None
         if pending is not None:
-            pending.end("read", "readwrite", n, {"readv" if position is None else "preadv2": 1}, n)
+            # On a direct channel the disk DMAs into the buffer: no CPU copy.
+            pending.end("read", "direct" if self.direct else "readwrite", n,
+                        {"readv" if position is None else "preadv2": 1}, 0 if self.direct else n)  # fmt: skip
         return n
+
+    def _unaligned(self, exc: OSError) -> OSError:
+        """EINVAL on a direct channel almost always means unaligned memory, offset or length: say so."""
+        if not (self.direct and exc.errno == errno.EINVAL):
+            return exc
+        from zcopy.aligned import dio_alignment
+
+        need = dio_alignment(self._fd)
+        return OSError(
+            errno.EINVAL,
+            f"a direct (O_DIRECT) channel needs buffers aligned to {need.memory} bytes (zcopy.aligned_buffer) and "
+            f"offsets and lengths that are multiples of {need.offset}",
+            self.name,
+        )
 
     def read(self, n: int = -1, position: int | None = None) -> bytes:
         """Up to n bytes (all to EOF when n < 0); fewer only at end of file."""
@@ -290,7 +309,10 @@ class FileChannel:
         i = 0  # first view not yet fully written: an index, so many small buffers cost O(n), not O(n²)
         while i < len(views):
             batch = views[i : i + _IOV_MAX]
-            n = os.writev(fd, batch) if position is None else os.pwritev(fd, batch, position + done)
+            try:
+                n = os.writev(fd, batch) if position is None else os.pwritev(fd, batch, position + done)
+            except OSError as exc:
+                raise self._unaligned(exc) from None
             calls += 1
             done += n
             while i < len(views) and n >= len(views[i]):
@@ -299,7 +321,8 @@ class FileChannel:
             if n:
                 views[i] = views[i][n:]
         if pending is not None:
-            pending.end("write", "readwrite", total, {"writev" if position is None else "pwritev2": calls}, total)
+            route, user = ("direct", 0) if self.direct else ("readwrite", total)
+            pending.end("write", route, total, {"writev" if position is None else "pwritev2": calls}, user)
         return total
 
     def force(self, metadata: bool = True) -> None:
