@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import struct
+from typing import Any
 
 from zcopy._record import Record
 
@@ -41,12 +43,19 @@ class DioAlign(Record):
         self.source = source
 
 
+@functools.lru_cache(maxsize=1)
+def _statx_fn() -> Any:
+    """libc's statx (glibc 2.28+), looked up once; None where there is none."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).statx
+    except (OSError, AttributeError):
+        return None
+
+
 def _statx_dio(fd: int) -> tuple[int, int] | None:
     """(dio_mem_align, dio_offset_align) from statx, or None if the kernel/libc/file system does not say."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.statx
-    except (OSError, AttributeError):
+    fn = _statx_fn()
+    if fn is None:
         return None
     buf = ctypes.create_string_buffer(_STATX_SIZE)
     if fn(fd, b"", _AT_EMPTY_PATH, STATX_DIOALIGN, buf) != 0:
