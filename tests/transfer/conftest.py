@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +17,22 @@ from pathlib import Path
 import pytest
 
 from zcopy.transfer import Receiver, SessionResult
+from zcopy.transfer import checksum as ck
+from zcopy.transfer import protocol as p
 from zcopy.transfer.names import PARTIAL_SUFFIX
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _receiver_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every receiver in these tests (threads and subprocesses) makes and keeps its TLS key pair in a throwaway
+    config directory, once per test session, never in the user's own."""
+    old = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    yield
+    if old is None:
+        del os.environ["XDG_CONFIG_HOME"]
+    else:
+        os.environ["XDG_CONFIG_HOME"] = old
 
 
 def make_tree(root: Path, seed: int = 1, big: int = 3 << 20) -> Path:
@@ -78,6 +95,19 @@ def final_files_are_prefix_of_truth(src_root: Path, dst_root: Path) -> list[str]
     return present
 
 
+def direct_here(directory: Path) -> bool:
+    """Whether the receiver lands large files in `directory` by O_DIRECT (its default): the file system must do
+    direct I/O and not be a page-cache-only one (tmpfs); else it uses the page cache, and says so in its routes."""
+    from zcopy import _sys
+    from zcopy.aligned import dio_alignment, page_cache_fs
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return _sys.HAS_O_DIRECT and page_cache_fs(fd) is None and bool(dio_alignment(fd).offset)
+    finally:
+        os.close(fd)
+
+
 def partials(root: Path) -> list[Path]:
     return [Path(d) / n for d, _, fs in os.walk(root) for n in fs if n.endswith(PARTIAL_SUFFIX.decode())]
 
@@ -134,3 +164,58 @@ def spawn_recv(directory: Path, *args: str, env: dict[str, str] | None = None) -
         proc.kill()
         raise AssertionError(f"recv did not start: {line!r} {proc.stderr.read()!r}")
     return proc, int(m.group(2))
+
+
+class RawSender:
+    """Speak the plain-mode protocol by hand (no token) up to the manifest, to send what a real sender never would."""
+
+    def __init__(self, address: tuple[str, int], algo: int = ck.XXH3, flags: int = 0) -> None:
+        self.sock = socket.create_connection(address, timeout=10)
+        self.nonce = b"n" * 32
+        self.dec = p.Decoder("receiver")
+        hello = p.Hello(p.FEATURES, self.nonce, algo, flags).encode()
+        self.transcript = p.Transcript()
+        self.transcript.add(hello[p.HEADER_SIZE :])
+        self.sock.sendall(p.encode_preamble() + p.Open(p.M_PLAIN).encode() + hello)
+        self.events: list[object] = []
+        assert isinstance(self.expect(p.Open), p.Open)
+        welcome = self.expect(p.Welcome)
+        assert isinstance(welcome, p.Welcome)
+        self.key = p.session_key(None, self.nonce, welcome.nonce)
+
+    def expect(self, kind: type) -> object:
+        while True:
+            ev = self.dec.next_event()
+            if ev is p.NEED_DATA:
+                data = self.sock.recv(65536)
+                assert data, f"connection closed while waiting for {kind.__name__}"
+                self.dec.feed(data)
+                continue
+            self.events.append(ev)
+            if isinstance(ev, kind):
+                return ev
+
+    def manifest(self, entries: tuple[p.Entry, ...]) -> bytes:
+        """MANIFEST + a correctly sealed MANIFEST_END for `entries`."""
+        frame = p.Manifest(entries).encode()
+        self.transcript.add(frame[p.HEADER_SIZE :])
+        end = p.ManifestEnd(len(entries), p.manifest_mac(self.key, self.transcript.digest(), len(entries)))
+        return frame + end.encode()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def finish(self) -> list[object]:
+        """Half-close, read everything the receiver still says; every receiver event of the session."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        rest = b""
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                rest += chunk
+        self.sock.close()
+        self.dec.feed(rest)
+        with contextlib.suppress(Exception):
+            while (ev := self.dec.next_event()) is not p.NEED_DATA:
+                self.events.append(ev)
+        return self.events

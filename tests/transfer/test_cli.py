@@ -18,7 +18,7 @@ from zcopy import _sys
 from zcopy.cli import UserError
 from zcopy.cli.send import parse_address
 
-from .conftest import ZCOPY, assert_same_tree, make_tree, spawn_recv
+from .conftest import ZCOPY, assert_same_tree, direct_here, make_tree, spawn_recv
 
 
 def test_parse_address() -> None:
@@ -30,22 +30,38 @@ def test_parse_address() -> None:
             parse_address(bad)
 
 
-def test_send_recv_json_names_the_routes_each_side_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plain,cache", [(True, True), (True, False), (False, False), (False, True)])
+def test_send_recv_json_names_the_routes_and_encryption_each_side_used(tmp_path: Path, plain: bool,
+                                                                       cache: bool) -> None:
     tree = make_tree(tmp_path / "src", big=1 << 20)
     dst = tmp_path / "dst"
     dst.mkdir()
-    recv, port = spawn_recv(dst, "--once", "--json")
-    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--checksum", "sha256"],
+    flag = ["--plain"] if plain else []
+    recv, port = spawn_recv(dst, "--once", "--json", *flag, *(["--cache"] if cache else []))
+    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--checksum", "sha256", *flag],
                          capture_output=True, text=True, timeout=60)
     rout, rerr = recv.communicate(timeout=30)
     assert out.returncode == 0 and recv.returncode == 0, (out.stderr, rerr)
     summary = json.loads(out.stdout)
     rsum = json.loads(rout)
     total = summary["bytes_total"]
+    big = 1 << 20  # big.bin; every other file of make_tree is at most 300,000 bytes...
+    big += sum(f.stat().st_size for f in tree.rglob("*") if f.is_file() and f.stat().st_size > (64 << 10)
+               and f.name != "big.bin")  # ...and those above 64 KiB also take the zero-copy path in plain mode
     assert summary["files"] == 15 and summary["checksum"] == "sha256" and summary["bytes_sent"] == total
-    assert summary["routes"]["sender"] == {"sendfile": total}
-    expected_rx = "splice" if _sys.HAS_SPLICE else "readwrite"
-    assert summary["routes"]["receiver"] == {expected_rx: total} == rsum["routes"]
+    assert summary["encryption"] == rsum["encryption"] == ("none" if plain else "tls1.3")
+    # Large files: by O_DIRECT from the received buffer (the default, where the file system does direct I/O),
+    # else through the page cache: splice in plain mode, a copy with TLS. Small files: batched copies.
+    direct = not cache and direct_here(dst)
+    large_rx = "direct" if direct else "splice" if plain and _sys.HAS_SPLICE else "readwrite"
+    expected_rx = {large_rx: big, "readwrite": total - big} if large_rx != "readwrite" else {"readwrite": total}
+    assert summary["routes"]["receiver"] == expected_rx == rsum["routes"]
+    if plain:
+        assert summary["routes"]["sender"] == {"sendfile": big, "readwrite": total - big}
+        assert rsum["zero_copy"] is False  # the small files were batched through user space
+    else:  # encrypted: copied through user space, never claimed as sendfile/splice or zero-copy
+        assert summary["routes"]["sender"] == {"readwrite": total}
+        assert summary["zero_copy"] is False and rsum["zero_copy"] is False
     assert rsum["files"] == 15 and rsum["error"] is None
     assert "ETA" not in out.stderr  # not a terminal: no progress bar
     assert_same_tree(tree, dst / "tree")
@@ -67,6 +83,9 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
     # A forced route that cannot move these kinds is refused before any connection or listening socket.
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "copy_file_range"], "copy_file_range"))
     cases.append((["recv", str(tmp_path), "--once", "--route", "sendfile"], "sendfile"))
+    # A zero-copy route forced on an encrypted session is refused, not silently ignored.
+    cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "sendfile"], "only chooses"))
+    cases.append((["recv", str(tmp_path), "--once", "--route", "splice"], "only chooses"))
     for argv, message in cases:
         r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2, (argv, r.stderr)
@@ -77,8 +96,9 @@ def test_route_readwrite_on_both_sides_is_the_plain_copying_path(tmp_path: Path)
     tree = make_tree(tmp_path / "src", big=1 << 20)
     dst = tmp_path / "dst"
     dst.mkdir()
-    recv, port = spawn_recv(dst, "--once", "--json", "--route", "readwrite")
-    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--route", "readwrite"],
+    recv, port = spawn_recv(dst, "--once", "--json", "--route", "readwrite", "--plain")
+    out = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--json", "--route", "readwrite",
+                          "--plain"],
                          capture_output=True, text=True, timeout=60)
     rout, rerr = recv.communicate(timeout=30)
     assert out.returncode == 0 and recv.returncode == 0, (out.stderr, rerr)
@@ -135,8 +155,8 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         os.close(master)
     recv.communicate(timeout=30)
     assert proc.returncode == 0
-    assert b"ETA" in tty and b"100.0%" in tty
-    assert "1 files" in out and "sendfile" in out
+    assert b"ETA" in tty and b"100.0%" in tty and b"send [tls1.3]" in tty
+    assert "1 files" in out and "encryption tls1.3" in out and "not zero-copy" in out
 
 
 def test_recv_without_once_keeps_serving_sessions(tmp_path: Path) -> None:
@@ -182,10 +202,11 @@ def test_strace_zero_copy_both_sides_and_publish_order(tmp_path: Path, algo: str
     dst = tmp_path / "dst"
     dst.mkdir()
     calls = "trace=" + ",".join(sorted(_COPYING | {"sendfile", "splice"}))
-    publish = ",fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,mmap"
+    publish = ",fsync,fdatasync,syncfs,link,linkat,rename,renameat,renameat2,unlink,unlinkat,mmap"
     rlog, slog = tmp_path / "recv.strace", tmp_path / "send.strace"
     recv = subprocess.Popen(["strace", "-f", "-y", "-e", calls + publish, "-o", str(rlog), *ZCOPY, "recv", str(dst),
-                             "--listen", "127.0.0.1:0", "--once"], stderr=subprocess.PIPE, text=True)
+                             "--listen", "127.0.0.1:0", "--once", "--plain", "--cache"], stderr=subprocess.PIPE,
+                            text=True)
     assert recv.stderr is not None
     line = recv.stderr.readline()
     while "listening on" not in line:  # strace may print its own lines first
@@ -193,7 +214,8 @@ def test_strace_zero_copy_both_sides_and_publish_order(tmp_path: Path, algo: str
         assert line, "recv did not start"
     port = int(line.split("127.0.0.1:")[1].split(",")[0])
     r = subprocess.run(["strace", "-f", "-y", "-e", calls, "-o", str(slog), *ZCOPY, "send", str(src),
-                        f"127.0.0.1:{port}", "--checksum", algo], capture_output=True, text=True, timeout=60)
+                        f"127.0.0.1:{port}", "--checksum", algo, "--plain"], capture_output=True, text=True,
+                       timeout=60)
     recv.communicate(timeout=60)
     assert r.returncode == 0 and recv.returncode == 0, r.stderr
     assert (dst / "body.bin").read_bytes() == src.read_bytes()
@@ -216,20 +238,20 @@ def test_strace_zero_copy_both_sides_and_publish_order(tmp_path: Path, algo: str
     src_reads = sum(n for name, n in _bytes_by_syscall(slog, on_file).items() if name in _COPYING)
     assert src_reads == (size if algo != "none" else 0)
 
-    # The publishing order, as the kernel saw it: body → fsync(partial) → link(final) → unlink(partial) →
-    # fsync(directory). The final name exists only after the data is durable.
+    # The publishing order, as the kernel saw it: body → verify over a mapping → syncfs (the batch's one sync) →
+    # rename without replacing (renameat2 RENAME_NOREPLACE) → fsync(directory). The final name exists only after
+    # the data is verified and durable.
     lines = rlog.read_text().splitlines()
 
     def first(pred: Callable[[str], bool]) -> int:
         return next(i for i, line in enumerate(lines) if pred(line))
 
     last_splice = max(i for i, line in enumerate(lines) if "splice(" in line and "zcopy-part>" in line)
-    fsync_part = first(lambda s: re.search(r"\bfsync\(\d+<[^>]*\.body\.bin\.zcopy-part>", s) is not None)
-    link = first(lambda s: "linkat(" in s and '"body.bin"' in s)
-    unlink = first(lambda s: "unlinkat(" in s and ".body.bin.zcopy-part" in s)
+    sync = first(lambda s: "syncfs(" in s)
+    publish_at = first(lambda s: ("renameat2(" in s or "linkat(" in s) and '"body.bin"' in s)
     fsync_dir = first(lambda s: re.search(rf"\bfsync\(\d+<{re.escape(str(dst))}>\)", s) is not None)
-    assert last_splice < fsync_part < link < unlink < fsync_dir
-    if algo != "none":  # verified over an mmap of the whole partial, after the fsync and before the link
+    assert last_splice < sync < publish_at < fsync_dir
+    if algo != "none":  # verified over an mmap of the whole partial, before the sync and the rename
         mapped = first(lambda s: s.startswith(tuple("0123456789")) and f"mmap(NULL, {size}," in s
                        and ".body.bin.zcopy-part>" in s)
-        assert fsync_part < mapped < link
+        assert last_splice < mapped < sync

@@ -70,3 +70,17 @@ def test_tree_checks() -> None:
         check_tree([(b"f", False), (b"f/x", False)])
     with pytest.raises(UnsafeNameError, match=r"'\.\.'"):
         check_tree([(b"ok", False), (b"../bad", False)])
+
+
+def test_tree_check_streams_and_catches_a_file_under_a_later_or_earlier_parent() -> None:
+    from zcopy.transfer.names import TreeCheck
+
+    t = TreeCheck()
+    for name, is_dir in [(b"d", True), (b"d/e", True), (b"d/e/f", False), (b"g", False)]:
+        t.add(name, is_dir)
+    with pytest.raises(UnsafeNameError, match="file, not a directory"):
+        t.add(b"g/x", False)
+    t = TreeCheck()
+    t.add(b"a/b/c", False)  # children first, parent "a/b" named later as a file: caught either way
+    with pytest.raises(UnsafeNameError, match="other names lie under it"):
+        t.add(b"a/b", False)

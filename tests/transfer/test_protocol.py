@@ -13,6 +13,7 @@ from zcopy.transfer import checksum
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import ProtocolError, VersionError
 
+OPEN = p.Open(p.M_PLAIN).encode()
 SENDER_NONCE = bytes(range(32))
 RECEIVER_NONCE = bytes(range(32, 64))
 BODY_A = b"hello, zero-copy world\n" * 3
@@ -24,36 +25,57 @@ ENTRIES = (
 )
 
 
+KEY = b"k" * 32
+SMALL = b"small file body"
+
+
 def sender_stream() -> tuple[bytes, list[object]]:
     """A complete sender → receiver session and the events a decoder must produce from it."""
+    batch = p.Batch.build(KEY, [p.BatchItem(4, p.S_OK, b"\x04" * 16, SMALL),
+                                p.BatchItem(5, p.S_SOURCE_CHANGED, b"", b"")])
     msgs: list[object] = [
-        p.Hello(p.FEATURES, SENDER_NONCE),
+        p.Open(p.M_PLAIN),
+        p.Hello(p.FEATURES, SENDER_NONCE, checksum.XXH3, p.H_RESUME),
         p.Auth(p.sender_proof(b"tok", SENDER_NONCE, RECEIVER_NONCE)),
-        p.Manifest(checksum.XXH3, True, ENTRIES),
+        p.Manifest(ENTRIES[:2]),
+        p.Manifest(ENTRIES[2:]),
+        p.ManifestEnd(len(ENTRIES), b"\x07" * 32),
         p.FileStart(2, 5, len(BODY_A) - 5),
         p.BodyData(BODY_A[5:]),
-        p.Trailer(2, p.S_OK, b"\x01" * 16),
+        p.Trailer(2, p.S_OK, b"\x01" * 16).sealed(KEY),
+        p.Batch.decode(batch[p.HEADER_SIZE :]),
         p.FileStart(3, 0, 0),
         p.Trailer(3, p.S_SOURCE_CHANGED, b""),
-        p.Done(),
+        p.Done(4).sealed(KEY),
     ]
     wire = p.encode_preamble()
     for m in msgs:
-        wire += m.data if isinstance(m, p.BodyData) else m.encode()  # type: ignore[attr-defined]
+        if isinstance(m, p.BodyData):
+            wire += m.data
+        elif isinstance(m, p.Batch):
+            wire += batch
+        else:
+            wire += m.encode()  # type: ignore[attr-defined]
     return wire, msgs
 
 
 def receiver_stream() -> tuple[bytes, list[object]]:
+    ack = p.Ack.build(KEY, [p.AckItem(2, p.S_OK), p.AckItem(3, p.S_FAILED, 9, "source changed: ☃")])
+    bye = p.Bye.build(KEY, {"route": "splice", "bytes": 42})
     msgs: list[object] = [
+        p.Open(p.M_TLS),
         p.Welcome(p.F_AUTH | p.F_XXH3, True, RECEIVER_NONCE),
         p.AuthOk(p.receiver_proof(b"tok", SENDER_NONCE, RECEIVER_NONCE)),
-        p.Plan(False, (p.PlanEntry(p.P_NEW), p.PlanEntry(p.P_NEW), p.PlanEntry(p.P_PARTIAL, 5, b"\x02" * 16),
-                       p.PlanEntry(p.P_EXISTS, 0, b"\x03" * 16))),
-        p.Ack(2, p.S_OK),
-        p.Ack(3, p.S_FAILED, 9, "source changed: ☃"),
-        p.Bye({"route": "splice", "bytes": 42}),
+        p.Plan((p.PlanEntry(p.P_NEW), p.PlanEntry(p.P_NEW), p.PlanEntry(p.P_PARTIAL, 5, b"\x02" * 16))),
+        p.Plan((p.PlanEntry(p.P_EXISTS, 0, b"\x03" * 16),)),
+        p.PlanEnd(False, 4, b"\x08" * 32),
+        p.Ack.decode(ack[p.HEADER_SIZE :]),
+        p.Bye.decode(bye[p.HEADER_SIZE :]),
     ]
-    return p.encode_preamble() + b"".join(m.encode() for m in msgs), msgs  # type: ignore[attr-defined]
+    wire = p.encode_preamble()
+    for m in msgs:
+        wire += ack if isinstance(m, p.Ack) else bye if isinstance(m, p.Bye) else m.encode()  # type: ignore[attr-defined]
+    return wire, msgs
 
 
 def drain(dec: p.Decoder) -> list[object]:
@@ -107,14 +129,14 @@ def test_trailing_data_after_final_frame_is_an_error() -> None:
 
 def test_trailing_data_of_next_frame_stays_buffered() -> None:
     # Two frames in one feed: the decoder returns the first and keeps the rest for the next call.
-    wire = p.encode_preamble() + p.Hello(0, SENDER_NONCE).encode()
-    manifest = p.Manifest(checksum.NONE, False, ()).encode()
+    wire = p.encode_preamble() + OPEN + p.Hello(0, SENDER_NONCE).encode()
+    manifest = p.Manifest(()).encode()
     dec = p.Decoder("sender")
     dec.feed(wire + manifest[:3])
-    assert drain(dec) == [p.Hello(0, SENDER_NONCE)]
+    assert drain(dec) == [p.Open(p.M_PLAIN), p.Hello(0, SENDER_NONCE)]
     assert dec.buffered == 3
     dec.feed(manifest[3:])
-    assert drain(dec) == [p.Manifest(checksum.NONE, False, ())]
+    assert drain(dec) == [p.Manifest(())]
 
 
 def test_wanted_reads_never_overrun_into_the_body() -> None:
@@ -166,20 +188,22 @@ def test_unknown_version() -> None:
 
 def test_error_frame_is_allowed_anywhere_and_final() -> None:
     dec = p.Decoder("sender")
-    dec.feed(p.encode_preamble() + p.Hello(0, SENDER_NONCE).encode() + p.Error(3, "nope ☃").encode())
-    assert drain(dec) == [p.Hello(0, SENDER_NONCE), p.Error(3, "nope ☃")]
+    dec.feed(p.encode_preamble() + OPEN + p.Hello(0, SENDER_NONCE).encode() + p.Error(3, "nope ☃").encode())
+    assert drain(dec) == [p.Open(p.M_PLAIN), p.Hello(0, SENDER_NONCE), p.Error(3, "nope ☃")]
     assert dec.closed
 
 
 @pytest.mark.parametrize(
     "frames,match",
     [
-        ([p.Manifest(0, False, ())], "MANIFEST frame from the sender is out of order"),
-        ([p.Hello(0, SENDER_NONCE), p.Manifest(0, False, ()), p.Done(), p.Done()],
+        ([p.Hello(0, SENDER_NONCE)], "HELLO frame from the sender is out of order .after the preamble"),
+        ([p.Open(0), p.Manifest(())], "MANIFEST frame from the sender is out of order"),
+        ([p.Open(0), p.Hello(0, SENDER_NONCE), p.ManifestEnd(0, bytes(32)), p.Done(), p.Done()],
          "after the sender's final frame"),
-        ([p.Hello(0, SENDER_NONCE), p.Done()], "DONE frame .* out of order .after HELLO"),
-        ([p.Hello(0, SENDER_NONCE), p.FileStart(0, 0, 0)], "FILE frame .* out of order"),
-        ([p.Hello(0, SENDER_NONCE), p.Auth(b"m" * 32), p.Auth(b"m" * 32)], "AUTH frame .* out of order"),
+        ([p.Open(0), p.Hello(0, SENDER_NONCE), p.Done()], "DONE frame .* out of order .after HELLO"),
+        ([p.Open(0), p.Hello(0, SENDER_NONCE), p.Manifest(()), p.FileStart(0, 0, 0)],
+         "FILE frame .* out of order .after MANIFEST"),
+        ([p.Open(0), p.Hello(0, SENDER_NONCE), p.Auth(b"m" * 32), p.Auth(b"m" * 32)], "AUTH frame .* out of order"),
     ],
 )
 def test_frames_out_of_order(frames, match) -> None:  # type: ignore[no-untyped-def]
@@ -191,7 +215,7 @@ def test_frames_out_of_order(frames, match) -> None:  # type: ignore[no-untyped-
 
 def test_trailer_must_follow_the_body() -> None:
     dec = p.Decoder("sender")
-    dec.feed(p.encode_preamble() + p.Hello(0, SENDER_NONCE).encode() + p.Manifest(0, False, ()).encode()
+    dec.feed(p.encode_preamble() + OPEN + p.Hello(0, SENDER_NONCE).encode() + p.ManifestEnd(0, bytes(32)).encode()
              + p.FileStart(0, 0, 0).encode() + p.FileStart(0, 0, 0).encode())
     with pytest.raises(ProtocolError, match=r"FILE frame .* out of order .after a FILE body"):
         drain(dec)
@@ -206,7 +230,7 @@ def test_unknown_frame_type() -> None:
 
 def test_oversized_length_refused_before_payload_arrives() -> None:
     dec = p.Decoder("sender")
-    dec.feed(p.encode_preamble() + struct.pack(">BI", p.T_HELLO, 1 << 30))
+    dec.feed(p.encode_preamble() + OPEN + struct.pack(">BI", p.T_HELLO, 1 << 30))
     with pytest.raises(ProtocolError, match="exceeds the limit"):
         drain(dec)
 
@@ -219,26 +243,39 @@ def _payload_error(ftype: int, payload: bytes, peer: p.Peer, prefix: bytes = b""
     return str(info.value)
 
 
-HELLO = p.Hello(0, SENDER_NONCE).encode()
-WELCOME = p.Welcome(0, False, RECEIVER_NONCE).encode()
+HELLO = OPEN + p.Hello(0, SENDER_NONCE).encode()
+WELCOME = OPEN + p.Welcome(0, False, RECEIVER_NONCE).encode()
+PLANNED = WELCOME + p.PlanEnd(False, 0, bytes(32)).encode()
 
 
 @pytest.mark.parametrize(
     "ftype,payload,peer,prefix,match",
     [
-        (p.T_HELLO, b"\x00" * 10, "sender", b"", "HELLO frame: truncated"),
-        (p.T_WELCOME, b"\x00" * 4 + b"\x02" + RECEIVER_NONCE, "receiver", b"", "auth flag 2"),
-        (p.T_MANIFEST, b"\x09\x00" + struct.pack(">I", 0), "sender", HELLO, "unknown checksum algorithm"),
-        (p.T_MANIFEST, b"\x00\x00" + struct.pack(">I", 10**6), "sender", HELLO, "cannot fit"),
-        (p.T_MANIFEST, b"\x00\x00" + struct.pack(">I", 1) + struct.pack(">BIqQH", 1, 0, 0, 5, 1) + b"d",
+        (p.T_OPEN, b"\x07", "sender", b"", "OPEN frame: mode 7"),
+        (p.T_HELLO, b"\x00" * 10, "sender", OPEN, "HELLO frame: truncated"),
+        (p.T_HELLO, b"\x00" * 36 + b"\x09\x00", "sender", OPEN, "unknown checksum algorithm"),
+        (p.T_HELLO, b"\x00" * 36 + b"\x01\x80", "sender", OPEN, "flags"),
+        (p.T_WELCOME, b"\x00" * 4 + b"\x02" + RECEIVER_NONCE, "receiver", OPEN, "auth flag 2"),
+        (p.T_MANIFEST, struct.pack(">I", 10**6), "sender", HELLO, "cannot fit"),
+        (p.T_MANIFEST, struct.pack(">I", 1) + struct.pack(">BIqQH", 1, 0, 0, 5, 1) + b"d",
          "sender", HELLO, "directory entry with a size"),
-        (p.T_MANIFEST, b"\x00\x00" + struct.pack(">I", 1) + struct.pack(">BIqQH", 0, 0, 0, 5, 9) + b"d",
+        (p.T_MANIFEST, struct.pack(">I", 1) + struct.pack(">BIqQH", 0, 0, 0, 5, 9) + b"d",
          "sender", HELLO, "truncated"),
-        (p.T_MANIFEST, b"\x00\x00" + struct.pack(">I", 0) + b"zz", "sender", HELLO, "2 trailing bytes"),
-        (p.T_PLAN, b"\x00" + struct.pack(">I", 1) + struct.pack(">BQB", 7, 0, 0), "receiver", WELCOME,
+        (p.T_MANIFEST, struct.pack(">I", 1) + struct.pack(">BIqQH", 3, 0, 0, 0, 1) + b"d",
+         "sender", HELLO, "entry kind 3"),
+        (p.T_MANIFEST, struct.pack(">I", 1) + struct.pack(">BIqQH", 2, 0, 0, 0, 1) + b"d",
+         "sender", HELLO, "symlink target of 0 bytes"),
+        (p.T_MANIFEST, struct.pack(">I", 0) + b"zz", "sender", HELLO, "2 trailing bytes"),
+        (p.T_BATCH, struct.pack(">I", 1) + struct.pack(">IBB", 0, 0, 0) + struct.pack(">I", 1 << 20) + bytes(32),
+         "sender", HELLO + p.ManifestEnd(0, bytes(32)).encode(), "a body of 1048576 bytes"),
+        (p.T_BATCH, struct.pack(">I", 1) + struct.pack(">IBB", 0, 5, 0) + struct.pack(">I", 0) + bytes(32),
+         "sender", HELLO + p.ManifestEnd(0, bytes(32)).encode(), "status 5"),
+        (p.T_PLAN, struct.pack(">I", 1) + struct.pack(">BQB", 7, 0, 0), "receiver", WELCOME,
          "entry state 7"),
-        (p.T_BYE, b"[1]", "receiver", WELCOME + p.Plan(False, ()).encode(), "not an object"),
-        (p.T_BYE, b"\xff", "receiver", WELCOME + p.Plan(False, ()).encode(), "malformed BYE"),
+        (p.T_ACK, struct.pack(">I", 1) + struct.pack(">IBHH", 0, 1, 0, 0) + bytes(32), "receiver", PLANNED,
+         "status 1"),
+        (p.T_BYE, bytes(32) + b"[1]", "receiver", PLANNED, "not an object"),
+        (p.T_BYE, bytes(32) + b"\xff", "receiver", PLANNED, "malformed BYE"),
     ],
 )
 def test_malformed_payloads(ftype, payload, peer, prefix, match) -> None:  # type: ignore[no-untyped-def]
@@ -248,12 +285,21 @@ def test_malformed_payloads(ftype, payload, peer, prefix, match) -> None:  # typ
 
 def test_encoders_refuse_oversized_payloads() -> None:
     with pytest.raises(ValueError):
-        p.Bye({"x": "y" * 70000}).encode()
+        p.Bye.build(KEY, {"x": "y" * 70000})
 
 
-def test_hmac_proofs_bind_token_role_and_both_nonces() -> None:
+def test_hmac_proofs_bind_token_role_both_nonces_and_certificate() -> None:
     good = p.sender_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE)
     assert p.proof_ok(good, p.sender_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE))
+    # Bound to the receiver's certificate: a man in the middle's certificate gives another proof.
+    fp = b"\x01" * 32
+    assert not p.proof_ok(p.sender_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE, fp),
+                          p.sender_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE, b"\x02" * 32))
+    assert not p.proof_ok(p.receiver_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE, fp),
+                          p.receiver_proof(b"secret", SENDER_NONCE, RECEIVER_NONCE))
+    assert p.session_key(b"secret", SENDER_NONCE, RECEIVER_NONCE, fp) != p.session_key(
+        b"secret", SENDER_NONCE, RECEIVER_NONCE)
+    assert p.session_key(b"secret", SENDER_NONCE, RECEIVER_NONCE) != p.session_key(None, SENDER_NONCE, RECEIVER_NONCE)
     assert not p.proof_ok(good, p.sender_proof(b"Secret", SENDER_NONCE, RECEIVER_NONCE))
     assert not p.proof_ok(good, p.sender_proof(b"secret", RECEIVER_NONCE, SENDER_NONCE))
     # A receiver cannot reflect the sender's proof back as its own.
@@ -268,11 +314,30 @@ def test_token_never_appears_on_the_wire() -> None:
     assert token not in wire and token[:8] not in wire
 
 
+def test_macs_bind_label_and_content() -> None:
+    t = p.Trailer(1, p.S_OK, b"d" * 16).sealed(KEY)
+    p.verify(KEY, b"trailer", t.signed(), t.mac, "x")
+    with pytest.raises(p.IntegrityError, match="altered"):
+        p.verify(KEY, b"trailer", p.Trailer(1, p.S_OK, b"e" * 16).signed(), t.mac, "x")
+    with pytest.raises(p.IntegrityError):
+        p.verify(b"other key", b"trailer", t.signed(), t.mac, "x")
+    with pytest.raises(p.IntegrityError):  # a trailer's MAC is not a DONE's
+        p.verify(KEY, b"done", t.signed(), t.mac, "x")
+    batch = p.Batch.decode(p.Batch.build(KEY, [p.BatchItem(0, p.S_OK, b"a" * 16, b"x")])[p.HEADER_SIZE :])
+    p.verify(KEY, b"batch", batch.signed, batch.mac, "x")
+    a, b = p.Transcript(), p.Transcript()
+    a.add(b"ab")
+    a.add(b"c")
+    b.add(b"a")
+    b.add(b"bc")
+    assert a.digest() != b.digest()  # chunk boundaries are part of what is authenticated
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from(["sender", "receiver"]))
 def test_arbitrary_bytes_give_events_or_protocol_error_never_a_crash(data: bytes, peer: p.Peer) -> None:
     dec = p.Decoder(peer)
-    dec.feed(p.encode_preamble() + data)
+    dec.feed(p.encode_preamble() + OPEN + data)
     try:
         while True:
             ev = dec.next_event()

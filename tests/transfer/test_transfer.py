@@ -17,11 +17,11 @@ from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import E_AUTH, E_CHECKSUM, E_EXISTS, E_NAME, E_NOSPACE, E_PROTOCOL, E_VERSION
 from zcopy.transfer.names import partial_name
 
-from .conftest import assert_same_tree, make_tree, partials, snapshot
+from .conftest import RawSender, assert_same_tree, direct_here, make_tree, partials, snapshot
 
 
 @pytest.mark.parametrize("algo", ["xxh3", "sha256", "none"])
-def test_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path, start_receiver, algo) -> None:  # type: ignore[no-untyped-def]
+def test_plain_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path, start_receiver, algo) -> None:  # type: ignore[no-untyped-def]
     src = tmp_path / "src"
     tree = make_tree(src)
     (tree / "link").symlink_to("big.bin")
@@ -29,26 +29,88 @@ def test_tree_and_file_arrive_identical_by_zero_copy_routes(tmp_path: Path, star
     lone.write_bytes(b"single file\n")
     dst = tmp_path / "dst"
     dst.mkdir()
-    rx = start_receiver(dst)
-    res = send([tree, lone], rx.address, checksum_name=algo)
+    rx = start_receiver(dst, plain=True, cache=True)  # --cache: splice into the page cache, not O_DIRECT
+    res = send([tree, lone], rx.address, checksum_name=algo, plain=True)
     rres = rx.join()
     assert res.ok and rres.ok, (res, rres)
     before = tree.stat()
-    os.unlink(tree / "link")  # symlinks are skipped, with a warning
+    os.unlink(tree / "link")  # symlinks are skipped (without --links), with a warning
     os.utime(tree, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert any("symlink" in w for w in res.warnings)
+    assert any("symlink" in w and "--links" in w for w in res.warnings)
     assert_same_tree(tree, dst / "tree")
     assert (dst / "lone.txt").read_bytes() == b"single file\n"
-    total = sum(len(v[3]) for v in snapshot(tree).values()) + len(b"single file\n")
+    sizes = [len(v[3]) for v in snapshot(tree).values() if v[0] == "file"] + [len(b"single file\n")]
+    total = sum(sizes)
+    big = sum(n for n in sizes if n > p.SMALL_FILE_MAX)
     assert res.bytes_sent == res.bytes_total == rres.bytes == total
     assert res.files == rres.files == 16
-    # Routes are what the channels reported: sendfile out, splice in; no body byte went through user space.
-    assert res.routes == {"sendfile": total}
-    assert rres.routes == ({"splice": total} if _sys.HAS_SPLICE else {"readwrite": total})
-    assert rres.user_bytes == 0
+    assert res.batched_files == rres.batched_files == sum(n <= p.SMALL_FILE_MAX for n in sizes)
+    # Routes are what the channels reported: large files by sendfile out and splice in (no user-space byte);
+    # small ones batched, copied through user space, and counted so.
+    assert res.routes == {"sendfile": big, "readwrite": total - big}
+    assert rres.routes == ({"splice": big, "readwrite": total - big} if _sys.HAS_SPLICE else {"readwrite": total})
+    assert rres.user_bytes == 2 * (total - big)  # received into a buffer and written from it
     assert res.receiver["routes"] == rres.routes
     assert res.checksum == rres.checksum == algo
+    assert res.encryption == rres.encryption == "none"
     assert not partials(dst)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_default_lands_large_files_by_o_direct_and_tls_says_it_copies(tmp_path: Path, start_receiver,  # type: ignore[no-untyped-def]
+                                                                      plain: bool) -> None:
+    tree = make_tree(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    if not direct_here(dst):
+        pytest.skip("no O_DIRECT on this file system (the receiver uses the page cache here, and says so)")
+    rx = start_receiver(dst, plain=plain)
+    res = send([tree], rx.address, plain=plain)
+    rres = rx.join()
+    assert res.ok and rres.ok, (res, rres)
+    assert_same_tree(tree, dst / "tree")
+    assert res.encryption == rres.encryption == res.receiver["encryption"] == ("none" if plain else "tls1.3")
+    sizes = [len(v[3]) for v in snapshot(tree).values() if v[0] == "file"]
+    big = sum(n for n in sizes if n > p.SMALL_FILE_MAX)
+    # Large files by O_DIRECT from the buffer they arrived (or were decrypted) in, hashed there: one CPU copy,
+    # and, like every route through a user buffer, two crossings of its boundary (in, and out by DMA).
+    assert rres.routes == {"direct": big, "readwrite": res.bytes_sent - big}
+    assert rres.user_bytes == 2 * res.bytes_sent
+    if not plain:  # encrypted bytes pass through user space on the sender too: never reported as sendfile
+        assert set(res.routes) == {"readwrite"}
+    if not plain:
+        assert res.certificate.startswith("SHA256:") and res.certificate == rx.rx.fingerprint
+    assert not partials(dst)
+
+
+def test_links_only_with_links_on_both_sides(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    tree = tmp_path / "src" / "t"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "f").write_text("x")
+    (tree / "rel").symlink_to("d/f")
+    (tree / "dangling").symlink_to("/nonexistent/elsewhere")
+    os.utime(tree / "rel", ns=(1_600_000_000_000_000_000,) * 2, follow_symlinks=False)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    rx = start_receiver(dst)  # no --links on the receiver: refused before anything is written
+    with pytest.raises(RemoteError, match="--links") as info:
+        send([tree], rx.address, links=True)
+    assert info.value.code == E_NAME
+    rx.join()
+    assert list(dst.iterdir()) == []
+    rx = start_receiver(dst, links=True)
+    res = send([tree], rx.address, links=True)
+    rres = rx.join()
+    assert res.ok and rres.ok and rres.links == res.links == 2
+    assert os.readlink(dst / "t" / "rel") == "d/f"
+    assert os.readlink(dst / "t" / "dangling") == "/nonexistent/elsewhere"
+    assert os.lstat(dst / "t" / "rel").st_mtime_ns == 1_600_000_000_000_000_000
+    assert (dst / "t" / "d" / "f").read_text() == "x"
+    assert not partials(dst)
+    # Resent with --resume: the identical links are skipped, not refused.
+    rx = start_receiver(dst, links=True)
+    assert send([tree], rx.address, links=True, resume=True).ok
+    assert rx.join().ok
 
 
 def test_wrong_or_missing_token_refused_before_anything_is_written(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
@@ -172,35 +234,13 @@ def test_source_changing_while_sent_is_reported_and_not_published(tmp_path: Path
     assert rres.files == 1 and len(rres.failed) == 1
 
 
-def _raw_sender(address: tuple[str, int], frames: bytes, body: bytes = b"", close_early: bool = False) -> bytes:
-    """Speak the protocol by hand; returns everything the receiver sent back."""
-    with socket.create_connection(address, timeout=10) as s:
-        s.sendall(p.encode_preamble() + p.Hello(p.FEATURES, b"n" * 32).encode() + frames + body)
-        if close_early:
-            return b""
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
-
-
-def _receiver_events(wire: bytes) -> list[object]:
-    dec = p.Decoder("receiver")
-    dec.feed(wire)
-    events = []
-    while (ev := dec.next_event()) is not p.NEED_DATA:
-        events.append(ev)
-    return events
-
-
 @pytest.mark.parametrize("bad", [b"../escape", b"/abs/path", b"a/../../escape", b"..\\..\\escape", b"a\x00b"])
 def test_names_that_could_escape_are_refused(tmp_path: Path, start_receiver, bad: bytes) -> None:  # type: ignore[no-untyped-def]
     dst = tmp_path / "in" / "dst"
     dst.mkdir(parents=True)
-    manifest = p.Manifest(ck.NONE, False, (p.Entry(b"ok", False, 1, 0o644, 0), p.Entry(bad, False, 1, 0o644, 0)))
-    wire = _raw_sender(start_receiver(dst).address, manifest.encode())
-    errors = [e for e in _receiver_events(wire) if isinstance(e, p.Error)]
+    raw = RawSender(start_receiver(dst, plain=True).address, ck.NONE)
+    raw.send(raw.manifest((p.Entry(b"ok", False, 1, 0o644, 0), p.Entry(bad, False, 1, 0o644, 0))))
+    errors = [e for e in raw.finish() if isinstance(e, p.Error)]
     assert errors and errors[0].code == E_NAME
     assert list(dst.iterdir()) == [] and sorted(os.listdir(tmp_path / "in")) == ["dst"]
 
@@ -236,12 +276,12 @@ def test_not_a_zcopy_peer_and_unknown_version(tmp_path: Path, start_receiver) ->
     # A receiver of another version: the sender names the mismatch, and so does the receiver.
     rx = start_receiver(dst)
     with socket.create_connection(rx.address, timeout=10) as s:
-        s.sendall(p.encode_preamble(2) + p.Hello(0, b"n" * 32).encode())
+        s.sendall(p.encode_preamble(1) + struct.pack(">BI", 1, 36) + bytes(36))  # a version-1 HELLO
         s.shutdown(socket.SHUT_WR)
         while s.recv(65536):
             pass
     res = rx.join()
-    assert res.error_code == E_VERSION and "version 2" in (res.error or "")
+    assert res.error_code == E_VERSION and "version 1" in (res.error or "")
     with socket.create_server(("127.0.0.1", 0)) as fake:
         import threading
 
@@ -262,15 +302,19 @@ def test_not_a_zcopy_peer_and_unknown_version(tmp_path: Path, start_receiver) ->
 def test_checksum_mismatch_is_not_published(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
     dst = tmp_path / "dst"
     dst.mkdir()
-    body = b"payload" * 1000
-    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f", False, len(body), 0o644, 0),)).encode()
-              + p.FileStart(0, 0, len(body)).encode())
-    trailer = p.Trailer(0, p.S_OK, b"\x00" * 16).encode() + p.Done().encode()
-    rx = start_receiver(dst)
-    wire = _raw_sender(rx.address, frames, body + trailer)
-    rx.join()
-    acks = [e for e in _receiver_events(wire) if isinstance(e, p.Ack)]
-    assert acks == [p.Ack(0, p.S_FAILED, E_CHECKSUM, "f: checksum mismatch, not published")]
+    body = b"payload" * 100_000  # large: FILE + spliced body + TRAILER
+    small = b"tiny"  # small: a BATCH item
+    rx = start_receiver(dst, plain=True)
+    raw = RawSender(rx.address)
+    raw.send(raw.manifest((p.Entry(b"f", False, len(body), 0o644, 0), p.Entry(b"g", False, 4, 0o644, 0))))
+    raw.send(p.FileStart(0, 0, len(body)).encode() + body + p.Trailer(0, p.S_OK, b"\x00" * 16).sealed(raw.key).encode()
+             + p.Batch.build(raw.key, [p.BatchItem(1, p.S_OK, b"\x01" * 16, small)])
+             + p.Done(2).sealed(raw.key).encode())
+    events = raw.finish()
+    assert rx.join().error is None
+    items = [it for e in events if isinstance(e, p.Ack) for it in e.items]
+    assert items == [p.AckItem(0, p.S_FAILED, E_CHECKSUM, "f: checksum mismatch, not published"),
+                     p.AckItem(1, p.S_FAILED, E_CHECKSUM, "g: checksum mismatch, not published")]
     assert list(dst.iterdir()) == []
 
 
@@ -283,16 +327,14 @@ def test_dropped_connection_keeps_partial_then_resume_completes(tmp_path: Path, 
     dst = tmp_path / "dst"
     dst.mkdir()
     st = os.stat(src / "f.bin")
-    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f.bin", False, len(data), 0o644, st.st_mtime_ns),)).encode()
-              + p.FileStart(0, 0, len(data)).encode())
     half = len(data) // 2
-    rx = start_receiver(dst)
-    with socket.create_connection(rx.address, timeout=10) as s:
-        s.sendall(p.encode_preamble() + p.Hello(p.FEATURES, b"n" * 32).encode() + frames + data[:half])
+    rx = start_receiver(dst, plain=True)
+    raw = RawSender(rx.address)
+    raw.send(raw.manifest((p.Entry(b"f.bin", False, len(data), 0o644, st.st_mtime_ns),))
+             + p.FileStart(0, 0, len(data)).encode() + data[:half])
+    with raw.sock as s:
         if how == "fin":  # a clean close after reading what the receiver said: EOF mid-body
-            dec = p.Decoder("receiver")
-            while not any(isinstance(e, p.Plan) for e in _drain(dec)):
-                dec.feed(s.recv(65536))
+            raw.expect(p.PlanEnd)
             s.shutdown(socket.SHUT_WR)
         else:  # an abortive close, as when a process dies with unread data: RST
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -305,19 +347,12 @@ def test_dropped_connection_keeps_partial_then_resume_completes(tmp_path: Path, 
     assert len(kept) <= half and kept == data[: len(kept)]
     if how == "fin":
         assert len(kept) == half
-    rx = start_receiver(dst)
-    out = send([src / "f.bin"], rx.address, resume=True)
+    rx = start_receiver(dst, plain=True)
+    out = send([src / "f.bin"], rx.address, resume=True, plain=True)
     rx.join()
     assert out.ok and out.bytes_resumed == len(kept) and out.bytes_sent == len(data) - len(kept)
     assert (dst / "f.bin").read_bytes() == data
     assert not part.exists()
-
-
-def _drain(dec: p.Decoder) -> list[object]:
-    out = []
-    while (ev := dec.next_event()) is not p.NEED_DATA:
-        out.append(ev)
-    return out
 
 
 @pytest.fixture
@@ -368,13 +403,13 @@ def test_a_partial_locked_by_another_session_is_left_alone(tmp_path: Path, start
 def test_malformed_frame_mid_session_is_refused_both_ways(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
     dst = tmp_path / "dst"
     dst.mkdir()
-    frames = (p.Manifest(ck.XXH3, False, (p.Entry(b"f", False, 5, 0o644, 0),)).encode()
-              + struct.pack(">BI", p.T_TRAILER, 3) + b"bad")
-    rx = start_receiver(dst)
-    wire = _raw_sender(rx.address, frames)
+    rx = start_receiver(dst, plain=True)
+    raw = RawSender(rx.address)
+    raw.send(raw.manifest((p.Entry(b"f", False, 5, 0o644, 0),)) + struct.pack(">BI", p.T_TRAILER, 3) + b"bad")
+    events = raw.finish()
     res = rx.join()
     assert res.error_code == E_PROTOCOL and "out of order" in (res.error or "")
-    errors = [e for e in _receiver_events(wire) if isinstance(e, p.Error)]
+    errors = [e for e in events if isinstance(e, p.Error)]
     assert errors and errors[0].code == E_PROTOCOL
     assert list(dst.iterdir()) == []
     # And a receiver that answers the manifest with a broken PLAN: the sender says so, to us and to it.
@@ -388,7 +423,8 @@ def test_malformed_frame_mid_session_is_refused_both_ways(tmp_path: Path, start_
         def serve() -> None:
             conn, _ = fake.accept()
             with conn:
-                conn.sendall(p.encode_preamble() + p.Welcome(p.FEATURES, False, b"r" * 32).encode()
+                conn.sendall(p.encode_preamble() + p.Open(p.M_PLAIN).encode()
+                             + p.Welcome(p.FEATURES, False, b"r" * 32).encode()
                              + struct.pack(">BI", p.T_PLAN, 2) + b"\x05\x00")
                 conn.settimeout(10)
                 while chunk := conn.recv(65536):
@@ -397,7 +433,7 @@ def test_malformed_frame_mid_session_is_refused_both_ways(tmp_path: Path, start_
         t = threading.Thread(target=serve)
         t.start()
         with pytest.raises(ProtocolError, match="malformed PLAN"):
-            send([src], fake.getsockname())
+            send([src], fake.getsockname(), plain=True)
         t.join()
     dec = p.Decoder("sender")
     dec.feed(b"".join(heard))

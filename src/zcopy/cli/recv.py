@@ -22,13 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
     p.add_argument("--route", choices=ROUTES,
                    help="force the body route (default: splice, fallbacks shown); readwrite = plain recv_into + write")
+    p.add_argument("--plain", action="store_true",
+                   help="no encryption (zero-copy splice bodies) for trusted networks; the sender needs --plain too")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="certificate (and key, if in the same file) to present (default: a key pair made on first "
+                        "use in $XDG_CONFIG_HOME/zcopy, 0600)")
+    p.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert, if it is a separate file")
+    p.add_argument("--links", action="store_true", help="accept symlinks sent with `zcopy send --links`")
+    p.add_argument("--cache", action="store_true",
+                   help="land large files through the page cache (splice with --plain) instead of by O_DIRECT")
     p.add_argument("--json", action="store_true", help="print one JSON line per session on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
     from zcopy.cli.send import parse_address
-    from zcopy.transfer import Receiver, SessionResult
+    from zcopy.transfer import Receiver, SessionResult, TransferError
 
     if not os.path.isdir(args.directory):
         raise UserError(f"{args.directory}: not an existing directory")
@@ -36,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
     try:
         rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout,
-                      route=args.route)
+                      route=args.route, plain=args.plain, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                      links=args.links, cache=args.cache)
+    except TransferError as exc:  # the TLS key pair cannot be made or loaded
+        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     except RouteUnavailable as exc:
@@ -44,19 +56,22 @@ def run(args: argparse.Namespace) -> int:
     host, port = rx.address
     host = f"[{host}]" if ":" in host else host
     # Scripts (and the tests) read the chosen port from this line.
+    mode = "unencrypted (--plain)" if args.plain else f"TLS 1.3, certificate {rx.fingerprint}"
     print(f"zcopy recv: listening on {host}:{port}, writing to {args.directory}"
-          + (" (token required)" if token else ""), file=sys.stderr, flush=True)
+          + (" (token required)" if token else "") + f"; {mode}", file=sys.stderr, flush=True)
 
     def report(res: SessionResult) -> None:
         if args.json:
             summary = res.as_dict()
             summary["route"] = res.routes
+            summary["zero_copy"] = res.encryption == "none" and set(res.routes) <= {"splice"}
             print(json.dumps(summary), flush=True)
         elif res.error:
             print(f"zcopy recv: session from {res.peer} failed: {res.error}", file=sys.stderr, flush=True)
         else:
             print(f"zcopy recv: {res.peer}: {res.files} files, {res.bytes} bytes in {res.seconds:.3f} s, "
-                  f"routes {res.routes or 'none'}, checksum {res.checksum}", file=sys.stderr, flush=True)
+                  f"routes {res.routes or 'none'}, checksum {res.checksum}, encryption {res.encryption}",
+                  file=sys.stderr, flush=True)
         for f in res.failed:
             print(f"zcopy recv: not published: {f['name']}: {f['error']}", file=sys.stderr, flush=True)
 

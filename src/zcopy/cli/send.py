@@ -38,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
     p.add_argument("--route", choices=ROUTES,
                    help="force the body route (default: sendfile, fallbacks shown); readwrite = plain pread + send")
+    p.add_argument("--plain", action="store_true",
+                   help="unencrypted, zero-copy sendfile bodies (trusted networks); the receiver needs --plain too")
+    p.add_argument("--links", action="store_true",
+                   help="send symlinks inside directories as links (default: skipped); the receiver needs --links")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
@@ -51,11 +55,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: no such file or directory")
     address = parse_address(args.address)
     token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
-    bar = Progress("send", enabled=False if args.json else None)
+    # The bar names the mode, so an encrypted (copying) transfer never looks like the zero-copy one.
+    bar = Progress("send [plain]" if args.plain else "send [tls1.3]", enabled=False if args.json else None)
     try:
         try:
             result = send(args.paths, address, token=token, resume=args.resume, checksum_name=args.checksum,
-                          progress=bar.update, timeout=args.timeout, route=args.route)
+                          progress=bar.update, timeout=args.timeout, route=args.route, plain=args.plain,
+                          links=args.links)
         finally:
             bar.close()
     except (UnsafeNameError, RouteUnavailable) as exc:
@@ -72,18 +78,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = result.as_dict()
         summary["routes"] = {"sender": result.routes, "receiver": rx.get("routes", {})}
+        summary["zero_copy"] = result.encryption == "none" and set(result.routes) <= {"sendfile"}
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
         for w in result.warnings:
             print(f"zcopy send: warning: {w}", file=sys.stderr)
         rate = result.bytes_sent / result.seconds if result.seconds > 0 else 0.0
+        fps = result.files / result.seconds if result.seconds > 0 else 0.0
         line = (f"{result.files} files, {human_bytes(result.bytes_sent)} sent in {result.seconds:.3f} s "
-                f"({human_bytes(rate)}/s); checksum {result.checksum}")
+                f"({human_bytes(rate)}/s, {fps:.0f} files/s); checksum {result.checksum}; "
+                f"encryption {result.encryption}")
         if result.skipped or result.bytes_resumed:
             line += f"; {result.skipped} already there, {human_bytes(result.bytes_resumed)} resumed"
         print(line)
-        print(f"  routes: sender {_routes(result.routes)}, receiver {_routes(rx.get('routes', {}))}")
+        copying = "" if result.encryption == "none" else " (encrypted: copied through user space, not zero-copy)"
+        print(f"  routes: sender {_routes(result.routes)}, receiver {_routes(rx.get('routes', {}))}{copying}")
+        if result.certificate:
+            print(f"  receiver certificate {result.certificate}")
         for f in result.failed:
             print(f"zcopy send: not published: {f['path']}: {f['error']}", file=sys.stderr)
     return 0 if result.ok else 1

@@ -1,19 +1,24 @@
-"""zcopy send/recv: files and trees between machines; sendfile on the sender, splice on the receiver."""
+"""zcopy send/recv: files and trees between machines, TLS 1.3 by default; with --plain, sendfile on the sender and
+splice on the receiver."""
 
 from zcopy.transfer.errors import (
     AuthError,
+    ModeError,
     ProtocolError,
     RemoteError,
     TransferError,
     UnsafeNameError,
     VersionError,
 )
+from zcopy.transfer.protocol import IntegrityError
 from zcopy.transfer.receiver import ConnectionDropped, Receiver, SessionResult
 from zcopy.transfer.sender import SendResult, send
 
 __all__ = [
     "AuthError",
     "ConnectionDropped",
+    "IntegrityError",
+    "ModeError",
     "ProtocolError",
     "Receiver",
     "RemoteError",

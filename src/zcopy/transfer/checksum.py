@@ -52,3 +52,15 @@ def prefix_algorithm(algo: int) -> int:
     A resume must never trust a prefix blindly, even when the user turned per-file checksums off.
     """
     return XXH3 if algo == NONE else algo
+
+
+def digest_of(algo: int, data: bytes | memoryview) -> bytes:
+    """Digest of one buffer in a single call (the small-file path hashes each file where it was just read)."""
+    if algo == XXH3:
+        out: bytes = xxhash.xxh3_128_digest(data)
+        return out
+    if algo == SHA256:
+        return hashlib.sha256(data).digest()
+    if algo == NONE:
+        return b""
+    raise ValueError(f"unknown checksum algorithm id {algo}")

@@ -20,6 +20,8 @@ E_CHECKSUM = 8  # the received bytes do not match the sender's checksum
 E_SOURCE_CHANGED = 9  # the source file shrank, grew or changed while being sent
 E_UNSUPPORTED = 10  # a feature (checksum algorithm, resume) the peer does not offer
 E_INTERNAL = 11
+E_INTEGRITY = 12  # a MAC over the manifest, plan, a digest, an ACK or a stream end did not verify
+E_MODE = 13  # one side insists on TLS, the other on --plain
 
 ERROR_NAMES: dict[int, str] = {
     E_PROTOCOL: "protocol error",
@@ -33,6 +35,8 @@ ERROR_NAMES: dict[int, str] = {
     E_SOURCE_CHANGED: "source changed while sending",
     E_UNSUPPORTED: "unsupported feature",
     E_INTERNAL: "internal error",
+    E_INTEGRITY: "integrity check failed",
+    E_MODE: "encryption mismatch",
 }
 
 
@@ -69,6 +73,12 @@ class UnsafeNameError(TransferError):
     """A manifest name that could escape the target directory (absolute, `..`, NUL, backslash, symlink)."""
 
     code = E_NAME
+
+
+class ModeError(TransferError):
+    """One side insists on TLS and the other on --plain: refused on both sides."""
+
+    code = E_MODE
 
 
 class RemoteError(TransferError):

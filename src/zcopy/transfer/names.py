@@ -59,20 +59,38 @@ def partial_name(component: bytes) -> bytes:
     return b"." + hashlib.sha256(component).hexdigest().encode() + PARTIAL_SUFFIX
 
 
+class TreeCheck:
+    """The whole-manifest checks, fed one entry at a time (the manifest streams in chunks): every name safe, no
+    duplicates, no file (or symlink) used as a parent directory, whatever the order."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[tuple[bytes, ...], bool] = {}
+        self._parents: set[tuple[bytes, ...]] = set()
+
+    def add(self, name: bytes, is_dir: bool) -> tuple[bytes, ...]:
+        parts = split_name(name)
+        if parts in self._kinds:
+            raise UnsafeNameError(f"duplicate name {name.decode('utf-8', 'backslashreplace')!r}")
+        if not is_dir and parts in self._parents:
+            raise UnsafeNameError(f"{name.decode('utf-8', 'backslashreplace')!r} is a file, and other names lie "
+                                  "under it as if it were a directory")
+        for depth in range(len(parts) - 1, 0, -1):
+            parent = parts[:depth]
+            if self._kinds.get(parent) is False:
+                shown = name.decode("utf-8", "backslashreplace")
+                raise UnsafeNameError(f"{shown!r} lies under a name that is a file, not a directory")
+            if parent in self._parents:
+                break  # its own parents were checked when it was first added
+            self._parents.add(parent)
+        self._kinds[parts] = is_dir
+        return parts
+
+
 def check_tree(entries: Iterable[tuple[bytes, bool]]) -> None:
     """Check a whole manifest: every name safe, no duplicates, no file used as a parent directory.
 
     `entries` yields (name, is_dir). Raises UnsafeNameError on the first problem.
     """
-    kinds: dict[tuple[bytes, ...], bool] = {}
+    tree = TreeCheck()
     for name, is_dir in entries:
-        parts = split_name(name)
-        if parts in kinds:
-            raise UnsafeNameError(f"duplicate name {name.decode('utf-8', 'backslashreplace')!r}")
-        kinds[parts] = is_dir
-    for parts in kinds:
-        for depth in range(1, len(parts)):
-            parent = parts[:depth]
-            if kinds.get(parent) is False:
-                shown = b"/".join(parts).decode("utf-8", "backslashreplace")
-                raise UnsafeNameError(f"{shown!r} lies under a name that is a file, not a directory")
+        tree.add(name, is_dir)
