@@ -319,3 +319,29 @@ def test_certificate_validity_is_read_from_der() -> None:
     tls.server_context()
     assert identity.read_bytes() == before
     assert os.stat(identity.parent).st_mode & 0o077 == 0
+
+
+def test_a_pinned_fingerprint_authenticates_the_receiver_without_a_token(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    with Receiver(dst, ("127.0.0.1", 0)) as rx:  # no token: only the pin can tell this receiver from another
+        t, _ = _serve(rx)
+        assert send([tree], rx.address, fingerprint=rx.fingerprint).ok
+        t.join(30)
+    assert_same_tree(tree, dst / "confidential")
+    # A man in the middle with his own certificate is refused before HELLO, even with no token to catch him.
+    dst2 = tmp_path / "dst2"
+    dst2.mkdir()
+    with Receiver(dst2, ("127.0.0.1", 0)) as rx:
+        t, _ = _serve(rx)
+        mitm = Mitm(rx.address, tls.ensure_identity(tmp_path / "mitm.pem"))
+        with pytest.raises(TransferError, match="not the pinned"):
+            send([tree], mitm.address, fingerprint=rx.fingerprint)
+        t.join(30)
+        mitm.close()
+    assert list(dst2.iterdir()) == []
+    assert SECRET[:40] not in bytes(mitm.up) and b"confidential" not in bytes(mitm.up)
+    r = subprocess.run([*ZCOPY, "send", str(tree), "127.0.0.1:9", "--plain", "--fingerprint", "SHA256:00"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "needs TLS" in r.stderr and "Traceback" not in r.stderr

@@ -97,3 +97,29 @@ def test_small_file_size_boundary_takes_the_right_path(tmp_path: Path, start_rec
     assert res.routes == {"readwrite": p.SMALL_FILE_MAX, "sendfile": p.SMALL_FILE_MAX + 1}
     for name in ("at", "above", "empty"):
         assert (dst / name).read_bytes() == (src / name).read_bytes()
+
+
+def test_many_directories_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    # 300 directories and 600 files against a receiver limited to 256 descriptors: directory fds and locked
+    # partials together would exceed it, so the receiver publishes early and lets directory fds go.
+    import resource
+
+    from .conftest import ZCOPY
+
+    tree = small_tree(tmp_path / "src", 600, 300, 100)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    recv = subprocess.Popen([*ZCOPY, "recv", str(dst), "--listen", "127.0.0.1:0", "--once", "--plain"],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    assert recv.stderr is not None
+    line = recv.stderr.readline()
+    port = int(line.split("127.0.0.1:")[1].split(",")[0])
+    r = subprocess.run([*ZCOPY, "send", str(tree), f"127.0.0.1:{port}", "--plain"], capture_output=True, text=True,
+                       timeout=60)
+    _, err = recv.communicate(timeout=60)
+    assert r.returncode == 0 and recv.returncode == 0, (r.stderr, err)
+    assert_same_tree(tree, dst / "many")

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="force the body route (default: sendfile, fallbacks shown); readwrite = plain pread + send")
     p.add_argument("--plain", action="store_true",
                    help="unencrypted, zero-copy sendfile bodies (trusted networks); the receiver needs --plain too")
+    p.add_argument("--fingerprint", metavar="SHA256:HEX",
+                   help="pin the receiver's certificate (as `zcopy recv` prints it): authenticates the receiver even "
+                        "without a token")
     p.add_argument("--links", action="store_true",
                    help="send symlinks inside directories as links (default: skipped); the receiver needs --links")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -61,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = send(args.paths, address, token=token, resume=args.resume, checksum_name=args.checksum,
                           progress=bar.update, timeout=args.timeout, route=args.route, plain=args.plain,
-                          links=args.links)
+                          links=args.links, fingerprint=args.fingerprint)
         finally:
             bar.close()
+    except ValueError as exc:  # e.g. --fingerprint with --plain
+        raise UserError(str(exc)) from None
     except (UnsafeNameError, RouteUnavailable) as exc:
         raise UserError(str(exc)) from None
     except TransferError as exc:

@@ -69,6 +69,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # kill can cost a resume to re-verify.
 PUBLISH_FILES = 2048
 PUBLISH_BYTES = 256 << 20
+# Descriptors kept free of the session's partials and directories (socket, listener, splice pipe, the embedding
+# program's own files).
+_FD_RESERVE = 64
 # Manifest entries one session may announce: beyond this a hostile or broken sender is only eating memory.
 MAX_ENTRIES = 10_000_000
 # recv_into buffer: a BATCH frame (~1 MiB) arrives in a few calls; TLS bodies are read in pieces of this size.
@@ -152,6 +155,10 @@ class Receiver:
         self.links = links
         self.fingerprint = ""
         self.publish_files = _descriptor_budget(PUBLISH_FILES)
+        # Descriptors a session may hold (queued partials + directory fds): the soft limit less a reserve for the
+        # socket, the listener, the pipe and whatever the embedding program keeps open.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.fd_budget = 1 << 20 if soft == resource.RLIM_INFINITY else max(64, soft - _FD_RESERVE)
         self._ctx: ssl.SSLContext | None = None
         self._fp = b""
         if not plain:
@@ -500,6 +507,7 @@ class _Session:
         plan: list[p.PlanEntry] = []
         links: list[int] = []
         for i, e in enumerate(self.entries):
+            self._trim_dirs()
             parts = self.parts[i]
             shown = e.name.decode("utf-8", "backslashreplace")
             parent = self._dir(parts[:-1], create=False)
@@ -552,6 +560,7 @@ class _Session:
         # Every check passed: now create the directories (empty ones included).
         for i, e in enumerate(self.entries):
             if e.is_dir:
+                self._trim_dirs()
                 self._dir(self.parts[i], create=True)
                 self.result.dirs += 1
         self.plan = plan
@@ -769,6 +778,7 @@ class _Session:
         align = dio_alignment(fd).offset
         flags = fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT
         res = self.result
+        direct = True
         try:
             while self.dec.body_remaining:
                 mis = pos % align
@@ -782,17 +792,27 @@ class _Session:
                 if got:
                     hasher.update(buf[:got])
                     whole = 0 if mis else got // align * align
-                    if whole:
-                        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
+                    if whole and direct:
                         try:
-                            _pwrite_all(fd, buf[:whole], pos)
-                        finally:
-                            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                            fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
+                            try:
+                                _pwrite_all(fd, buf[:whole], pos)
+                            finally:
+                                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                        except OSError as exc:
+                            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                                raise
+                            # The file system refused O_DIRECT after all (its reported alignment was a guess):
+                            # the rest of this file goes through the page cache, and the route says so.
+                            direct = False
+                    if whole and not direct:
+                        _pwrite_all(fd, buf[:whole], pos)  # (again, if a refused direct write got partway)
                     if got > whole:
                         _pwrite_all(fd, buf[whole:got], pos + whole)
-                    res.routes["direct"] = res.routes.get("direct", 0) + got
+                    route = "direct" if direct else "readwrite"
+                    res.routes[route] = res.routes.get(route, 0) + got
                     res.bytes += got
-                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA) of user space, as routes.direct
+                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA or write) of user space
                     self.dec.skip_body(got)
                     pos += got
                 if got < want:
@@ -815,7 +835,8 @@ class _Session:
     def _queue(self, item: _Pending, nbytes: int) -> None:
         self.publish.append(item)
         self.publish_bytes += nbytes
-        if len(self.publish) >= self.rx.publish_files or self.publish_bytes >= PUBLISH_BYTES:
+        if (len(self.publish) >= self.rx.publish_files or self.publish_bytes >= PUBLISH_BYTES
+                or len(self.publish) + len(self.dirs) >= self.rx.fd_budget):
             self._flush()
 
     def _sync(self, fds: dict[int, int]) -> None:
@@ -860,6 +881,18 @@ class _Session:
         while self.acks:
             self._send(p.Ack.build(self.key, self.acks[: p.MAX_ACK_ITEMS]))
             del self.acks[: p.MAX_ACK_ITEMS]
+        self._trim_dirs()
+
+    def _trim_dirs(self) -> None:
+        """A tree of many directories: close the cached directory fds (but the root's) once they reach half the
+        descriptor budget. Only called where nothing queued refers to them; _dir() walks again (O_NOFOLLOW,
+        component by component) when one is needed."""
+        if len(self.dirs) <= self.rx.fd_budget // 2 or self.publish:
+            return
+        for parts, fd in list(self.dirs.items()):
+            if parts:
+                os.close(fd)
+                del self.dirs[parts]
 
     def _publish(self, item: _Pending) -> None:
         partial, final, parent = item.partial, item.final, item.parent
@@ -896,21 +929,30 @@ class _Session:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(names.partial_name(parts[-1]), dir_fd=parent)
         # Directory modes and mtimes last (after every unlink above), deepest first: adding files changed them.
-        dir_fds = [self.dirs[()]]
-        for i in range(len(self.entries) - 1, -1, -1):
-            e = self.entries[i]
-            if e.is_dir:
-                fd = self._dir(self.parts[i], create=True)
-                assert fd is not None
-                os.fchmod(fd, e.mode & _MODE_MASK)
-                os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-                dir_fds.append(fd)
-        if durable.HAS_SYNCFS:
-            for fd in self._devices(dir_fds).values():  # one pass for every directory's new mode and mtime
-                durable.syncfs(fd)
-        else:
-            for fd in dir_fds:
-                os.fsync(fd)
+        # Then one syncfs per file system for all of them (an fd per device kept aside), or an fsync each.
+        root = self.dirs[()]
+        devices = {os.fstat(root).st_dev: os.dup(root)}
+        try:
+            for i in range(len(self.entries) - 1, -1, -1):
+                e = self.entries[i]
+                if e.is_dir:
+                    self._trim_dirs()
+                    fd = self._dir(self.parts[i], create=True)
+                    assert fd is not None
+                    os.fchmod(fd, e.mode & _MODE_MASK)
+                    os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+                    if not durable.HAS_SYNCFS:
+                        os.fsync(fd)
+                    elif (dev := os.fstat(fd).st_dev) not in devices:
+                        devices[dev] = os.dup(fd)
+            if durable.HAS_SYNCFS:
+                for fd in devices.values():
+                    durable.syncfs(fd)
+            else:
+                os.fsync(root)
+        finally:
+            for fd in devices.values():
+                os.close(fd)
         self._send(p.Bye.build(self.key, {
             "files": res.files, "bytes": res.bytes, "routes": res.routes, "user_bytes": res.user_bytes,
             "checksum": res.checksum, "checksum_seconds": round(res.checksum_seconds, 6),

@@ -154,6 +154,7 @@ def send(
     route: str | None = None,
     plain: bool = False,
     links: bool = False,
+    fingerprint: str | None = None,
 ) -> SendResult:
     """Send files and directory trees to a `Receiver` at `address`.
 
@@ -165,7 +166,11 @@ def send(
     `route` forces the body route of large files in plain mode (e.g. "readwrite" to compare with a plain
     read+send; default: sendfile with visible fallbacks); an impossible one raises RouteUnavailable before any
     file is sent. `links` sends symlinks inside directories as links (the receiver needs links too).
+    `fingerprint` ("SHA256:<hex>", as `zcopy recv` prints it) pins the receiver's certificate: any other is refused
+    before HELLO, which authenticates the receiver even without a token.
     """
+    if fingerprint is not None and plain:
+        raise ValueError("a certificate fingerprint needs TLS: it cannot be checked with --plain")
     if checksum_name not in checksum.ALGORITHMS:
         raise ValueError(f"unknown checksum {checksum_name!r}; choose from {', '.join(checksum.ALGORITHMS)}")
     routes.require(route, "file", "socket")
@@ -179,6 +184,7 @@ def send(
     sock = socket.create_connection(address, timeout=timeout)
     session = _Session(sock, sources, tok, resume, checksum.ALGORITHMS[checksum_name], progress, route, plain,
                        links)
+    session.pin = fingerprint
     try:
         # Small frames must not wait for delayed ACKs (Nagle); the FILE header is sent with MSG_MORE so it
         # still shares a segment with the start of the body.
@@ -225,6 +231,7 @@ class _Session:
         self.sent_files = 0  # TRAILERs and BATCH items sent: DONE carries the count
         self.batch: list[p.BatchItem] = []
         self.batch_bytes = 0
+        self.pin: str | None = None  # the receiver certificate's expected fingerprint, if the user gave one
 
     # -- reading the receiver's stream --------------------------------------------------------------------
     def _next(self, exact: bool = False) -> p.Event:
@@ -350,6 +357,9 @@ class _Session:
         except certs.CertificateError as exc:
             raise TransferError(str(exc), E_IO) from None
         self.result.certificate = certs.fingerprint_text(der)
+        if self.pin is not None and self.pin.strip().lower() != self.result.certificate.lower():
+            raise AuthError(f"the receiver's certificate is {self.result.certificate}, not the pinned {self.pin}: "
+                            "refused (another receiver, or a man in the middle)")
         return certs.fingerprint(der)
 
     def _run(self) -> None:
