@@ -255,15 +255,32 @@ class _Session:
 
     def _poll_acks(self) -> None:
         """Take whatever ACKs have arrived without waiting: ACKs are pipelined behind the bodies."""
-        # poll() first: a Python socket with a timeout waits inside recv() even with MSG_DONTWAIT. TLS may hold
-        # decrypted bytes already (pending()).
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        while (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()) or poller.poll(0):
-            data = self.sock.recv(1 << 16)
-            if not data:
-                break  # EOF: reported by the blocking read at the end
-            self.dec.feed(data)
+        if isinstance(self.sock, ssl.SSLSocket):
+            # Readable bytes may be a TLS record that holds no application data (a session ticket): a blocking
+            # recv() would then wait for the next ACK, which the receiver only sends after more files. Read
+            # without blocking instead, until TLS wants more bytes.
+            timeout = self.sock.gettimeout()
+            self.sock.setblocking(False)
+            try:
+                while True:
+                    try:
+                        data = self.sock.recv(1 << 16)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        break
+                    if not data:
+                        break  # EOF: reported by the blocking read at the end
+                    self.dec.feed(data)
+            finally:
+                self.sock.settimeout(timeout)
+        else:
+            # poll() first: a Python socket with a timeout waits inside recv() even with MSG_DONTWAIT.
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            while poller.poll(0):
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    break  # EOF: reported by the blocking read at the end
+                self.dec.feed(data)
         while True:
             ev = self.dec.next_event()
             if ev is p.NEED_DATA:
