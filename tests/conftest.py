@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and an
+# ignored signal stays ignored across exec: every zcopy process a test starts would then shrug off the SIGINT
+# the test sends to stop it, and the test would hang. A handler here is reset to the default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def make_file(path: Path, size: int, seed: int = 1) -> bytes:

@@ -845,10 +845,12 @@ def test_socket_channel_unix(tmp_path: Path, as_path: bool) -> None:
 def test_socket_channel_open_failure_closes(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         SocketChannel.open(str(tmp_path / "missing.sock"))
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        addr = srv.getsockname()
-    with pytest.raises(ConnectionRefusedError):
-        SocketChannel.open(addr)
+    # A port bound but not listening refuses connections, and stays ours while we hold it: a port closed and
+    # assumed free could be taken by anyone in between.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        with pytest.raises(ConnectionRefusedError):
+            SocketChannel.open(bound.getsockname())
 
 
 def test_socket_channel_observed() -> None:

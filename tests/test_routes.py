@@ -256,6 +256,51 @@ def test_give_up_errno_after_progress_raises(tmp_path: Path, drain: Drain, monke
     assert ei.value.bytes_moved == 65536  # type: ignore[attr-defined]
 
 
+def test_give_up_after_progress_in_wait_mode_raises_instead_of_switching_routes(
+    tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait=True: sendfile moves bytes, the socket fills (EAGAIN), move() waits, and then sendfile refuses
+    (EINVAL). Another route would resend or skip bytes mid-stream, so move() raises with what it moved."""
+    client, server = tcp_pair
+    small_buffers(client, server)
+    size = 8 << 20  # far more than the fixed 64 KiB buffers: the first EAGAIN comes long before the end
+    data = make_file(tmp_path / "src", size)
+    client.setblocking(False)
+    real = os.sendfile
+    blocked = threading.Event()
+
+    def refuses_after_eagain(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        if blocked.is_set():
+            raise OSError(errno.EINVAL, "refused after a wait (test)")
+        try:
+            return real(out_fd, in_fd, offset, count)
+        except BlockingIOError:
+            blocked.set()
+            raise
+
+    monkeypatch.setattr(os, "sendfile", refuses_after_eagain)
+    got = bytearray()
+
+    def reader() -> None:
+        while chunk := server.recv(1 << 16):
+            got.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    fd = _open_r(tmp_path / "src")
+    try:
+        with pytest.raises(OSError) as ei:
+            move(fd, client.fileno(), 0, size, wait=True, timeout=30)
+    finally:
+        client.shutdown(socket.SHUT_WR)
+        t.join()
+        os.close(fd)
+    assert blocked.is_set()  # the wait really happened before the refusal
+    moved = ei.value.bytes_moved  # type: ignore[attr-defined]
+    assert 0 < moved < size and ei.value.errno == errno.EIO
+    assert bytes(got) == data[:moved]  # exactly what was reported: nothing resent, nothing skipped
+
+
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EPIPE])
 def test_hard_errors_always_raise(tmp_path: Path, drain: Drain, monkeypatch: pytest.MonkeyPatch, err: int) -> None:
     monkeypatch.setattr(os, "sendfile", _fail_on(1, err, os.sendfile))
@@ -390,7 +435,8 @@ def test_nonblocking_target_returns_what_moved(
     tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket], route: str
 ) -> None:
     client, server = tcp_pair
-    size = 64 << 20  # far more than the socket buffers hold with nobody reading
+    small_buffers(client, server)
+    size = 64 << 20  # far more than the (small, fixed) socket buffers hold with nobody reading
     data = make_file(tmp_path / "src", size)
     client.setblocking(False)
     fd = _open_r(tmp_path / "src")
@@ -481,16 +527,25 @@ def test_splice_keeps_one_pipe_across_eagain_waits(
     client, server = tcp_pair
     server.settimeout(10)  # a Python timeout: the fd is non-blocking, so every gap is an EAGAIN + poll
     bursts = [os.urandom(100_000) for _ in range(5)]
+    receiver = threading.get_native_id()
+    dst = tmp_path / "dst"
 
     def sender() -> None:
+        sent = 0
         for b in bursts:
             client.sendall(b)
-            time.sleep(0.05)
+            sent += len(b)
+            # The next burst only once the receiver has written all of this one and sleeps: it is then waiting
+            # for data, so every gap is a real wait (no 50 ms guess that a busy machine could overrun).
+            end = time.monotonic() + 30
+            while not (dst.exists() and dst.stat().st_size == sent and _sleeping(receiver)):
+                assert time.monotonic() < end, "receiver never caught up"
+                time.sleep(0.001)
         client.shutdown(socket.SHUT_WR)
 
     t = threading.Thread(target=sender)
     t.start()
-    with FileChannel.open(tmp_path / "dst", "w") as ch, observe() as obs:
+    with FileChannel.open(dst, "w") as ch, observe() as obs:
         n = ch.transfer_from(server, 0, 10**9)
     t.join()
     calls = obs.operations[0].syscalls
@@ -499,8 +554,22 @@ def test_splice_keeps_one_pipe_across_eagain_waits(
     assert calls.get("pipe2", 0) <= 1, calls  # not one pipe per wait
 
 
+def _sleeping(tid: int) -> bool:
+    """Is thread ``tid`` of this process asleep in the kernel (state S), i.e. waiting rather than running?"""
+    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] == "S"
+
+
+def small_buffers(client: socket.socket, server: socket.socket) -> None:
+    """Fixed 64 KiB socket buffers (no autotuning): "more than the buffers hold" is then true on any machine,
+    whatever its tcp_rmem/tcp_wmem maxima."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+
+
 def test_a_pipe_left_holding_bytes_is_not_reused(tmp_path: Path, tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     client, _server = tcp_pair
+    small_buffers(client, _server)
     make_file(tmp_path / "big", 16 << 20)
     client.setblocking(False)
     fd = _open_r(tmp_path / "big")

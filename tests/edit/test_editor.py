@@ -189,28 +189,41 @@ def test_in_place_with_length_change_is_refused(tmp_path: Path) -> None:
 
 
 HOLD_LOCK = textwrap.dedent("""
-    import sys, time
+    import sys
     from zcopy import FileChannel
     ch = FileChannel.open(sys.argv[1], "r+")
     lk = ch.lock()
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # held until the test says so: no window to guess
     lk.release()
 """)
 
 
 def test_lock_is_honoured(tmp_path: Path) -> None:
+    import threading
+
     p = write(tmp_path / "f", b"old")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(p), "0.7"], stdout=subprocess.PIPE)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(p)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
         with pytest.raises(FileLockedError):
             replace(p, b"old", b"new", wait_lock=False)
-        t0 = time.monotonic()
-        replace(p, b"old", b"new")  # waits for the holder
-        assert time.monotonic() - t0 > 0.2
+        errors: list[BaseException] = []
+
+        def edit() -> None:
+            try:
+                replace(p, b"old", b"new")  # waits for the holder
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=edit)
+        t.start()
+        t.join(0.5)  # a replace that ignored the lock would be done by now; one that waits is still waiting
+        assert t.is_alive() and p.read_bytes() == b"old"
     finally:
-        holder.wait(10)
+        holder.communicate(b"release\n", timeout=10)
+    t.join(30)
+    assert not t.is_alive() and not errors, errors
     assert p.read_bytes() == b"new"
 
 
@@ -281,30 +294,31 @@ def test_python_memory_stays_bounded_on_a_file_larger_than_the_window(tmp_path: 
 
 KILL_RUNS = int(os.environ.get("ZCOPY_KILL_RUNS", "12"))
 
+# A `zcopy replace --safe` that stops in its progress callback halfway through the temp file and says so:
+# killing it then is a kill mid-rewrite by construction, not by a guess at the timing.
+PAUSED_REWRITE = textwrap.dedent("""
+    import sys
+    from zcopy.edit import replace
+    def progress(done, total):
+        if 0 < done < total and done >= total // 2 and not paused:
+            paused.append(done)
+            print("mid-rewrite", flush=True)
+            sys.stdin.readline()  # never answered: the test kills us here
+    paused = []
+    replace(sys.argv[1], b"old", b"OLDER", mode="safe", window=1 << 20, progress=progress)
+""")
+
 
 def test_sigkill_during_safe_rewrite_leaves_old_or_new(tmp_path: Path) -> None:
-    """Real subprocesses killed at random moments: the file is always exactly the old or the new content."""
+    """Real subprocesses killed mid-rewrite (by construction) and at random moments (seeded): the file is
+    always exactly the old or the new content, and a killed run leaves at most its temp file."""
     rng = random.Random(os.environ.get("ZCOPY_KILL_SEED", "6"))
     words = [b"old", b"cold", b"bold", b"fold", b"gold", b"x" * 40]
     old = b" ".join(rng.choice(words) for _ in range(1_500_000))  # ~12 MiB, ~250k matches
     new = old.replace(b"old", b"OLDER")
     p = tmp_path / "f"
-    cmd = [sys.executable, "-m", "zcopy", "replace", "--safe", "old", "OLDER", str(p)]
-    t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "zcopy", "--version"], check=True, capture_output=True)
-    startup = time.monotonic() - t0
-    p.write_bytes(old)
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True, capture_output=True)
-    full = time.monotonic() - t0
-    assert p.read_bytes() == new
-    outcomes = {"old": 0, "new": 0, "killed mid-rewrite": 0}
-    for _ in range(KILL_RUNS):
-        p.write_bytes(old)
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(startup * 0.5, full * 1.05))
-        proc.kill()
-        proc.wait()
+
+    def check(outcomes: dict[str, int]) -> None:
         got = p.read_bytes()
         assert got in (old, new), "a killed rewrite left a mix"
         outcomes["old" if got == old else "new"] += 1
@@ -313,8 +327,33 @@ def test_sigkill_during_safe_rewrite_leaves_old_or_new(tmp_path: Path) -> None:
                 assert f.name.endswith(".zcopy-tmp")
                 outcomes["killed mid-rewrite"] += 1
                 f.unlink()
-    print("SIGKILL outcomes:", outcomes, f"startup {startup:.3f} s, full run {full:.3f} s")
-    assert outcomes["killed mid-rewrite"] > 0, outcomes  # the kills did land while the temp file was built
+
+    outcomes = {"old": 0, "new": 0, "killed mid-rewrite": 0}
+    for _ in range(2):
+        p.write_bytes(old)
+        proc = subprocess.Popen([sys.executable, "-c", PAUSED_REWRITE, str(p)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == b"mid-rewrite\n"
+        proc.kill()
+        proc.communicate()
+        check(outcomes)
+    assert outcomes == {"old": 2, "new": 0, "killed mid-rewrite": 2}, outcomes
+    # Random moments, start-up and the final rename included (seeded: ZCOPY_KILL_SEED replays a run). These
+    # only have to leave old or new; which one, and whether mid-rewrite, is up to the timing.
+    cmd = [sys.executable, "-m", "zcopy", "replace", "--safe", "old", "OLDER", str(p)]
+    p.write_bytes(old)
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True)
+    full = time.monotonic() - t0
+    assert p.read_bytes() == new
+    for _ in range(KILL_RUNS):
+        p.write_bytes(old)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, full * 1.05))
+        proc.kill()
+        proc.wait()
+        check(outcomes)
+    print("SIGKILL outcomes:", outcomes, f"full run {full:.3f} s")
 
 
 # Truncation between the size check and the next touch of the mapping (the race no check can close):

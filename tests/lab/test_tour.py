@@ -57,13 +57,20 @@ def test_mmap_edit_uses_no_user_buffer(tour: dict[str, Any]) -> None:
         assert r["counters"]["minor_faults"] + r["counters"]["major_faults"] > 0
 
 
+# Filesystems whose pages are written to (and read back from) a disk: only there can force and cold runs show
+# disk traffic. On tmpfs (a common TMPDIR) the page cache is the file.
+DISK_BACKED = ("ext4", "xfs", "btrfs")
+
+
 def test_force_flushes(tour: dict[str, Any]) -> None:
-    # What force shows: the system's Dirty pages drop, or this process's writes reached the storage layer.
+    # What force shows: this process's writes reached the storage layer (its own counter: the system-wide
+    # Dirty count moves with every other process's writes too, so it proves nothing either way).
+    if tour["file"]["fs_type"] not in DISK_BACKED:
+        pytest.skip(f"work files on {tour['file']['fs_type']}: no storage layer for force to reach")
     for sid in ("traditional", "mmap", "copy_file_range", "splice_recv"):
         for r in by_id(tour)[sid]["runs"]:
-            f = r["force"]
-            assert f is not None
-            assert f["dirty_kb_after"] < f["dirty_kb_before"] or r["counters"]["disk_write_bytes"] > 0, (sid, r)
+            assert r["force"] is not None
+            assert r["counters"]["disk_write_bytes"] > 0, (sid, r)
 
 
 def test_cold_runs_are_checked_by_the_disk_counters(tour: dict[str, Any]) -> None:
@@ -71,8 +78,9 @@ def test_cold_runs_are_checked_by_the_disk_counters(tour: dict[str, Any]) -> Non
     assert len(colds) == 7
     for r in colds:
         assert r["cold"]["verified"] == (r["counters"]["disk_read_bytes"] >= 0.9 * r["nbytes"])
-        if tour["file"]["fs_type"] in ("ext4", "xfs", "btrfs"):  # disk-backed: eviction must have worked
-            assert r["cold"]["verified"], r
+        # Whether eviction worked depends on timing (a page a socket still holds stays cached: measured up to
+        # ~2 s under load), so the test asks for honesty, not luck: a run that did not go cold says so.
+        assert r["cold"]["verified"] or r["cold"]["note"], r
 
 
 def test_receive_steps_land_every_byte(tour: dict[str, Any]) -> None:
@@ -168,7 +176,8 @@ def test_tmpfs_cannot_be_made_cold_and_the_tour_says_so() -> None:
 def test_socket_steps_report_the_other_process(tour: dict[str, Any]) -> None:
     for sid in ("sendfile", "read_send", "splice_recv", "recv_write"):
         for r in by_id(tour)[sid]["runs"]:
-            assert r["peer"] is not None and r["peer"]["cpu_user_s"] >= 0 and r["peer"]["role"]
+            assert r["peer"] is not None and r["peer"]["role"]
+            assert r["peer"]["cpu_user_s"] + r["peer"]["cpu_sys_s"] > 0  # measured (µs resolution), not a default
     assert all(r["peer"] is None for r in by_id(tour)["copy_file_range"]["runs"])
 
 
@@ -200,8 +209,8 @@ def test_resident_pages_and_evict(tmp_path: Path) -> None:
     f = tmp_path / "f"
     f.write_bytes(b"x" * (256 * 1024 + 1))  # 65 pages, the last one partial
     assert resident_pages(f) == 65  # just written: all in the page cache
-    left = evict(f)
-    if fs_type(tmp_path) in ("ext4", "xfs", "btrfs"):
+    left = evict(f, deadline_s=60.0)  # returns as soon as the pages are gone; the margin is for a loaded machine
+    if fs_type(tmp_path) in DISK_BACKED:  # nothing else references these pages: they must go
         assert left == 0 and resident_pages(f) == 0
     f.read_bytes()
     assert resident_pages(f) == 65
@@ -209,10 +218,10 @@ def test_resident_pages_and_evict(tmp_path: Path) -> None:
     assert resident_pages(tmp_path / "empty") == 0
 
 
-def test_evict_gives_up_at_once_where_pages_cannot_leave() -> None:
+def test_evict_gives_up_at_once_where_pages_cannot_leave(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
-    import time
 
+    import zcopy.lab.tour
     from zcopy.lab.tour import evict, fs_type
 
     shm = Path("/dev/shm")
@@ -220,10 +229,12 @@ def test_evict_gives_up_at_once_where_pages_cannot_leave() -> None:
         pytest.skip("needs /dev/shm on tmpfs")
     f = shm / f"zcopy-evict-{os.getpid()}"
     f.write_bytes(b"y" * 8192)
+    def no_retry(seconds: float) -> None:
+        raise AssertionError("evict waited to retry where every page stays (tmpfs)")
+
+    monkeypatch.setattr(zcopy.lab.tour.time, "sleep", no_retry)
     try:
-        t = time.monotonic()
-        assert evict(f) == 2
-        assert time.monotonic() - t < 1  # no retry loop on tmpfs
+        assert evict(f, deadline_s=60.0) == 2
     finally:
         f.unlink()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import LOOPS, read_until_close, wait_for
+from .tlsfiles import make_cert
 
 
 class Proc:
@@ -140,27 +141,7 @@ def test_json_log(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
 def test_tls_serves_correctly_and_reports_the_copy_route(
     site: Path, tmp_path: Path, procs: list[Proc], loop: str
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_cert(tmp_path)  # skips, saying so, when openssl is missing
     log = tmp_path / "tls.log"
     p = Proc(
         site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log", str(log), "--json-log", "--loop", loop

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from .conftest import Running, read_until_close, recv_response, wait_for
+from .conftest import Running, listening_here, read_until_close, recv_response, wait_for
 from .tlsfiles import client_context, make_cert, server_context
 
 Serve = Callable[..., Running]
@@ -71,3 +74,75 @@ def test_not_tls_is_closed_and_logged_once(
     err = capfd.readouterr().err
     assert err.count("zcopy serve:") == 1 and "TLS handshake failed" in err, err
     assert tls_get(r)[1] == b"hello world\n"
+
+
+def _tls_download(r: Running, path: str, rcvbuf: int = 64 << 10) -> tuple[ssl.SSLSocket, bytes]:
+    """A TLS GET with a small receive buffer, so most of a big body is still on the server when this returns
+    the first bytes (head included)."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.connect(r.addr)
+    raw.settimeout(10)
+    s = client_context().wrap_socket(raw)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    return s, s.recv(65536)
+
+
+def _read_rest(s: ssl.SSLSocket) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except (ssl.SSLError, ConnectionError):  # an aborted TLS stream: no close_notify
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def test_tls_truncated_file_closes_that_connection_only(
+    serve: Serve, site: Path, tls: ssl.SSLContext, capfd: pytest.CaptureFixture[str]
+) -> None:
+    big = site / "big.bin"
+    size = 64 << 20
+    with open(big, "wb") as f:
+        f.truncate(size)
+    r = serve(ssl=tls)
+    s, first = _tls_download(r, "/big.bin")
+    assert first.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % size in first
+    os.truncate(big, 1 << 20)
+    got = len(first.partition(b"\r\n\r\n")[2]) + len(_read_rest(s))
+    s.close()
+    assert got < size  # closed short: the client can tell the body is incomplete
+    assert tls_get(r)[1] == b"hello world\n"  # the server goes on
+    assert "truncated" in capfd.readouterr().err
+
+
+def test_tls_stalled_reader_hits_send_timeout(serve: Serve, site: Path, tls: ssl.SSLContext) -> None:
+    with open(site / "big.bin", "wb") as f:
+        f.truncate(64 << 20)
+    r = serve(ssl=tls, send_timeout=0.5)
+    s, first = _tls_download(r, "/big.bin")  # ...and then never reads again
+    assert first.startswith(b"HTTP/1.1 200")
+    assert wait_for(lambda: not r.server.connections, 10.0)  # 20x the timeout: the server gave up on us
+    s.close()
+
+
+def test_tls_graceful_shutdown(serve: Serve, site: Path, tls: ssl.SSLContext) -> None:
+    size = 16 << 20
+    with open(site / "big.bin", "wb") as f:
+        f.truncate(size)
+    r = serve(ssl=tls)
+    idle = client_context().wrap_socket(r.connect())  # handshake done, no request
+    busy, first = _tls_download(r, "/big.bin")  # a response in flight
+    handshaking = r.connect()  # TCP only: still in its handshake
+    assert wait_for(lambda: len(r.server.connections) == 3)
+    r.loop.call_soon_threadsafe(r.server.close)
+    assert _read_rest(idle) == b""  # closed at once
+    assert read_until_close(handshaking, 5.0) == b""  # so is the unfinished handshake
+    assert not listening_here(r.addr[1])  # no longer accepting
+    rest = _read_rest(busy)
+    assert len(first.partition(b"\r\n\r\n")[2]) + len(rest) == size  # the in-flight response finished
+    for s in (idle, busy, handshaking):
+        s.close()

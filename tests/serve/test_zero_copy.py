@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from .conftest import LOOPS
 
 
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
 @pytest.mark.parametrize("loop", LOOPS)
 def test_body_goes_by_sendfile_with_msg_more_head(site: Path, tmp_path: Path, loop: str) -> None:
     trace = tmp_path / "trace"

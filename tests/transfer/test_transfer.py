@@ -465,6 +465,22 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
     assert (dst / "src.txt").read_text() == "over v6\n"
 
 
+def test_resume_with_a_partial_larger_than_the_source(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    # The source shrank since the partial was written (or the partial is someone else's): nothing of it can be
+    # trusted, not even a matching prefix. The whole file is resent and the result has the source's size.
+    src = tmp_path / "f.bin"
+    data = os.urandom(100_000)
+    src.write_bytes(data)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / partial_name(b"f.bin").decode()).write_bytes(data + os.urandom(50_000))  # right prefix, too long
+    rx = start_receiver(dst)
+    res = send([src], rx.address, resume=True)
+    rx.join()
+    assert res.ok and res.files == 1 and res.bytes_resumed == 0 and res.bytes_sent == len(data)
+    assert (dst / "f.bin").read_bytes() == data and not partials(dst)
+
+
 def test_resume_of_a_complete_partial_sends_no_body(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
     # Killed after the last body byte but before publishing: the resume only verifies and publishes.
     src = tmp_path / "f.bin"

@@ -190,7 +190,7 @@ class Session:
         except OSError as exc:
             if exc.errno not in EXHAUSTED:
                 self.server.log_exception("handler failed")
-                return handler.error(500, req, close=True)
+                return handler.error(500, req)
             # Out of descriptors: the server is overloaded, the file may well exist (never a 404). The
             # connection stays open: closing it would free one fd, but the client would just reconnect.
             target = req.target.decode("latin-1").encode("unicode_escape").decode("ascii")
@@ -198,9 +198,10 @@ class Session:
                 "open: exhausted", f"503 for {target}: cannot open a file ({exc.errno}: {os.strerror(exc.errno or 0)})"
             )
             return handler.error(503, req, extra=[(b"Retry-After", RETRY_AFTER)])
-        except Exception:  # a bug must cost one connection, never the server
+        except Exception:  # a bug must cost one response, never the connection or the server
             self.server.log_exception("handler failed")
-            return handler.error(500, req, close=True)
+            # Nothing of this response was written yet, so the connection is still in step: keep it.
+            return handler.error(500, req)
 
     def process(self) -> None:
         """Answer queued requests in order until one cannot be finished without waiting."""
