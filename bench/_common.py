@@ -10,6 +10,7 @@ import platform
 import random
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,38 @@ from dataclasses import dataclass, field
 
 GiB = 1 << 30
 MiB = 1 << 20
+
+# A peer that sendfile()s a (warm) file to each connection, for the socket → file jobs; prints its port first.
+SENDFILE_PEER = r"""
+import os, socket, sys
+path = sys.argv[1]; size = os.path.getsize(path)
+srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
+fd = os.open(path, os.O_RDONLY)
+while True:
+    c, _ = srv.accept()
+    off = 0
+    while off < size:
+        off += os.sendfile(c.fileno(), fd, off, size - off)
+    c.close()
+"""
+
+
+def pin(cpu: int) -> None:
+    """Pin this process to one core (the measured side runs on CPU 0, its peer on CPU 1)."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {cpu})
+
+
+def on_cpu1() -> list[str]:
+    """The command prefix that runs a peer on CPU 1 (nothing on one core or without taskset)."""
+    return ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def start_peer(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a Python peer script on CPU 1; it prints the port it listens on as its first line."""
+    p = subprocess.Popen([*on_cpu1(), sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    return p, int(p.stdout.readline())
 
 
 def machine() -> str:

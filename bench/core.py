@@ -13,13 +13,13 @@ import os
 import select
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (
+    SENDFILE_PEER,
     GiB,
     MiB,
     Result,
@@ -29,8 +29,10 @@ from _common import (
     load_average,
     machine,
     make_file,
+    pin,
     run_rounds,
     sh,
+    start_peer,
     table,
     thread_cpu,
     timed,
@@ -63,32 +65,6 @@ while True:
     while c.recv_into(buf): pass
     c.close()
 """
-SOURCE = r"""
-import os, socket, sys
-path = sys.argv[1]; size = os.path.getsize(path)
-srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
-fd = os.open(path, os.O_RDONLY)
-while True:
-    c, _ = srv.accept()
-    off = 0
-    while off < size:
-        off += os.sendfile(c.fileno(), fd, off, size - off)
-    c.close()
-"""
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {cpu})
-
-
-def _peer(script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    pre = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    p = subprocess.Popen([*pre, sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    return p, int(p.stdout.readline())
-
-
 def _finish(sock: socket.socket) -> None:
     # Wall time includes delivery: half-close, then wait for the receiver to close.
     sock.shutdown(socket.SHUT_WR)
@@ -101,7 +77,7 @@ F2S_POLL = "sendfile loop, socket with a timeout (EAGAIN + poll)"
 
 
 def file_to_socket(path: str, size: int, rounds: int, receiver: str) -> dict[str, Result]:
-    peer, port = _peer(receiver)
+    peer, port = start_peer(receiver)
     addr = ("127.0.0.1", port)
 
     def measure(send: object) -> Sample:
@@ -166,7 +142,7 @@ def file_to_socket(path: str, size: int, rounds: int, receiver: str) -> dict[str
 
 
 def socket_to_file(path: str, size: int, rounds: int, tmp: str) -> dict[str, Result]:
-    peer, port = _peer(SOURCE, path)
+    peer, port = start_peer(SENDFILE_PEER, path)
     addr = ("127.0.0.1", port)
     dst = os.path.join(tmp, "received")
     # A file whose pages stay in the page cache: contenders overwrite it in place, so no new page is allocated.
@@ -284,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = args.size or (64 * MiB if args.quick else GiB)
     rounds = args.rounds or (3 if args.quick else 7)
-    _pin(0)
+    pin(0)
     # `zcopy cp` is timed as users run it: with its bytecode cached. Compile it now, because an environment with
     # PYTHONDONTWRITEBYTECODE=1 (this one has it) would otherwise recompile every module at every start (~30 ms).
     import compileall

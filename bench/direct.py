@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (
+    SENDFILE_PEER,
     MiB,
     Result,
     Sample,
@@ -30,8 +31,10 @@ from _common import (
     load_average,
     machine,
     make_file,
+    pin,
     run_rounds,
     sh,
+    start_peer,
     table,
     thread_cpu,
     timed,
@@ -41,25 +44,6 @@ from _common import (
 import zcopy
 from zcopy import FileChannel, pagecache
 from zcopy.aligned import fs_type
-
-# The sending peer for the socket → file job: sendfile()s the (warm) source to each connection, pinned to CPU 1.
-SOURCE = r"""
-import os, socket, sys
-path = sys.argv[1]; size = os.path.getsize(path)
-srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
-fd = os.open(path, os.O_RDONLY)
-while True:
-    c, _ = srv.accept()
-    off = 0
-    while off < size:
-        off += os.sendfile(c.fileno(), fd, off, size - off)
-    c.close()
-"""
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {cpu})
 
 
 def evict(path: str) -> float | None:
@@ -174,10 +158,8 @@ def reads(src: str, size: int, rounds: int) -> tuple[dict[str, Result], float]:
 
 def receive(src: str, size: int, rounds: int, tmp: str) -> dict[str, Result]:
     """socket → new file, the receiving thread's CPU including the fsync that makes the file durable."""
-    pre = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    peer = subprocess.Popen([*pre, sys.executable, "-c", SOURCE, src], stdout=subprocess.PIPE, text=True)
-    assert peer.stdout is not None
-    addr = ("127.0.0.1", int(peer.stdout.readline()))
+    peer, port = start_peer(SENDFILE_PEER, src)  # sendfile()s the (warm) source to each connection, on CPU 1
+    addr = ("127.0.0.1", port)
     dst = os.path.join(tmp, "received")
 
     def measure(recv: object) -> Sample:
@@ -244,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = args.size or (64 * MiB if args.quick else 1 << 30)
     rounds = args.rounds or (3 if args.quick else 5)
-    _pin(0)
+    pin(0)
     import compileall
 
     compileall.compile_dir(os.path.dirname(zcopy.__file__), quiet=1)  # `zcopy cp` timed with cached bytecode

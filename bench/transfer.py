@@ -42,6 +42,8 @@ from _common import (
     load_average,
     machine,
     make_file,
+    on_cpu1,
+    pin,
     run_rounds,
     table,
     thread_cpu,
@@ -88,15 +90,6 @@ TX_ZCOPY = "zcopy send (sendfile, checksum none)"
 TX_SAME = "zcopy send --route readwrite (pread + send)"
 TX_PLAIN = "plain read + sendall 64 KiB"
 _LISTEN = re.compile(r"listening on [0-9.]+:(\d+)")
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {cpu})
-
-
-def _on_cpu1() -> list[str]:
-    return ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
 def _plain_recv_into_write(sock: socket.socket, dst: str) -> int:
@@ -153,7 +146,7 @@ class Bench:
     def zcopy_receiver(self, algo: str, route: str | None = None, cache: bool = True) -> Sample:
         d = self._fresh_dir()
         with Receiver(d, ("127.0.0.1", 0), route=route, plain=True, cache=cache) as rx:
-            peer = subprocess.Popen([*_on_cpu1(), *ZCOPY, "send", self.src, f"127.0.0.1:{rx.address[1]}",
+            peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "send", self.src, f"127.0.0.1:{rx.address[1]}",
                                      "--checksum", algo, "--plain"], stdout=subprocess.DEVNULL)
             conn, who = rx.accept()
             c0, t0 = thread_cpu(), time.perf_counter()
@@ -170,7 +163,7 @@ class Bench:
         d = self._fresh_dir()
         with socket.create_server(("127.0.0.1", 0)) as srv:
             port = srv.getsockname()[1]
-            peer = subprocess.Popen([*_on_cpu1(), sys.executable, "-c", PLAIN_SENDER, self.src, str(port)])
+            peer = subprocess.Popen([*on_cpu1(), sys.executable, "-c", PLAIN_SENDER, self.src, str(port)])
             conn, _ = srv.accept()
             c0, t0 = thread_cpu(), time.perf_counter()
             got = _plain_recv_into_write(conn, os.path.join(d, "f"))
@@ -200,7 +193,7 @@ class Bench:
 
     def plain_sender(self) -> Sample:
         d = self._fresh_dir()
-        peer = subprocess.Popen([*_on_cpu1(), sys.executable, "-c", PLAIN_RECEIVER, os.path.join(d, "f")],
+        peer = subprocess.Popen([*on_cpu1(), sys.executable, "-c", PLAIN_RECEIVER, os.path.join(d, "f")],
                                 stdout=subprocess.PIPE, text=True)
         assert peer.stdout is not None
         port = int(peer.stdout.readline())
@@ -235,7 +228,7 @@ class Bench:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         with open(dst, "wb") as out:
-            peer = subprocess.Popen([*_on_cpu1(), "nc", "-l", "127.0.0.1", str(port)], stdout=out)
+            peer = subprocess.Popen([*on_cpu1(), "nc", "-l", "127.0.0.1", str(port)], stdout=out)
             _wait_listening(port)
             c0, t0 = children_cpu(), time.perf_counter()
             with open(self.src, "rb") as inp:
@@ -251,7 +244,7 @@ class Bench:
 
 def spawn_zcopy_recv(d: str, plain: bool) -> tuple[subprocess.Popen[str], int]:
     """`zcopy recv --once` on CPU 1; returns it and its port."""
-    peer = subprocess.Popen([*_on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once",
+    peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once",
                              *(["--plain"] if plain else [])], stderr=subprocess.PIPE, text=True)
     assert peer.stderr is not None
     m = _LISTEN.search(peer.stderr.readline())
@@ -328,7 +321,7 @@ class TreeBench:
         with socket.socket() as s:  # a free port for nc -l
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        rx = subprocess.Popen([*_on_cpu1(), "sh", "-c", f"nc -l 127.0.0.1 {port} | tar x -C {shlex.quote(d)}"])
+        rx = subprocess.Popen([*on_cpu1(), "sh", "-c", f"nc -l 127.0.0.1 {port} | tar x -C {shlex.quote(d)}"])
         _wait_listening(port)
         t0 = time.perf_counter()
         parent, base = os.path.split(self.tree)
@@ -460,7 +453,7 @@ class ScpBench:
                                    "-o", "LogLevel=ERROR", self.src, f"root@127.0.0.1:{dst}"])
             conn, _ = srv.accept()
             with conn:
-                rx = subprocess.Popen([*_on_cpu1(), self.sshd, "-i", "-f", self.config], stdin=conn,
+                rx = subprocess.Popen([*on_cpu1(), self.sshd, "-i", "-f", self.config], stdin=conn,
                                       stdout=conn, stderr=subprocess.DEVNULL)
             tx_cpu = _wait4(tx)
             rx_cpu = _wait4(rx)
@@ -594,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size or (64 * MiB if args.quick else GiB)
     rounds = args.rounds or (3 if args.quick else 5)
     files = args.files or (2000 if args.quick else TREE_FILES)
-    _pin(0)
+    pin(0)
     have_nc = _ensure_nc()
     cmd = command_line("bench/transfer.py", argv)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

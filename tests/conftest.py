@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from direct_fs import disk_dir
 
 # A suite started in the background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and an
 # ignored signal stays ignored across exec: every zcopy process a test starts would then shrug off the SIGINT
@@ -87,3 +88,10 @@ def pipe() -> Iterator[tuple[int, int]]:
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+@pytest.fixture
+def ddir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a disk file system, where O_DIRECT does real DMA (the direct route's tests)."""
+    with disk_dir(tmp_path) as d:
+        yield d

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.aligned import PAGE_CACHE_FILESYSTEMS, fs_type
+from zcopy.aligned import PAGE_CACHE_FILESYSTEMS, dio_alignment, fs_type
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,15 @@ def _kind(path: Path) -> str | None:
     fd = os.open(path, os.O_RDONLY)
     try:
         return fs_type(fd)
+    finally:
+        os.close(fd)
+
+
+def dio_offset(path: Path) -> int:
+    """The file offset alignment O_DIRECT needs for this file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return dio_alignment(fd).offset
     finally:
         os.close(fd)
 

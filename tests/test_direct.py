@@ -9,44 +9,28 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Drain, make_file
-from direct_fs import disk_dir, ramfs_dir, small_ext4, tmpfs_dir
+from direct_fs import dio_offset, ramfs_dir, small_ext4, tmpfs_dir
 
 import zcopy
 from zcopy import FileChannel, RouteUnavailable, TruncatedFileError, observe, routes
-from zcopy.aligned import dio_alignment
 from zcopy.routes import direct
 
 MiB = 1 << 20
 SIZES = [0, 1, 511, 4095, 4096, 4097, MiB - 1, MiB, MiB + 1, direct.CHUNK + 3 * MiB + 7]
 
 
-@pytest.fixture
-def ddir(tmp_path: Path) -> Iterator[Path]:
-    with disk_dir(tmp_path) as d:
-        yield d
-
-
 def _flags(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_GETFL)
-
-
-def _align(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return dio_alignment(fd).offset
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_file_to_file_every_size(ddir: Path, size: int) -> None:
     data = make_file(ddir / "src", size, seed=size)
-    a = _align(ddir / "src")
+    a = dio_offset(ddir / "src")
     with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "w") as dst:
         before = (_flags(src.fileno()), _flags(dst.fileno()))
         with observe() as obs:
@@ -106,7 +90,7 @@ def test_file_to_socket_and_pipe(ddir: Path, drain: Drain) -> None:
     drain.wait()
     assert bytes(drain.data) == data
     # O_DIRECT read (no copy), send (one CPU copy of every byte); the tail also went through the page cache.
-    assert obs.operations[0].user_bytes == size + size % _align(ddir / "src")
+    assert obs.operations[0].user_bytes == size + size % dio_offset(ddir / "src")
     r, w = os.pipe()
     out = bytearray()
     t = threading.Thread(target=lambda: out.extend(_read_all(r)))
@@ -147,7 +131,7 @@ def test_socket_to_file_with_chunk_hook(ddir: Path, size: int) -> None:
     assert b"".join(seen) == data  # every byte shown to the hook once, in order
     assert obs.operations[0].route == "direct"
     # recv copies every byte into the buffer (CPU), the O_DIRECT write copies none; the tail is written buffered.
-    assert obs.operations[0].user_bytes == size + size % _align(ddir / "dst")
+    assert obs.operations[0].user_bytes == size + size % dio_offset(ddir / "dst")
 
 
 def test_pipe_to_file_and_hook_with_fallback_routes(ddir: Path) -> None:
@@ -343,7 +327,7 @@ with FileChannel.open({str(ddir / "src")!r}, direct=True) as ch:
     assert any("openat(" in ln and "src" in ln and "O_DIRECT" in ln for ln in lines)  # direct=True open flags
     direct_on: dict[str, bool] = {}
     body = tail = 0
-    a = _align(ddir / "src")
+    a = dio_offset(ddir / "src")
     for ln in lines:
         if "F_SETFL" in ln:
             fd = ln.split("fcntl(")[1].split(",")[0]
@@ -485,3 +469,20 @@ def test_cli_forced_direct_on_tmpfs_fails_cleanly() -> None:
                            capture_output=True, text=True)  # fmt: skip
         assert r.returncode != 0 and "tmpfs" in r.stderr and "Traceback" not in r.stderr
         assert not (d / "dst").exists() and not list(d.glob(".dst.*"))  # nothing partial published
+
+
+@pytest.mark.parametrize("route", ["direct", "readwrite"])
+def test_hook_sees_each_byte_once_when_a_nonblocking_socket_takes_part(ddir: Path, route: str) -> None:
+    # A file source into a non-blocking socket: a write the socket only partly takes ends the call, and the next
+    # call reads the rest again; the hook must not see those bytes twice.
+    data = make_file(ddir / "src", 6 * MiB + 5)
+    sink = Drain()
+    seen = bytearray()
+    with FileChannel.open(ddir / "src") as src, sink.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # so that a 1 MiB write is only partly taken
+        sock.setblocking(False)
+        moved = routes.move(src.fileno(), sock.fileno(), 0, len(data), route=route, wait=True, on_chunk=seen.extend)
+        assert moved.nbytes == len(data)
+    sink.wait()
+    assert bytes(sink.data) == data
+    assert len(seen) == len(data) and bytes(seen) == data

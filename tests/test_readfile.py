@@ -7,12 +7,11 @@ import mmap
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import make_file
-from direct_fs import disk_dir, tmpfs_dir, write_uncached
+from direct_fs import dio_offset, tmpfs_dir, write_uncached
 
 import zcopy
 from zcopy import RouteUnavailable, observe, pagecache
@@ -21,12 +20,6 @@ from zcopy.fastcopy import select
 from zcopy.routes import direct
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def ddir(tmp_path: Path) -> Iterator[Path]:
-    with disk_dir(tmp_path) as d:
-        yield d
 
 
 @pytest.mark.parametrize("size", [0, 1, 5, 4096, 4097, 3 * MiB + 1])
@@ -72,17 +65,9 @@ def test_read_file_into_a_reused_buffer(ddir: Path, extra: int) -> None:
     with observe() as obs:
         got = zcopy.read_file(ddir / "f", into=buf, direct=True)
     assert bytes(got) == data and got.obj is buf.obj
-    a = _align(ddir / "f")
+    a = dio_offset(ddir / "f")
     # With room for the whole last block it is read by DMA too; else the tail goes through the page cache.
     assert obs.operations[0].user_bytes == (0 if extra else size % a)
-
-
-def _align(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return dio_alignment(fd).offset
-    finally:
-        os.close(fd)
 
 
 def test_read_file_unaligned_into(ddir: Path) -> None:

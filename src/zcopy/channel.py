@@ -416,9 +416,10 @@ class FileChannel:
         `position`, without moving this channel's position. A source file is read from its own position.
         Returns bytes moved: fewer than count when the source ended (or a non-blocking source had no more).
 
-        `on_chunk(view)`, if given, is called with every piece of the data, in order, while it sits in the
+        `on_chunk(view)`, if given, is called with every piece of the data, once and in order, while it sits in the
         route's user buffer and before it is written (e.g. `hasher.update`: the checksum runs over bytes still
-        hot in the CPU cache). Only routes with a user buffer can do that (direct, readwrite): the others are
+        hot in the CPU cache; transfer_to into a socket or pipe shows what the target took, just after writing
+        it). Only routes with a user buffer can do that (direct, readwrite): the others are
         skipped with that reason. The view is only valid during the call; copy it to keep it. With
         route="direct" each view is a slice of a page-aligned buffer: up to routes.direct.STREAM_CHUNK (2 MiB) bytes
         from a socket or pipe, up to routes.direct.CHUNK (8 MiB) from a file."""

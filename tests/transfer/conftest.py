@@ -147,6 +147,18 @@ def start_receiver() -> Iterator[object]:
         r.rx.close()
 
 
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real ENOSPC. Needs mount rights (root in CI's container)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for ENOSPC: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 ZCOPY = [sys.executable, "-m", "zcopy"]
 _LISTEN = re.compile(r"listening on ([0-9.]+):(\d+)")
 

@@ -52,18 +52,6 @@ def test_twenty_thousand_files_round_trip_in_batches(tmp_path: Path, start_recei
     assert not partials(dst)
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A 1 MiB tmpfs: a real ENOSPC. Needs mount rights (root in CI's container)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs for ENOSPC: {r.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_disk_full_mid_batch_publishes_nothing_unverified(tmp_path: Path, start_receiver, tiny_fs: Path) -> None:  # type: ignore[no-untyped-def]
     # 400 × 4 KiB = 1.6 MiB into 1 MiB: the space runs out in the middle of the first publish batch.
     tree = small_tree(tmp_path / "src", 400, 4, 4096)

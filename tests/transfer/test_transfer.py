@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -353,18 +352,6 @@ def test_dropped_connection_keeps_partial_then_resume_completes(tmp_path: Path, 
     assert out.ok and out.bytes_resumed == len(kept) and out.bytes_sent == len(data) - len(kept)
     assert (dst / "f.bin").read_bytes() == data
     assert not part.exists()
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A 1 MiB tmpfs: a real ENOSPC. Needs mount rights (root in CI's container)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs for ENOSPC: {r.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_is_a_clear_error_and_keeps_the_partial(tmp_path: Path, start_receiver, tiny_fs: Path) -> None:  # type: ignore[no-untyped-def]

@@ -144,8 +144,9 @@ def move(
     RouteUnavailable when impossible. A regular-file source that shrinks mid-way raises TruncatedFileError.
     An OSError after partial progress carries `bytes_moved`.
     `prefer` tries one route before the table's order (a selection's choice; `reason` says why, kept in Moved).
-    `on_chunk(view)` sees every piece of data in order, in the route's user buffer, before it is written (only
-    routes with a user buffer can: direct, readwrite); the view is valid only during the call.
+    `on_chunk(view)` sees every piece of data once, in order, in the route's user buffer, before it is written (only
+    routes with a user buffer can: direct, readwrite); from a file into a socket or pipe, which may take only part,
+    it sees what was written, just after. The view is valid only during the call.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")

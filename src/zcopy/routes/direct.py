@@ -226,9 +226,10 @@ class _Mover:
         return exc
 
     # -- writing from the buffer ---------------------------------------------------------------------------
-    def _write(self, view: memoryview) -> bool:
-        """Write all of view (to a file: aligned blocks by DMA, the rest buffered). False: a non-blocking target
-        filled up (only with a file source, which loses nothing: the caller re-reads from the returned offset)."""
+    def _write(self, view: memoryview) -> int:
+        """Write all of view (to a file: aligned blocks by DMA, the rest buffered); returns the bytes written. Fewer
+        than len(view): a non-blocking target filled up (only with a file source, which loses nothing: the caller
+        re-reads from the returned offset)."""
         done = 0
         total = len(view)
         while done < total:
@@ -251,13 +252,13 @@ class _Mover:
                 except BlockingIOError:
                     self._add("write")
                     if self.src_file:
-                        return False
+                        return done
                     wait_fd(self.dst, True, None)  # bytes of a stream source must be delivered
                     continue
                 self._add("write", n)
             done += n
             self.moved += n
-        return True
+        return done
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _holes(self, left: int) -> tuple[int, int, bool]:
@@ -324,7 +325,10 @@ class _Mover:
                 want = min(left, room) // a * a
                 got, status = self._read(self.buf[:want], congruent)
             if got:
-                if self.hook is not None:
+                # A file source into a stream target: the target may take only part, and the next call reads the
+                # rest again, so the hook sees only what was written (after the write) to see every byte once.
+                partial_ok = self.src_file and not self.dst_file
+                if self.hook is not None and not partial_ok:
                     self.hook(self.buf[:got])
                 try:
                     delivered = self._write(self.buf[:got])
@@ -343,7 +347,9 @@ class _Mover:
                         done += n
                     self.moved = got  # so that the target's position advances past them
                     raise GiveUp(g.reason, salvaged=got) from None
-                if not delivered:
+                if self.hook is not None and partial_ok and delivered:
+                    self.hook(self.buf[:delivered])
+                if delivered < got:
                     return self.moved, Status.DST_AGAIN
             if status is not Status.DONE:
                 return self.moved, status

@@ -60,11 +60,14 @@ def move(
             tally.user_bytes += got
         if got == 0:
             return moved, Status.EOF
-        if on_chunk is not None:
+        if on_chunk is not None and not may_stop:
             on_chunk(buf[:got])
         try:
             if may_stop:
                 n = _write_once(dst_fd, buf[:got], dst_offset, moved, tally)
+                if on_chunk is not None and n:
+                    # Only what the target took: the next call reads the rest again and shows it then.
+                    on_chunk(buf[:n])
                 moved += n
                 if n < got:
                     return moved, Status.DST_AGAIN

@@ -10,7 +10,7 @@ ROUTES = ("sendfile", "splice", "copy_file_range", "mmap", "direct", "readwrite"
 
 # `direct` (O_DIRECT) is in no list below: it wins only for data not in the page cache, which the pair of kinds
 # cannot tell. It runs when forced (route="direct"), preferred by a selection that probed the page cache
-# (zcopy.copy: routes.direct_choice), or on a channel opened with direct=True.
+# (zcopy.copy and zcopy cp: fastcopy.select), or on a channel opened with direct=True.
 
 ORDER: dict[tuple[str, str], tuple[str, ...]] = {
     ("file", "socket"): ("sendfile", "splice", "mmap", "readwrite"),
