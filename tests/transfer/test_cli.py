@@ -73,12 +73,13 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
         (["send", str(tmp_path), "nohostport"], "not HOST:PORT"),
         (["recv", str(tmp_path / "missing"), "--once"], "not an existing directory"),
     ]
-    # A port nobody listens on: bind one, learn its number, close it.
+    # A port nobody listens on: bound by us and never listened on, so it refuses connections and nobody else
+    # can take it while the cases run (a port closed and assumed free could be).
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    free = held.getsockname()[1]
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}"], "nothing listens"))
     # A forced route that cannot move these kinds is refused before any connection or listening socket.
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "copy_file_range"], "copy_file_range"))
@@ -86,10 +87,11 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
     # A zero-copy route forced on an encrypted session is refused, not silently ignored.
     cases.append((["send", str(tmp_path), f"127.0.0.1:{free}", "--route", "sendfile"], "only chooses"))
     cases.append((["recv", str(tmp_path), "--once", "--route", "splice"], "only chooses"))
-    for argv, message in cases:
-        r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 2, (argv, r.stderr)
-        assert message in r.stderr and "Traceback" not in r.stderr
+    with held:
+        for argv, message in cases:
+            r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2, (argv, r.stderr)
+            assert message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_route_readwrite_on_both_sides_is_the_plain_copying_path(tmp_path: Path) -> None:
