@@ -77,6 +77,17 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(gen(), media_type="text/plain")
 
 
+async def stream_forever(request: Request) -> StreamingResponse:
+    async def gen() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"y" * 65536
+        finally:
+            EVENTS.append("stream-forever-ended")
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
 async def state_view(request: Request) -> PlainTextResponse:
     return PlainTextResponse(request.state.greeting)
 
@@ -119,6 +130,7 @@ starlette_app = Starlette(
         Route("/file/{name}", file_view),
         Route("/echo", echo, methods=["POST", "PUT"]),
         Route("/stream", stream),
+        Route("/stream-forever", stream_forever),
         Route("/state", state_view),
         WebSocketRoute("/ws", ws_echo),
         WebSocketRoute("/ws-deny", ws_deny),

@@ -229,3 +229,18 @@ def test_library_run_and_workers(tmp_path: Path) -> None:
     finally:
         p.terminate()
         assert p.wait(30) == 0
+
+
+def test_starlette_stream_to_a_vanished_client_is_not_an_app_error(tmp_path: Path) -> None:
+    s = AppServer("tests.serve.asgi.apps:app", make_data(tmp_path))
+    try:
+        with s.connect() as c:
+            c.sendall(b"GET /stream-forever HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.recv(65536)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        while "stream-forever-ended" not in httpx.get(s.url + "/raw/events", timeout=10).text:
+            pass  # until Starlette's generator was closed (each poll is a full request)
+        assert httpx.get(s.url + "/state", timeout=10).status_code == 200
+    finally:
+        code, err = s.stop()
+    assert code == 0 and "Traceback" not in err and "exception in ASGI" not in err, err

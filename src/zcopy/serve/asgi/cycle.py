@@ -34,14 +34,16 @@ class AppError(RuntimeError):
     """The application broke the ASGI HTTP protocol (a message out of order, a bad header, too many bytes)."""
 
 
-class Phase(enum.Enum):
+class Phase:
+    """Phases as plain strings: they key TRANSITIONS, and an Enum's hash is a Python-level call per lookup."""
+
     START = "start"  # waiting for http.response.start
     BODY = "body"  # head accepted, body messages may follow
     DONE = "done"  # the response is complete
 
 
 # (phase, message type) → the handler method; anything absent is an AppError. One table, like h11's _state.py.
-TRANSITIONS: dict[tuple[Phase, str], str] = {
+TRANSITIONS: dict[tuple[str, str], str] = {
     (Phase.START, "http.response.start"): "_start",
     (Phase.BODY, "http.response.body"): "_body",
     (Phase.BODY, "http.response.pathsend"): "_file",
@@ -64,6 +66,9 @@ def date_now() -> bytes:
 
 def status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
+
+
+_STATUS_LINES = {code: status_line(code) for code in _REASONS}
 
 
 def error_response(status: int, *, keep_alive: bool, http10: bool, head_only: bool) -> bytes:
@@ -94,7 +99,8 @@ class ResponseCycle:
     """
 
     __slots__ = (
-                "_headers",
+        "_headers",
+        "done",
         "framing",
         "head_only",
         "head_sent",
@@ -104,6 +110,7 @@ class ResponseCycle:
         "phase",
         "sent",
         "short",
+        "started",
         "status",
     )
 
@@ -119,39 +126,30 @@ class ResponseCycle:
         self.short = False
         self._headers: list[bytes] = []
         self.head_sent = False  # the head has been handed out as a part (until then a 500 can still replace it)
-
-    @property
-    def started(self) -> bool:
-        return self.phase is not Phase.START
-
-    @property
-    def done(self) -> bool:
-        return self.phase is Phase.DONE
+        self.started = False  # phase is not START (plain attributes: read on every message, no property calls)
+        self.done = False  # phase is DONE
 
     def send(self, message: Any) -> list[Part]:
         """Parts for one message other than a file one (the connection resolves files and calls ``file()``)."""
         kind = message.get("type") if isinstance(message, dict) else None
         name = TRANSITIONS.get((self.phase, kind))  # type: ignore[arg-type]
         if name is None or name == "_file":
-            if self.phase is Phase.DONE:
+            if self.phase == Phase.DONE:
                 raise AppError(f"ASGI message {kind!r} sent after the response was complete")
             if name is None:
-                raise AppError(f"unexpected ASGI message {kind!r} in phase {self.phase.value}")
+                raise AppError(f"unexpected ASGI message {kind!r} in phase {self.phase}")
             raise AppError(f"{kind!r} must be handed to ResponseCycle.file()")
         if name == "_start":
             self._start(message)
             return []
-        body = message.get("body", b"")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise AppError(f"http.response.body 'body' must be bytes, not {type(body).__name__}")
-        return self._body(bytes(body), bool(message.get("more_body", False)))
+        return self.body(message)
 
     def check_file(self, kind: str) -> None:
         """Raise AppError unless a file message (pathsend / zerocopysend) may come now."""
         if TRANSITIONS.get((self.phase, kind)) != "_file":
-            if self.phase is Phase.DONE:
+            if self.phase == Phase.DONE:
                 raise AppError(f"ASGI message {kind!r} sent after the response was complete")
-            raise AppError(f"unexpected ASGI message {kind!r} in phase {self.phase.value}")
+            raise AppError(f"unexpected ASGI message {kind!r} in phase {self.phase}")
 
     # -- transitions ------------------------------------------------------------------------------------
     def _start(self, message: dict[str, Any]) -> None:
@@ -197,6 +195,7 @@ class ResponseCycle:
         if not has_date:
             lines.insert(0, b"date: " + date_now() + b"\r\n")
         self.phase = Phase.BODY
+        self.started = True
 
     def _head(self, first: int, more: bool) -> bytes:
         """Choose the framing (seeing the first body message: ``first`` bytes, ``more`` to come); serialise."""
@@ -216,45 +215,56 @@ class ResponseCycle:
         else:
             self.framing = Framing.CHUNKED
             extra = b"transfer-encoding: chunked\r\n"
-        return b"".join(
-            (status_line(status), *self._headers, extra, head.connection_header(self.keep_alive, self.http10), b"\r\n")
-        )
+        if self.keep_alive:
+            conn = b"Connection: keep-alive\r\n\r\n" if self.http10 else b"\r\n"
+        else:
+            conn = b"Connection: close\r\n\r\n"
+        return b"".join((_STATUS_LINES.get(status) or status_line(status), *self._headers, extra, conn))
 
     def _end(self, more: bool, parts: list[Part]) -> None:
         if more:
             return
         self.phase = Phase.DONE
+        self.done = True
         if self.framing is Framing.CHUNKED:
             parts.append(b"0\r\n\r\n")
         elif self.framing is Framing.LENGTH and self.length is not None and self.sent < self.length:
             self.short = True  # the client is still waiting for bytes that will never come: close
             self.keep_alive = False
 
-    def _body(self, data: bytes, more: bool) -> list[Part]:
-        parts: list[Part] = []
+    def body(self, message: dict[str, Any]) -> list[Part]:
+        """Parts for an ``http.response.body`` message; the caller checked that the phase is BODY."""
+        data = message.get("body", b"")
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise AppError(f"http.response.body 'body' must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        more = message.get("more_body", False)
         n = len(data)
-        if not self.head_sent:
-            parts.append(self._head(n, more))
+        h = None if self.head_sent else self._head(n, more)
         framing = self.framing
-        if framing is Framing.NONE:
-            n = 0
-        elif framing is Framing.LENGTH:
+        if framing is Framing.LENGTH:
             assert self.length is not None
             if self.sent + n > self.length:
                 raise AppError(f"response body longer than its Content-Length ({self.sent + n} > {self.length})")
-            if n:
+            if h is not None and n + len(h) < JOIN_BELOW:
+                parts: list[Part] = [h + data]  # the common case: head and body in one send
+            else:
+                parts = [data] if h is None else [h, data]
+        else:
+            parts = [] if h is None else [h]
+            if framing is Framing.NONE:
+                n = 0
+            elif framing is Framing.CHUNKED:
+                if n:
+                    parts += (b"%x\r\n" % n, data, b"\r\n")
+            elif n:
                 parts.append(data)
-        elif framing is Framing.CHUNKED:
-            if n:
-                parts.append(b"%x\r\n" % n)
-                parts.append(data)
-                parts.append(b"\r\n")
-        elif n:
-            parts.append(data)
         self.sent += n
         self.head_sent = True  # only now: a message refused above leaves room for a 500 instead
-        self._end(more, parts)
-        return _joined(parts)
+        if not more:
+            self._end(more, parts)
+        return _joined(parts) if len(parts) > 1 else parts
 
     def file(self, fd: int, offset: int, count: int, more: bool, name: str, *, cap: bool = False) -> list[Part]:
         """Parts for ``count`` bytes of ``fd`` from ``offset``. ``cap``: a path the app did not measure itself
@@ -293,6 +303,7 @@ class ResponseCycle:
         """Nothing more will be sent for this response: the app failed, returned mid-response, or the server
         answered in its place (``keep_alive`` then says whether that answer left the connection usable)."""
         self.phase = Phase.DONE
+        self.done = self.started = True
         self.keep_alive = keep_alive
 
 

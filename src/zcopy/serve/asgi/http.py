@@ -142,7 +142,17 @@ class Exchange:
         if conn.closed:
             raise ClientDisconnected("the client has disconnected")
         kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+        if kind == "http.response.body" and resp.started and not resp.done:
+            parts = resp.body(message)  # the common message, straight to the cycle (same rules as resp.send)
+            if len(parts) == 1 and type(parts[0]) is bytes:
+                # Most responses are one small buffer (head and body joined): one send, no coroutine, no Outbox.
+                data = parts[0]
+                n = conn.write_now(data)
+                if n < len(data):
+                    await conn.write([data[n:]])
+            elif parts:
+                await conn.write(parts)
+        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             resp.check_file(kind)
             await (self._pathsend(message) if kind == "http.response.pathsend" else self._zerocopysend(message))
         else:
@@ -201,6 +211,7 @@ class Connection:
     """Parser callbacks, the exchange queue and the app tasks; the transport flavours below do the I/O."""
 
     closed: bool
+    reading: bool  # the flavour is reading from its socket now
 
     def __init__(self, host: AsgiHost, client: scopes.Addr, server: scopes.Addr, scheme: str) -> None:
         self.host = host
@@ -291,27 +302,21 @@ class Connection:
             client, scheme = scopes.forwarded(headers, client, scheme, self.host.trusted)
         try:
             scope = scopes.http_scope(
-                method=method,
-                target=target,
-                http_version=version,
-                headers=headers,
-                client=client,
-                server=self.server_addr,
-                scheme=scheme,
-                root_path=self.config.root_path,
-                state=self.host.state,
-                extensions=self.extensions(),
-            )
+                method, target, version, headers, client, self.server_addr, scheme, self.config.root_path,
+                self.host.state, self.extensions(),
+            )  # fmt: skip
         except scopes.BadTarget:
             self._error = 400
             raise _TooLarge from None
         keep_alive = bool(p.should_keep_alive()) and not self.host.closing
         ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
         self.parsing = ex
-        self.exchanges.append(ex)
+        exchanges = self.exchanges
+        exchanges.append(ex)
         self.deadline = INF  # the app may take as long as it likes; writes have their own deadline
-        if len(self.exchanges) == 1:
-            self.start_app(ex)
+        if len(exchanges) == 1:
+            task = self.task = self.loop.create_task(self.run_app(ex))
+            self.host.tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
@@ -350,6 +355,8 @@ class Connection:
                 self.head_bytes += len(data)  # bound what httptools buffers for a header line that never ends
                 if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
                     self._malformed(431)
+            if len(self.exchanges) < 2 and self.parsing is None and not self.stopped:
+                return  # the common case: nothing that could stop reading happened (see want_reading)
         self.update_reading()
         if self.stopped and not self.exchanges:
             self.answer_stopped()
@@ -373,6 +380,7 @@ class Connection:
         self.close_gracefully()
 
     def extensions(self) -> dict[str, Any]:
+        """A fresh dict per request (an app may write into its scope)."""
         return {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
     def want_reading(self) -> bool:
@@ -497,13 +505,18 @@ class Connection:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            where = f"{ex.method.decode()} {_show(ex.target)}"
-            host.log_exception(f"{self.peer}: exception in ASGI application ({where})")
-            if not resp.head_sent and not self.closed:
-                await self._error_reply(ex, 500)  # nothing of the response is on the wire yet: replace it
-            elif not resp.done:
-                resp.abandon()  # a response cut short: its framing is broken, the connection must close
-            # else: the response was complete on the wire (Starlette sends its 500, then re-raises): keep alive
+            if _from_disconnect(exc):
+                # Our ClientDisconnected turned into the framework's own exception (Starlette's ClientDisconnect
+                # is raised from it): a client that went away is not an application error worth a traceback.
+                resp.abandon()
+            else:
+                where = f"{ex.method.decode()} {_show(ex.target)}"
+                host.log_exception(f"{self.peer}: exception in ASGI application ({where})")
+                if not resp.head_sent and not self.closed:
+                    await self._error_reply(ex, 500)  # nothing of the response is on the wire yet: replace it
+                elif not resp.done:
+                    resp.abandon()  # a response cut short: its framing is broken, the connection must close
+                # else: complete on the wire (Starlette sends its 500, then re-raises): the connection stays
         else:
             if not resp.done:
                 if not resp.head_sent and not self.closed:
@@ -561,7 +574,8 @@ class Connection:
             return
         if not self.in_request:
             self.deadline = time.monotonic() + self.limits.keepalive_timeout
-        self.update_reading()
+        if not self.reading:
+            self.update_reading()
 
     def on_deadline(self) -> None:
         self.close()
@@ -576,6 +590,10 @@ class Connection:
 
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         raise NotImplementedError
+
+    def write_now(self, data: bytes) -> int:
+        """Send what the socket takes now, without waiting; the caller write()s the rest (errors included)."""
+        return 0
 
     def write_nowait(self, data: bytes) -> None:
         raise NotImplementedError
@@ -594,6 +612,18 @@ class Connection:
             ex.disconnected = True
             ex.wake()
         self.host.forget(self)
+
+
+def _from_disconnect(exc: BaseException) -> bool:
+    """Was ``exc`` raised while handling (or from) our ClientDisconnected?"""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, ClientDisconnected):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
 
 
 _warned: set[int] = set()
@@ -632,7 +662,7 @@ class RawConnection(Connection):
         super().__init__(host, client, server, "http")
         self.sock = sock
         self.fd = sock.fileno()
-        self._reading = True
+        self.reading = True
         self._wfut: asyncio.Future[None] | None = None
         self.loop.add_reader(self.fd, self._on_readable)
 
@@ -658,8 +688,8 @@ class RawConnection(Connection):
 
     def update_reading(self) -> None:
         want = self.want_reading() or (self.lingering and not self.eof and not self.closed)
-        if want != self._reading and not self.closed:
-            self._reading = want
+        if want != self.reading and not self.closed:
+            self.reading = want
             if want:
                 self.loop.add_reader(self.fd, self._on_readable)
             else:
@@ -668,19 +698,6 @@ class RawConnection(Connection):
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         if self.closed:
             raise ClientDisconnected("the client has disconnected")
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            # Most app responses are one small buffer (head and body joined): one send, no Outbox.
-            data = parts[0]
-            try:
-                n = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                self.close()
-                raise ClientDisconnected(f"the client has disconnected ({exc.strerror or exc})") from exc
-            if n == len(data):
-                return
-            parts = [data[n:]]
         box = Outbox(self.sock, parts, self.limits.max_chunk)
         try:
             while not box.pump():
@@ -721,6 +738,14 @@ class RawConnection(Connection):
         if self.deadline != INF and not self.in_request:
             self.deadline = INF
 
+    def write_now(self, data: bytes) -> int:
+        if self.closed:
+            return 0
+        try:
+            return self.sock.send(data)
+        except OSError:
+            return 0  # EAGAIN, or an error that write() meets again and reports
+
     def write_nowait(self, data: bytes) -> None:
         with contextlib.suppress(OSError):
             self.sock.send(data)  # a small error response on an idle socket: one best-effort send
@@ -744,8 +769,8 @@ class RawConnection(Connection):
         if self.closed:
             return
         self.closed = True
-        if self._reading:
-            self._reading = False
+        if self.reading:
+            self.reading = False
             self.loop.remove_reader(self.fd)
         fut = self._wfut
         if fut is not None:
@@ -764,7 +789,7 @@ class TLSConnection(Connection, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._can_write = asyncio.Event()
         self._can_write.set()
-        self._reading = True
+        self.reading = True
 
     def extensions(self) -> dict[str, Any]:
         # pathsend works here (by copying, honestly reported); zerocopysend promises sendfile, which TLS cannot do.
@@ -802,8 +827,8 @@ class TLSConnection(Connection, asyncio.Protocol):
 
     def update_reading(self) -> None:
         want = self.want_reading()
-        if want != self._reading and self.transport is not None and not self.closed:
-            self._reading = want
+        if want != self.reading and self.transport is not None and not self.closed:
+            self.reading = want
             if want:
                 self.transport.resume_reading()
             else:

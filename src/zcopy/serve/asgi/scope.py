@@ -138,7 +138,6 @@ def forwarded(headers: Headers, client: Addr, scheme: str, trusted: Trusted) -> 
 
 
 def http_scope(
-    *,
     method: bytes,
     target: bytes,
     http_version: str,
@@ -151,8 +150,12 @@ def http_scope(
     extensions: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``http`` scope for one request; raises BadTarget for a target that names no path."""
-    raw_path, query = split(target)
-    path = decode_path(raw_path)
+    if target[:1] == b"/" and b"%" not in target and b"#" not in target and target.isascii():
+        raw_path, _, query = target.partition(b"?")  # the common case, without the general parser's calls
+        path = raw_path.decode("ascii")
+    else:
+        raw_path, query = split(target)
+        path = decode_path(raw_path)
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
