@@ -102,6 +102,49 @@ def test_read_file_cached_goes_through_the_cache(ddir: Path) -> None:
     assert op.route == "readwrite" and "in the page cache" in op.skipped[0][1]
 
 
+def _refuse_direct_reads(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> None:
+    """A file system that takes the O_DIRECT flag and then refuses the reads (some FUSE mounts): preadv on an
+    O_DIRECT fd fails with EINVAL once `after` reads have succeeded."""
+    import errno
+    import fcntl
+
+    from zcopy import readfile
+
+    real = os.preadv
+    done = [0]
+
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            if done[0] >= after:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            done[0] += 1
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(readfile.os, "preadv", preadv)
+
+
+def test_read_file_falls_back_when_the_file_system_refuses_the_first_direct_read(
+    ddir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_uncached(ddir / "f", 4 * MiB)
+    _refuse_direct_reads(monkeypatch)
+    with observe() as obs:
+        assert bytes(zcopy.read_file(ddir / "f")) == data
+    op = obs.operations[0]
+    assert op.route == "readwrite"
+    assert op.skipped == [("direct", "EINVAL on the first O_DIRECT read: the file system refuses it")]
+    with pytest.raises(RouteUnavailable, match="EINVAL on the first O_DIRECT read"):
+        zcopy.read_file(ddir / "f", direct=True)
+
+
+def test_read_file_never_falls_back_after_bytes_were_read(ddir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_uncached(ddir / "f", 4 * MiB)
+    _refuse_direct_reads(monkeypatch, after=1)
+    monkeypatch.setattr("zcopy.readfile._MAX_READ", 1 * MiB)  # several reads, so the second one fails
+    with pytest.raises(OSError, match="Invalid argument"):
+        zcopy.read_file(ddir / "f")
+
+
 def test_read_file_procfs() -> None:
     got = bytes(zcopy.read_file("/proc/self/status"))
     assert got.startswith(b"Name:")

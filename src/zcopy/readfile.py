@@ -31,8 +31,9 @@ def read_file(
     between calls, nothing is allocated).
 
     direct=None (default): by O_DIRECT unless the file is mostly in the page cache already (copying from memory
-    is faster than reading the disk again), its file system cannot (tmpfs, procfs...), or `into` is not aligned
-    for it; the route taken and the reason for a fallback are reported to `zcopy.observe` (op "read_file").
+    is faster than reading the disk again), its file system cannot (tmpfs, procfs...) or refuses the first O_DIRECT
+    read (EINVAL; bytes already read are never re-read another way), or `into` is not aligned for it; the route
+    taken and the reason for a fallback are reported to `zcopy.observe` (op "read_file").
     direct=True: O_DIRECT or RouteUnavailable. direct=False: ordinary reads through the page cache.
     A file that shrinks while it is read raises TruncatedFileError; bytes appended meanwhile are not read.
     """
@@ -56,8 +57,16 @@ def read_file(
             skipped.append((_direct.NAME, why_not))
         use_direct = direct is not False and why_not is None
         if use_direct:
-            out, n, user = _read_direct(fd, size, view, calls)
-        else:
+            try:
+                out, n, user = _read_direct(fd, size, view, calls)
+            except RouteUnavailable as exc:
+                # A file system that passed the checks above and still refused (some FUSE mounts): refused
+                # before any byte was read, so direct=None reads through the page cache and says why.
+                if direct is True:
+                    raise
+                skipped.append((_direct.NAME, exc.reason))
+                use_direct = False
+        if not use_direct:
             out, n, user = _read_buffered(fd, size, view, calls)
         if n < size and os.fstat(fd).st_size < size:
             raise TruncatedFileError(name, n, size, n)
@@ -104,7 +113,16 @@ def _read_direct(
     except OSError as exc:
         raise RouteUnavailable(_direct.NAME, f"{errno.errorcode.get(exc.errno or 0)}: no O_DIRECT here") from None
     calls["fcntl"] = 2
-    n = _preadv_loop(fd, out, 0, body, calls)
+    reads_before = calls.get("preadv2", 0)
+    try:
+        n = _preadv_loop(fd, out, 0, body, calls)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or calls.get("preadv2", 0) != reads_before:
+            raise  # not a refusal, or bytes were already read: never a silent fallback mid-file
+        # EINVAL on the first O_DIRECT read: the file system accepted the flag but cannot do direct I/O.
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT)
+        calls["fcntl"] += 2
+        raise RouteUnavailable(_direct.NAME, "EINVAL on the first O_DIRECT read: the file system refuses it") from None
     user = 0
     if n == body and body < size:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT)
