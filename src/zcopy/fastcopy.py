@@ -52,9 +52,9 @@ def copy_result(
     sfd = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(sfd)
-        prefer, why = select(sfd, st.st_size) if route is None and fallback else (None, None)
         if os.path.exists(dst_path) and os.path.samestat(st, os.stat(dst_path)):
             raise shutil.SameFileError(f"{src_path!r} and {dst_path!r} are the same file")
+        prefer, why = select(sfd, st.st_size) if route is None and fallback else (None, None)
         parent = os.path.dirname(os.path.abspath(dst_path))
         tfd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst_path)}.", suffix=".zcopy-tmp", dir=parent)
         try:
