@@ -374,3 +374,8 @@ def test_a_pinned_fingerprint_authenticates_the_receiver_without_a_token(tmp_pat
     r = subprocess.run([*ZCOPY, "send", str(tree), "127.0.0.1:9", "--plain", "--fingerprint", "SHA256:00"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "needs TLS" in r.stderr and "Traceback" not in r.stderr
+    # A mistyped pin (the hex without its SHA256: prefix) is refused before connecting, not taken for an attack.
+    short = rx.fingerprint.split(":", 1)[1]
+    r = subprocess.run([*ZCOPY, "send", str(tree), "127.0.0.1:9", "--fingerprint", short],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "is not a certificate fingerprint" in r.stderr and "Traceback" not in r.stderr

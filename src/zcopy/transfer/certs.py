@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 
 from zcopy.transfer.errors import TransferError
 
@@ -24,6 +25,11 @@ def fingerprint(der: bytes) -> bytes:
 
 def fingerprint_text(der: bytes) -> str:
     return "SHA256:" + hashlib.sha256(der).hexdigest()
+
+
+def is_fingerprint_text(text: str) -> bool:
+    """Whether `text` has the form fingerprint_text gives (case aside): "SHA256:" and 64 hex digits."""
+    return re.fullmatch(r"sha256:[0-9a-f]{64}", text.strip().lower()) is not None
 
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:

@@ -171,6 +171,10 @@ def send(
     """
     if fingerprint is not None and plain:
         raise ValueError("a certificate fingerprint needs TLS: it cannot be checked with --plain")
+    if fingerprint is not None and not certs.is_fingerprint_text(fingerprint):
+        # Checked before connecting: a mistyped pin must not read as a man in the middle.
+        raise ValueError(f"{fingerprint!r} is not a certificate fingerprint: `zcopy recv` prints it as SHA256: "
+                         "followed by 64 hex digits")
     if checksum_name not in checksum.ALGORITHMS:
         raise ValueError(f"unknown checksum {checksum_name!r}; choose from {', '.join(checksum.ALGORITHMS)}")
     routes.require(route, "file", "socket")
