@@ -247,7 +247,7 @@ class WebSocket:
                     self._peer_closed(event.code, event.reason or "")
                     return
         except RemoteProtocolError as exc:
-            self._fail(exc.event_hint.code if exc.event_hint is not None else 1002, str(exc))  # type: ignore[attr-defined]
+            self._fail(exc.event_hint.code if exc.event_hint is not None else 1002, str(exc))  # type: ignore[attr-defined,unused-ignore]  # wsproto is optional: untyped Any without it
             return
         if data is None:
             self.lost()
