@@ -1,4 +1,4 @@
-"""One client connection: httptools parsing, in-order answers to pipelined requests, deadlines, limits.
+"""One static-file connection: in-order answers to pipelined requests, deadlines, writes (head rules: h1.py).
 
 RawConnection (the fast path) owns a plain non-blocking socket: reads via loop.add_reader, answers by
 aio.Outbox (send + sendfile) straight from the read callback and only spawns a task when the socket is full.
@@ -15,25 +15,15 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-import httptools
-
 from zcopy.aio import FileSlice, Outbox
 from zcopy.errors import TruncatedFileError
 from zcopy.serve.config import Host
 from zcopy.serve.errnos import EXHAUSTED
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
 from zcopy.serve.handler import Handler, Request, Response
 
-# One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished
-# header section can make us buffer beyond --max-header-bytes (see _feed).
-RECV_SIZE = 1 << 16
 # Pipelined requests parsed but not yet answered; beyond this we stop reading until the queue drains.
 MAX_PIPELINE = 32
-# After "Connection: close" we stop writing, then read and discard what the peer still sends for this long,
-# so our close does not turn into an RST that destroys the response in flight (nginx lingering_close).
-LINGER_SECONDS = 2.0
-# The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
-# write; past this the per-call overhead stops mattering against the copy and encryption.
-TLS_CHUNK = 1 << 18
 
 # Request bodies are read and dropped (a file server takes none); past this much the request is answered 413
 # and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
@@ -53,7 +43,6 @@ _INTERESTING = frozenset(
         b"accept-encoding",
     )
 )
-INF = float("inf")
 
 
 class StaticHost(Host, Protocol):
@@ -64,73 +53,38 @@ class StaticHost(Host, Protocol):
     def log_throttled(self, cause: str, message: str) -> None: ...
 
 
-class _TooLarge(Exception):
-    """Raised from a parser callback to stop parsing (httptools wraps it as HttpParserCallbackError)."""
-
-
-class Session:
-    """Parser callbacks and the request queue, shared by the raw and the TLS connection."""
+class Session(H1Reader):
+    """The request queue and the answers, shared by the raw and the TLS connection (head rules: h1.H1Reader)."""
 
     def __init__(self, server: StaticHost, peer: str) -> None:
+        super().__init__(server.limits)
         self.server = server
-        self.limits = server.limits
         self.loop = server.loop
         self.peer = peer
-        self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[Request] = deque()
         self.closed = False
-        self.in_request = False  # a request has begun and is not complete
-        self.in_head = False  # ... and its header section is not complete
-        self.head_bytes = 0
         self.reading_stopped = False  # a 400/431 or an upgrade: nothing after it is parsed
         self.eof = False
         self.busy = False  # a response is being written by a task
         self.current: Response | None = None
         self.current_req: Request | None = None
         self.lingering = False
-        self.deadline = time.monotonic() + server.limits.header_timeout
-        self._url: list[bytes] = []
         self._headers: dict[bytes, bytes] = {}
-        self._hosts = 0
-        self._error = 0
 
-    # -- httptools callbacks -------------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.in_request = True
-        self.in_head = True
-        self.head_bytes = 0
-        self._url = []
+    # -- httptools callbacks (the head's own: h1.H1Reader) ---------------------------------------------
+    def begin(self) -> None:
         self._headers = {}
-        self._hosts = 0
 
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self.head_bytes += len(url)
-        if self.head_bytes > self.limits.max_url_bytes:
-            self._error = 414
-            raise _TooLarge
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self.head_bytes > self.limits.max_header_bytes:
-            self._error = 431
-            raise _TooLarge
-        name = name.lower()
-        if name == b"host":
-            self._hosts += 1
-        elif name in _INTERESTING:
+    def header(self, name: bytes, value: bytes) -> None:
+        if name in _INTERESTING:
             old = self._headers.get(name)
             self._headers[name] = value if old is None else old + b", " + value
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head_bytes = 0  # from here on: body bytes
 
     def on_body(self, body: bytes) -> None:
         self.head_bytes += len(body)
         if self.head_bytes > MAX_BODY:
-            self._error = 413
-            raise _TooLarge
+            self.error = 413
+            raise TooLarge
 
     def on_message_complete(self) -> None:
         self.in_request = False
@@ -138,38 +92,22 @@ class Session:
         method: bytes = p.get_method()
         version: str = p.get_http_version()
         http10 = version == "1.0"
-        url = b"".join(self._url)
-        if (not http10 and self._hosts != 1) or self._hosts > 1:
-            # RFC 9112 §3.2: a 1.1 request without exactly one Host (or any with several) → 400.
-            self._error = 400
-            raise _TooLarge
-        self.pending.append(Request(method, url, http10, bool(p.should_keep_alive()), self._headers))
+        if not self.host_ok(http10):
+            self.error = 400
+            raise TooLarge
+        self.pending.append(Request(method, self.target(), http10, bool(p.should_keep_alive()), self._headers))
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         if self.reading_stopped:
             return
-        if not self.in_request:
-            # First byte of a request: the whole head must arrive within header_timeout (slowloris).
-            self.deadline = time.monotonic() + self.limits.header_timeout
-        counted = self.in_head
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        status = self.parse(data)
+        if status == UPGRADE:
             self.reading_stopped = True  # we speak no other protocol: answer what came, then close
             self._close_after_pending()
-        except httptools.HttpParserError:
-            status = self._error or 400
+        elif status:
             self.reading_stopped = True
             self.pending.append(Request(b"", b"", False, False, {b"!error": b"%d" % status}))
-        else:
-            if counted and self.in_head:
-                # Bytes of one unfinished header section (upper bound): caps what httptools buffers for a
-                # header line that never ends, at max_header_bytes + one RECV_SIZE.
-                self.head_bytes += len(data)
-                if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
-                    self.reading_stopped = True
-                    self.pending.append(Request(b"", b"", False, False, {b"!error": b"431"}))
         self.process()
 
     def _close_after_pending(self) -> None:
@@ -447,6 +385,10 @@ class TLSConnection(Session, asyncio.Protocol):
     def resume_writing(self) -> None:
         self._can_write.set()
 
+    async def _wait_writable(self) -> None:
+        if not self._can_write.is_set():
+            await asyncio.wait_for(self._can_write.wait(), self.limits.send_timeout)
+
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
@@ -468,7 +410,7 @@ class TLSConnection(Session, asyncio.Protocol):
 
     async def _write(self, resp: Response) -> None:
         assert self.transport is not None
-        sent = 0
+        copy = TlsCopy()
         t0 = time.perf_counter()
         try:
             for p in resp.parts:
@@ -476,16 +418,7 @@ class TLSConnection(Session, asyncio.Protocol):
                     self.transport.write(p)
                     continue
                 assert isinstance(p, FileSlice)
-                pos, end = p.offset, p.offset + p.count
-                while pos < end:
-                    if not self._can_write.is_set():
-                        await asyncio.wait_for(self._can_write.wait(), self.limits.send_timeout)
-                    chunk = os.pread(p.fd, min(TLS_CHUNK, end - pos), pos)
-                    if not chunk:
-                        raise TruncatedFileError(p.name, pos, end, sent)
-                    self.transport.write(chunk)
-                    pos += len(chunk)
-                    sent += len(chunk)
+                await copy.write(self.transport, p, self._wait_writable)
         except TruncatedFileError as exc:
             self.server.log_error(f"{self.peer}: {exc}; closing the connection")
             self.transport.abort()
@@ -497,7 +430,7 @@ class TLSConnection(Session, asyncio.Protocol):
             return
         finally:
             self._task = None
-            self.server.record("serve.response", "readwrite", sent, time.perf_counter() - t0)
+            self.server.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0)
         self.busy = False
         assert self.current_req is not None
         self.finish(self.current_req, resp)

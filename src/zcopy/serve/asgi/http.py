@@ -28,22 +28,17 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-import httptools
-
 from zcopy.aio import FileSlice, Outbox, Part
 from zcopy.errors import TruncatedFileError
 from zcopy.serve.asgi import scope as scopes
 from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
 from zcopy.serve.config import AppConfig, Host
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
 
-RECV_SIZE = 1 << 16  # one recv per readable event, as in the static connection
 # Request body bytes buffered for the app before reading pauses: uvicorn's 64 KiB high-water mark. One recv can
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
 HIGH_WATER = 1 << 16
-LINGER_SECONDS = 2.0  # see conn.py: discard input after our close so the response is not destroyed by an RST
-TLS_CHUNK = 1 << 18  # see conn.py: pread size for the copying route under TLS
-INF = float("inf")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -59,10 +54,6 @@ class AsgiHost(Host, Protocol):
     state: dict[str, Any] | None
     in_app: int
     tasks: set[asyncio.Task[None]]
-
-
-class _TooLarge(Exception):
-    """Raised from a parser callback to stop parsing; the status is in ``Connection._error``."""
 
 
 class Exchange:
@@ -207,16 +198,16 @@ class Exchange:
             os.lseek(fd, offset + count, os.SEEK_SET)  # like a read of those bytes would have left it
 
 
-class Connection:
-    """Parser callbacks, the exchange queue and the app tasks; the transport flavours below do the I/O."""
+class Connection(H1Reader):
+    """The exchange queue and the app tasks (head rules: h1.H1Reader); the transport flavours below do the I/O."""
 
     closed: bool
     reading: bool  # the flavour is reading from its socket now
 
     def __init__(self, host: AsgiHost, client: scopes.Addr, server: scopes.Addr, scheme: str) -> None:
+        super().__init__(host.limits)
         self.host = host
         self.loop = host.loop
-        self.limits = host.limits
         config = host.app_config
         assert config is not None
         self.config = config
@@ -225,71 +216,42 @@ class Connection:
         self.server_addr = server
         self.scheme = scheme
         self.peer = client[0] if client else "-"
-        self.parser = httptools.HttpRequestParser(self)
         self.exchanges: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
         self.eof = False
         self.lingering = False
         self.stopped = 0  # a malformed request: its status (400/414/431); nothing after it is parsed
-        self.in_request = False
-        self.in_head = False
-        self.head_bytes = 0
-        self.deadline = time.monotonic() + host.limits.header_timeout
         self.task: asyncio.Task[None] | None = None
-        self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
-        self._hosts = 0
         self._expect = False
         self._upgrade = False
-        self._error = 0
         self.ws: websocket.WebSocket | None = None
         self._ws_leftover: bytes | None = None
         self._ws_head: tuple[bytes, str, list[tuple[bytes, bytes]]] | None = None
 
-    # -- httptools callbacks -------------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.in_request = True
-        self.in_head = True
-        self.head_bytes = 0
-        self._url = []
+    # -- httptools callbacks (the head's own: h1.H1Reader) ---------------------------------------------
+    def begin(self) -> None:
         self._headers = []
-        self._hosts = 0
         self._expect = False
         self._upgrade = False
 
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self.head_bytes += len(url)
-        if self.head_bytes > self.limits.max_url_bytes:
-            self._error = 414
-            raise _TooLarge
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self.head_bytes > self.limits.max_header_bytes:
-            self._error = 431
-            raise _TooLarge
-        name = name.lower()
-        if name == b"host":
-            self._hosts += 1
-        elif name == b"expect" and value.lower() == b"100-continue":
+    def header(self, name: bytes, value: bytes) -> None:
+        if name == b"expect" and value.lower() == b"100-continue":
             self._expect = True
         elif name == b"upgrade":
             self._upgrade = True
         self._headers.append((name, value))
 
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head_bytes = 0
+    def head_complete(self) -> None:
         p = self.parser
         version: str = p.get_http_version()
         http10 = version == "1.0"
-        if (not http10 and self._hosts != 1) or self._hosts > 1:
-            self._error = 400  # RFC 9112 §3.2: a 1.1 request without exactly one Host (or any with several)
-            raise _TooLarge
+        if not self.host_ok(http10):
+            self.error = 400
+            raise TooLarge
         method: bytes = p.get_method()
-        target = b"".join(self._url)
+        target = self.target()
         headers = self._headers
         if self._upgrade and method == b"GET" and websocket.is_upgrade(headers):
             if self.config.ws != "none" and websocket.available():
@@ -306,8 +268,8 @@ class Connection:
                 self.host.state, self.extensions(),
             )  # fmt: skip
         except scopes.BadTarget:
-            self._error = 400
-            raise _TooLarge from None
+            self.error = 400
+            raise TooLarge from None
         keep_alive = bool(p.should_keep_alive()) and not self.host.closing
         ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
         self.parsing = ex
@@ -337,26 +299,17 @@ class Connection:
     def feed(self, data: bytes) -> None:
         if self.stopped:
             return
-        if not self.in_request:
-            # First byte of a request: the whole head must arrive within header_timeout (slowloris).
-            self.deadline = time.monotonic() + self.limits.header_timeout
-        counted = self.in_head
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            if self._ws_head is not None:
-                self.start_websocket(data[exc.args[0] :] if exc.args else b"")
-                return
-            self.stopped = -1  # an upgrade we do not speak: answer what came as HTTP, then close
-        except httptools.HttpParserError:
-            self._malformed(self._error or 400)
-        else:
-            if counted and self.in_head:
-                self.head_bytes += len(data)  # bound what httptools buffers for a header line that never ends
-                if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
-                    self._malformed(431)
+        status = self.parse(data)
+        if status == 0:
             if len(self.exchanges) < 2 and self.parsing is None and not self.stopped:
                 return  # the common case: nothing that could stop reading happened (see want_reading)
+        elif status == UPGRADE:
+            if self._ws_head is not None:
+                self.start_websocket(data[self.upgrade_at :])
+                return
+            self.stopped = -1  # an upgrade we do not speak: answer what came as HTTP, then close
+        else:
+            self._malformed(status)
         self.update_reading()
         if self.stopped and not self.exchanges:
             self.answer_stopped()
@@ -845,7 +798,7 @@ class TLSConnection(Connection, asyncio.Protocol):
         t = self.transport
         if self.closed or t is None or t.is_closing():
             raise ClientDisconnected("the client has disconnected")
-        copied = 0
+        copy = TlsCopy()
         t0 = time.perf_counter()
         try:
             for p in parts:
@@ -855,15 +808,7 @@ class TLSConnection(Connection, asyncio.Protocol):
                 assert isinstance(p, FileSlice)
                 if ex is not None:
                     ex.route = "readwrite"  # every file byte is copied to be encrypted: never called zero-copy
-                pos, end = p.offset, p.offset + p.count
-                while pos < end:
-                    await self._wait_writable()
-                    chunk = os.pread(p.fd, min(TLS_CHUNK, end - pos), pos)
-                    if not chunk:
-                        raise TruncatedFileError(p.name, pos, end, pos - p.offset)
-                    t.write(chunk)
-                    pos += len(chunk)
-                    copied += len(chunk)
+                await copy.write(t, p, self._wait_writable)
             await self._wait_writable()
         except TruncatedFileError as exc:
             self.host.log_error(f"{self.peer}: {exc}; closing the connection")
@@ -872,8 +817,8 @@ class TLSConnection(Connection, asyncio.Protocol):
             t.abort()
             self.close()
         finally:
-            if copied:
-                self.host.record("serve.response", "readwrite", copied, time.perf_counter() - t0)
+            if copy.moved:
+                self.host.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0)
         if self.closed and (ex is None or not ex.response.done):
             raise ClientDisconnected("the client has disconnected")
         if self.deadline != INF and not self.in_request:
