@@ -26,7 +26,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from _common import load_average, machine, make_file, table, warm  # bench/ is sys.path[0] when run as a script
+from _common import (  # bench/ is sys.path[0] when run as a script
+    load_average,
+    machine,
+    make_file,
+    table,
+    warm,
+    write_report,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL, BIG = 4 << 10, 256 << 20
@@ -372,11 +379,7 @@ def finish(md: list[str], notes: list[str], out: str | None, tmp: str) -> None:
     """Print the markdown (what wrk reported last), write it to --out FILE when given, remove the temp dir."""
     if notes:
         md = [*md, "wrk reported: " + "; ".join(notes), ""]
-    text = "\n".join(md)
-    print(text)
-    if out:
-        with open(out, "w") as f:
-            f.write(text)
+    write_report("\n".join(md), out)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
