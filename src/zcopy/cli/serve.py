@@ -133,20 +133,21 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError("--loop uvloop: uvloop is not installed (pip install 'zcopy[fast]')") from None
 
 
+def _pick(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """The options that zcopy.serve.Server takes under the same names, as its keyword arguments."""
+    return {name: getattr(args, name) for name in names}
+
+
 def run(args: argparse.Namespace) -> int:
     from zcopy.serve.prepare import ConfigError
     from zcopy.serve.workers import Options
     from zcopy.serve.workers import run as run_workers
 
     _check(args)
-    server_kwargs: dict[str, object] = dict(
-        header_timeout=args.header_timeout,
-        handshake_timeout=args.handshake_timeout,
-        keepalive_timeout=args.keepalive_timeout,
-        send_timeout=args.send_timeout,
-        max_connections=args.max_connections,
-        max_header_bytes=args.max_header_bytes,
-    )
+    server_kwargs = _pick(
+        args, "header_timeout", "handshake_timeout", "keepalive_timeout", "send_timeout", "max_connections",
+        "max_header_bytes",
+    )  # fmt: skip
     app = None
     if args.app is not None:
         from zcopy.serve.asgi.load import AppLoadError, load_app
@@ -165,24 +166,15 @@ def run(args: argparse.Namespace) -> int:
         except AppLoadError as exc:
             raise UserError(str(exc)) from None
         server_kwargs.update(
-            root_path=args.root_path,
-            proxy_headers=args.proxy_headers,
+            _pick(args, "root_path", "proxy_headers", "lifespan", "limit_concurrency", "ws", "ws_max_size",
+                  "ws_ping_interval", "ws_ping_timeout"),
             forwarded_allow_ips=allow_ips,
-            lifespan=args.lifespan,
-            limit_concurrency=args.limit_concurrency,
-            ws=args.ws,
-            ws_max_size=args.ws_max_size,
-            ws_ping_interval=args.ws_ping_interval,
-            ws_ping_timeout=args.ws_ping_timeout,
-        )
+        )  # fmt: skip
     else:
         server_kwargs.update(
-            list_dirs=args.list_dirs,
-            dotfiles=args.dotfiles,
+            _pick(args, "list_dirs", "dotfiles", "cache_entries", "cache_valid"),
             follow_symlinks=not args.no_follow_symlinks,
             precompressed=not args.no_precompressed,
-            cache_entries=args.cache_entries,
-            cache_valid=args.cache_valid,
         )
     opts = Options(
         root=args.dir if app is None else None,
