@@ -57,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     app.add_argument("--ws-max-size", type=int, default=16 << 20, help="largest WebSocket message (bytes) → 1009")
     app.add_argument("--ws-ping-interval", type=float, default=20.0, help="seconds between our pings (0 = none)")
     app.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds to wait for a pong")
-    app.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="warning and above: no start-up line")
+    app.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info",
+        help="uvicorn's levels: messages below this are not written (warning and above: no start-up line)",
+    )  # fmt: skip
     parser.add_argument("--bind", "--host", dest="bind", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
     parser.add_argument("--uds", metavar="PATH", help="listen on a unix domain socket instead of TCP")
@@ -190,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         json_log=args.json_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        quiet=args.quiet or args.log_level in ("warning", "error", "critical"),
+        quiet=args.quiet,
+        log_level=args.log_level,
         server_kwargs=server_kwargs,
     )
     try:
