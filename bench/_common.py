@@ -5,6 +5,8 @@ Benchmarks are not tests: they print and write docs, never assert timings.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import platform
 import random
@@ -14,8 +16,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 GiB = 1 << 30
@@ -181,3 +184,47 @@ def sh(cmd: list[str]) -> Sample:
     c0, t0 = children_cpu(), time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return Sample(time.perf_counter() - t0, children_cpu() - c0)
+
+
+def file_bench_args(argv: list[str] | None, doc: str | None, full_rounds: int) -> tuple[argparse.Namespace, int, int]:
+    """The options of the file benchmarks (bench/core.py, bench/direct.py), then this process pinned to CPU 0 and
+    zcopy's bytecode compiled; returns (args, file size, rounds)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help="64 MiB, 3 rounds: proves the script works")
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--out", help="write a markdown section here")
+    args = ap.parse_args(argv)
+    size = args.size or (64 * MiB if args.quick else GiB)
+    rounds = args.rounds or (3 if args.quick else full_rounds)
+    pin(0)
+    # `zcopy cp` is timed as users run it: with its bytecode cached. Compile it now, because an environment with
+    # PYTHONDONTWRITEBYTECODE=1 (this one has it) would otherwise recompile every module at every start (~30 ms).
+    import compileall
+
+    import zcopy
+
+    compileall.compile_dir(os.path.dirname(zcopy.__file__), quiet=1)
+    return args, size, rounds
+
+
+@contextlib.contextmanager
+def source_file(prefix: str, size: int) -> Iterator[tuple[str, str]]:
+    """(temp dir, its file "src" of ``size`` random bytes, written back to the disk); the dir is removed after.
+    The temp dir is under $ZCOPY_BENCH_DIR when set (to choose the file system)."""
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("ZCOPY_BENCH_DIR"))
+    try:
+        src = os.path.join(tmp, "src")
+        make_file(src, size)
+        os.sync()
+        yield tmp, src
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_report(text: str, out: str | None) -> None:
+    """Print a benchmark's markdown section, and write it to --out FILE when given (bench/run.py collects those)."""
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)

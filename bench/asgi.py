@@ -11,25 +11,30 @@ Usage: .venv/bin/python bench/asgi.py [--quick] [--out FILE.md] [--rounds N] [--
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import importlib.metadata
 import os
-import random
-import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 
-from _common import load_average, machine, make_file, table, warm  # bench/ is sys.path[0] when run as a script
-from serve import CLK_TCK, NGINX_CONF, Cell, Contender, ensure_tools, free_port, wrk
+from _common import table  # bench/ is sys.path[0] when run as a script
+from serve import (
+    Cell,
+    Contender,
+    finish,
+    free_port,
+    idle_rss_mib,
+    measure,
+    nginx_conf_for,
+    parse_args,
+    run_lines,
+    serve_tree,
+    shuffled_rounds,
+    start_bench,
+)
 
-SMALL, BIG = 4 << 10, 256 << 20
+SMALL_REQUEST = b"GET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_VENV = os.path.join(REPO, ".bench-asgi-venv")
 PEERS = ["uvicorn", "uvloop", "httptools", "granian"]
@@ -110,113 +115,19 @@ def peer_venv() -> tuple[str, dict[str, str]]:
     return os.path.join(PEER_VENV, "bin"), versions
 
 
-def _tree(pid: int) -> list[int]:
-    out = [pid]
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                for child in f.read().split():
-                    out += _tree(int(child))
-    except OSError:
-        pass
-    return out
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and all its descendants."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / CLK_TCK
-
-
-def tree_rss_kib(pid: int) -> int:
-    total = 0
-    for p in _tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
-    return total
-
-
-def measure(c: Contender, path: str, conns: int, seconds: float, per_gb: bool, cell: Cell, rate: Cell) -> None:
-    wrk(c.port, path, conns, 1.0)  # warm-up: connections, lazy imports, caches
-    cpu0 = tree_cpu(c.pid)
-    reqs, wall, nbytes, errors = wrk(c.port, path, conns, seconds)
-    cpu = tree_cpu(c.pid) - cpu0
-    if errors:
-        cell.notes.add(errors)
-    if reqs == 0:
-        return
-    if per_gb:
-        cell.values.append(cpu / (nbytes / 1e9))  # CPU s per GB read by wrk
-        rate.values.append(nbytes / 1e9 / wall)
-    else:
-        cell.values.append(cpu / reqs * 1e6)  # µs per request
-        rate.values.append(reqs / wall)
-
-
-def idle_rss(c: Contender, path: str, n: int) -> float:
-    """Server RSS (MiB, process tree) with ``n`` keep-alive connections that each made one request."""
-    socks = []
-    req = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
-            s.sendall(req)
-            got = b""
-            while b"\r\n\r\n" not in got:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-            socks.append(s)
-        time.sleep(0.5)
-        return tree_rss_kib(c.pid) / 1024
-    finally:
-        for s in socks:
-            s.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="1 round, short runs, 32 connections: proves it works")
-    ap.add_argument("--out", help="write a markdown section to this file")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--seconds", type=float, default=None)
-    ap.add_argument("--only", help="comma-separated contender names (zcopy, uvicorn, granian, nginx)")
-    args = ap.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 3)
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
-    levels = [32] if args.quick else [1, 32, 256]
+    args, rounds, seconds, levels = parse_args(
+        argv, __doc__, "1 round, short runs, 32 connections: proves it works",
+        "comma-separated contender names (zcopy, uvicorn, granian, nginx)", 4.0,
+    )  # fmt: skip
     idle_n = 1000
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    missing = ensure_tools()
-    if "wrk" in missing:
-        print("bench/asgi: wrk is not available (apt-get failed); nothing measured", file=sys.stderr)
+    missing = start_bench("bench/asgi")
+    if missing is None:
         return 1
     peer_bin, versions = peer_venv()
-    tmp = tempfile.mkdtemp(prefix="zcopy-bench-asgi-")
-    root = os.path.join(tmp, "root")
-    os.makedirs(root)
-    for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
-        os.makedirs(os.path.join(tmp, d))
-    make_file(os.path.join(root, "small.bin"), SMALL)
-    make_file(os.path.join(root, "big.bin"), BIG)
-    warm(os.path.join(root, "small.bin"))
-    warm(os.path.join(root, "big.bin"))
+    tmp, _root = serve_tree("zcopy-bench-asgi-")
     with open(os.path.join(tmp, "benchapp.py"), "w") as f:
         f.write(APP)
-    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(tmp=tmp, port="{port}", root=root))
 
     def servers(app: str) -> dict[str, list[str]]:
         return {
@@ -250,46 +161,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     fastapi = {n: Cell() for n in names}
     fastapi_rate = {n: Cell() for n in names}
     rss = {n: Cell() for n in names}
-    rng = random.Random(1)
-    order = list(names)
-    for rnd in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            for app in ("benchapp:app", "benchapp:fastapi_app"):
-                if name == "nginx" and app != "benchapp:app":
+    for rnd, name in shuffled_rounds(names, rounds):
+        for app in ("benchapp:app", "benchapp:fastapi_app"):
+            if name == "nginx" and app != "benchapp:app":
+                continue
+            port = free_port()
+            if name == "nginx":
+                nginx_conf_for(tmp, port)
+                argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
+            else:
+                argv_ = servers(app)[name]
+            c = Contender(name, argv_, tmp, tree=True)
+            with c.serving(port):
+                if app.endswith("fastapi_app"):
+                    measure(c, "/json", 32, seconds, False, fastapi[name], fastapi_rate[name])
                     continue
-                port = free_port()
-                if name == "nginx":
-                    with open(os.path.join(tmp, "nginx.conf")) as f:
-                        conf = f.read().replace("{port}", str(port))
-                    with open(os.path.join(tmp, f"nginx.conf.{port}"), "w") as f:
-                        f.write(conf)
-                    argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
-                else:
-                    argv_ = servers(app)[name]
-                c = Contender(name, argv_, tmp)
-                c.start(port)
-                try:
-                    if app.endswith("fastapi_app"):
-                        measure(c, "/json", 32, seconds, False, fastapi[name], fastapi_rate[name])
+                for route, path, _ in routes:
+                    if name == "nginx" and route == "json":
                         continue
-                    for route, path, _ in routes:
-                        if name == "nginx" and route == "json":
-                            continue
-                        for conns in levels:
-                            key = (name, route, conns)
-                            measure(c, path, conns, seconds, False, cells[key], rates[key])
-                    measure(c, "/big.bin", 4, seconds, True, big[name], big_rate[name])
-                    if name != "nginx":
-                        for r in ("small-nostat", "small-raw"):
-                            measure(c, "/" + r, 32, seconds, False, parts[name, r], parts_rate[name, r])
-                    if rnd == 0:
-                        rss[name].values.append(idle_rss(c, "/small.bin", idle_n))
-                finally:
-                    c.stop()
-            print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
-    given = list(argv if argv is not None else sys.argv[1:])
-    shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
+                    for conns in levels:
+                        key = (name, route, conns)
+                        measure(c, path, conns, seconds, False, cells[key], rates[key])
+                measure(c, "/big.bin", 4, seconds, True, big[name], big_rate[name])
+                if name != "nginx":
+                    for r in ("small-nostat", "small-raw"):
+                        measure(c, "/" + r, 32, seconds, False, parts[name, r], parts_rate[name, r])
+                if rnd == 0:
+                    rss[name].values.append(idle_rss_mib(c, idle_n, SMALL_REQUEST))
     rows = []
     for n in names:
         row = [labels[n]]
@@ -324,9 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "## ASGI: the same Starlette app under zcopy serve --app, uvicorn and granian "
         f"({'quick' if args.quick else 'full'} run)",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
-        f"load average at start: {load_average()}; shared with other work (other sessions' tests and builds)",
-        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), 'bench/asgi.py', *shown])}`",
+        *run_lines("bench/asgi.py", argv, "; shared with other work (other sessions' tests and builds)"),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), order shuffled per round; server on CPU0, "
         "wrk -t1 on CPU1 (taskset), warm page cache; server CPU = utime+stime of the server's process tree from "
@@ -349,14 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     md += _targets(cells, big)
-    if notes:
-        md += ["wrk reported: " + "; ".join(notes), ""]
-    text = "\n".join(md)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    shutil.rmtree(tmp, ignore_errors=True)
+    finish(md, notes, args.out, tmp)
     return 0
 
 

@@ -7,14 +7,12 @@ Usage: python bench/core.py [--quick] [--size BYTES] [--rounds N] [--out FILE.md
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import select
 import shutil
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -26,17 +24,18 @@ from _common import (
     Sample,
     command_line,
     drop_dirty,
+    file_bench_args,
     load_average,
     machine,
-    make_file,
-    pin,
     run_rounds,
     sh,
+    source_file,
     start_peer,
     table,
     thread_cpu,
     timed,
     warm,
+    write_report,
 )
 
 from zcopy import FileChannel, copy
@@ -252,34 +251,13 @@ def _rows(results: dict[str, Result], size: int, attr: str, base: str, per_gb: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="64 MiB, 3 rounds: proves the script works")
-    ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--out", help="write a markdown section here")
-    args = ap.parse_args(argv)
-    size = args.size or (64 * MiB if args.quick else GiB)
-    rounds = args.rounds or (3 if args.quick else 7)
-    pin(0)
-    # `zcopy cp` is timed as users run it: with its bytecode cached. Compile it now, because an environment with
-    # PYTHONDONTWRITEBYTECODE=1 (this one has it) would otherwise recompile every module at every start (~30 ms).
-    import compileall
-
-    import zcopy
-
-    compileall.compile_dir(os.path.dirname(zcopy.__file__), quiet=1)
-    tmp = tempfile.mkdtemp(prefix="zcopy-bench-", dir=os.environ.get("ZCOPY_BENCH_DIR"))
-    try:
-        src = os.path.join(tmp, "src")
-        make_file(src, size)
-        os.sync()
+    args, size, rounds = file_bench_args(argv, __doc__, 7)
+    with source_file("zcopy-bench-", size) as (tmp, src):
         warm(src)
         f2s = file_to_socket(src, size, rounds, DISCARD_SPLICE)
         f2s_recv = file_to_socket(src, size, rounds, DISCARD_RECV)
         s2f = socket_to_file(src, size, rounds, tmp)
         f2f = file_to_file(src, rounds, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = command_line("bench/core.py", argv)
@@ -341,10 +319,7 @@ too). That cost is the same for every route; {verdict}
 {cli_extra * 1000:.0f} ms over `zcopy.copy` is process start-up: the bare interpreter alone takes
 {startup * 1000:.0f} ms here, the rest is imports; `cp` is a C binary that starts in ~1 ms.
 """
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    write_report(text, args.out)
     return 0
 
 

@@ -9,7 +9,6 @@ Usage: python bench/direct.py [--quick] [--size BYTES] [--rounds N] [--out FILE.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -17,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -28,17 +26,18 @@ from _common import (
     Sample,
     command_line,
     drop_dirty,
+    file_bench_args,
     load_average,
     machine,
-    make_file,
-    pin,
     run_rounds,
     sh,
+    source_file,
     start_peer,
     table,
     thread_cpu,
     timed,
     warm,
+    write_report,
 )
 
 import zcopy
@@ -218,23 +217,8 @@ def _ratio(results: dict[str, Result], a: str, b: str, attr: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="64 MiB, 3 rounds: proves the script works")
-    ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--out", help="write a markdown section here")
-    args = ap.parse_args(argv)
-    size = args.size or (64 * MiB if args.quick else 1 << 30)
-    rounds = args.rounds or (3 if args.quick else 5)
-    pin(0)
-    import compileall
-
-    compileall.compile_dir(os.path.dirname(zcopy.__file__), quiet=1)  # `zcopy cp` timed with cached bytecode
-    tmp = tempfile.mkdtemp(prefix="zcopy-bench-direct-", dir=os.environ.get("ZCOPY_BENCH_DIR"))
-    try:
-        src = os.path.join(tmp, "src")
-        make_file(src, size)
-        os.sync()
+    args, size, rounds = file_bench_args(argv, __doc__, 5)
+    with source_file("zcopy-bench-direct-", size) as (tmp, src):
         fd = os.open(src, os.O_RDONLY)
         try:
             fs = fs_type(fd)
@@ -244,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
         warmr, chose_warm, _ = copies(src, tmp, rounds, cold=False)
         rd, worst_read = reads(src, size, rounds)
         rx = receive(src, size, rounds, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = command_line("bench/direct.py", argv)
@@ -303,10 +285,7 @@ Into a reused buffer: `read_file` / `readinto` CPU **{_ratio(rd, r_new, r_old, "
 {met(_ratio(rx, dx, rw, "cpu_s") <= 0.6)}); / splice {_ratio(rx, dx, sp, "cpu_s"):.2f}×. CPU spread (max/min):
 direct {spread(rx[dx]):.2f}, recv_into+write {spread(rx[rw]):.2f}, splice {spread(rx[sp]):.2f}.
 """
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    write_report(text, args.out)
     return 0
 
 

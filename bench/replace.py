@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import MiB, load_average, machine, table
+from _common import MiB, load_average, machine, table, write_report
 
 # Words of an English-like text; "old" is placed so that one line in ~430 bytes holds a match, which gives the
 # issue's ~2.5 M matches per GiB. The other words contain no "old" ("bold", "cold" would add matches).
@@ -158,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {rnd + 1}: {name}: {sample[0]:.3f} s wall, {sample[3]:.3f} s CPU, "
                       f"RssAnon {sample[1] / MiB:.1f} MiB", flush=True)
         text = render(samples, size, matches, rounds, argv or [])
-        print(text)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text)
+        write_report(text, args.out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

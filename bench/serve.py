@@ -9,6 +9,7 @@ Usage: .venv/bin/python bench/serve.py [--quick] [--out FILE.md]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -22,13 +23,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from _common import load_average, machine, make_file, table, warm  # bench/ is sys.path[0] when run as a script
+from _common import (  # bench/ is sys.path[0] when run as a script
+    load_average,
+    machine,
+    make_file,
+    table,
+    warm,
+    write_report,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL, BIG = 4 << 10, 256 << 20
+SMALL_KEEPALIVE = b"GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 AIOHTTP_APP = """
@@ -82,10 +91,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
+def _cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def cpu_seconds(pid: int) -> float:
+    return _cpu_ticks(pid) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
@@ -96,6 +109,36 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, as far as /proc still lists them."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    out += proc_tree(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and all its descendants."""
+    total = 0
+    for p in proc_tree(pid):
+        with contextlib.suppress(OSError):
+            total += _cpu_ticks(p)
+    return total / CLK_TCK
+
+
+def tree_rss_kib(pid: int) -> int:
+    total = 0
+    for p in proc_tree(pid):
+        with contextlib.suppress(OSError):
+            total += rss_kib(p)
+    return total
+
+
 @dataclass
 class Contender:
     name: str
@@ -103,6 +146,7 @@ class Contender:
     tmp: str
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    tree: bool = False  # count the server's child processes too (granian runs its worker in one)
 
     def start(self, port: int) -> None:
         self.port = port
@@ -124,6 +168,15 @@ class Contender:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on {self.port}")
 
+    @contextlib.contextmanager
+    def serving(self, port: int) -> Iterator[None]:
+        """start(port), then stop() when the block ends, measured or failed."""
+        self.start(port)
+        try:
+            yield
+        finally:
+            self.stop()
+
     def _errlog(self) -> int:
         # An fd the child inherits for its stderr; ours is closed right after Popen has duplicated it.
         return os.open(os.path.join(self.tmp, f"{self.name}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -132,6 +185,12 @@ class Contender:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu(self.pid) if self.tree else cpu_seconds(self.pid)
+
+    def rss_kib(self) -> int:
+        return tree_rss_kib(self.pid) if self.tree else rss_kib(self.pid)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -194,32 +253,37 @@ class Cell:
         return f"{med:.{digits}f}" if len(v) == 1 else f"{med:.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})"
 
 
-def measure(c: Contender, path: str, conns: int, seconds: float, size: int, cell: Cell, rate: Cell) -> None:
-    wrk(c.port, path, conns, min(1.0, seconds))  # warm-up: caches, connection set-up, JIT-free but lazy imports
-    cpu0 = cpu_seconds(c.pid)
+def measure(
+    c: Contender, path: str, conns: int, seconds: float, per_gb: bool, cell: Cell, rate: Cell,
+    partial_bytes: int | None = None,
+) -> None:  # fmt: skip
+    """One wrk run (after a 1 s warm-up) into ``cell`` (server CPU µs per request, or CPU s per GB read by wrk)
+    and ``rate`` (requests/s, or GB/s). A run that completed no response is dropped, unless wrk read at least
+    ``partial_bytes`` (then its half-sent responses are counted by their bytes)."""
+    wrk(c.port, path, conns, 1.0)  # warm-up: caches, connection set-up, JIT-free but lazy imports
+    cpu0 = c.cpu_seconds()
     reqs, wall, nbytes, errors = wrk(c.port, path, conns, seconds)
-    cpu = cpu_seconds(c.pid) - cpu0
+    cpu = c.cpu_seconds() - cpu0
     if errors:
         cell.notes.add(errors)
-    if reqs == 0 and nbytes < size:
+    if reqs == 0 and (partial_bytes is None or nbytes < partial_bytes):
         return
-    if size == SMALL:
-        cell.values.append(cpu / reqs * 1e6)  # µs per request
-        rate.values.append(reqs / wall)
-    else:
+    if per_gb:
         gb = nbytes / 1e9
         cell.values.append(cpu / gb)  # CPU s per GB
         rate.values.append(gb / wall)
+    else:
+        cell.values.append(cpu / reqs * 1e6)  # µs per request
+        rate.values.append(reqs / wall)
 
 
-def idle_rss(c: Contender, n: int) -> int:
-    """Server RSS (KiB) after opening ``n`` keep-alive connections that each fetched the 4 KiB file once."""
+def idle_rss_mib(c: Contender, n: int, request: bytes) -> float:
+    """Server RSS (MiB) after opening ``n`` keep-alive connections that each sent ``request`` once."""
     socks = []
-    req = b"GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
     try:
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
-            s.sendall(req)
+            s.sendall(request)
             got = b""
             while b"\r\n\r\n" not in got:
                 chunk = s.recv(65536)
@@ -228,32 +292,56 @@ def idle_rss(c: Contender, n: int) -> int:
                 got += chunk
             socks.append(s)
         time.sleep(0.5)
-        return rss_kib(c.pid)
+        return c.rss_kib() / 1024
     finally:
         for s in socks:
             s.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="1 round, short runs: proves the script works")
+def parse_args(
+    argv: Sequence[str] | None, doc: str | None, quick_help: str, only_help: str, full_seconds: float
+) -> tuple[argparse.Namespace, int, float, list[int]]:
+    """The options both server benchmarks take; returns (args, rounds, seconds per wrk run, connection counts)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--out", help="write a markdown section to this file")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=None)
-    ap.add_argument("--only", help="comma-separated contender names")
+    ap.add_argument("--only", help=only_help)
     args = ap.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    seconds = args.seconds or (2.0 if args.quick else 10.0)
-    conn_levels = [32] if args.quick else [1, 32, 256]
-    idle_n = 1000
+    seconds = args.seconds or (2.0 if args.quick else full_seconds)
+    return args, rounds, seconds, [32] if args.quick else [1, 32, 256]
+
+
+def shuffled_rounds(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, name) for every contender in every round, the order shuffled per round (seed 1, so reruns match);
+    says on stderr when a contender's turn is over."""
+    rng = random.Random(1)
+    order = list(names)
+    for rnd in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            yield rnd, name
+            print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
+
+
+def start_bench(script: str) -> list[str] | None:
+    """Raise the fd limit (1,000 idle connections) and install wrk/nginx; None (after saying so) without wrk,
+    else the tools still missing."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     missing = ensure_tools()
     if "wrk" in missing:
-        print("bench/serve: wrk is not available (apt-get failed); nothing measured", file=sys.stderr)
-        return 1
-    py = sys.executable
-    tmp = tempfile.mkdtemp(prefix="zcopy-bench-serve-")
+        print(f"{script}: wrk is not available (apt-get failed); nothing measured", file=sys.stderr)
+        return None
+    return missing
+
+
+def serve_tree(prefix: str) -> tuple[str, str]:
+    """A temp dir with root/ holding the 4 KiB and 256 MiB files (warm), nginx's temp dirs and its nginx.conf
+    (port still to fill in, see nginx_conf_for); returns (tmp, root)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     root = os.path.join(tmp, "root")
     os.makedirs(root)
     for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
@@ -264,6 +352,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     warm(os.path.join(root, "big.bin"))
     with open(os.path.join(tmp, "nginx.conf"), "w") as f:
         f.write(NGINX_CONF.format(tmp=tmp, port="{port}", root=root))
+    return tmp, root
+
+
+def nginx_conf_for(tmp: str, port: int) -> None:
+    """Write {tmp}/nginx.conf.{port}: nginx reads its port from the config file."""
+    with open(os.path.join(tmp, "nginx.conf")) as f:
+        conf = f.read().replace("{port}", str(port))
+    with open(os.path.join(tmp, f"nginx.conf.{port}"), "w") as f:
+        f.write(conf)
+
+
+def run_lines(script: str, argv: Sequence[str] | None, load_note: str = "") -> list[str]:
+    """The markdown lines with the date, machine, load average (then ``load_note``) and the command of this run
+    (without --out FILE)."""
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
+    return [
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
+        f"load average at start: {load_average()}{load_note}",
+        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), script, *shown])}`",
+    ]
+
+
+def finish(md: list[str], notes: list[str], out: str | None, tmp: str) -> None:
+    """Print the markdown (what wrk reported last), write it to --out FILE when given, remove the temp dir."""
+    if notes:
+        md = [*md, "wrk reported: " + "; ".join(notes), ""]
+    write_report("\n".join(md), out)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rounds, seconds, conn_levels = parse_args(
+        argv, __doc__, "1 round, short runs: proves the script works", "comma-separated contender names", 10.0
+    )
+    idle_n = 1000
+    missing = start_bench("bench/serve")
+    if missing is None:
+        return 1
+    py = sys.executable
+    tmp, root = serve_tree("zcopy-bench-serve-")
     with open(os.path.join(tmp, "aiohttp_app.py"), "w") as f:
         f.write(AIOHTTP_APP)
     zc = [py, "-m", "zcopy", "serve", root, "--port", "{port}", "--quiet", "--max-connections", "100000"]
@@ -283,30 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = {(n, c): Cell() for n in contenders for c in conn_levels}
     small_rate = {(n, c): Cell() for n in contenders for c in conn_levels}
     big, big_rate, rss = ({n: Cell() for n in contenders} for _ in range(3))
-    rng = random.Random(1)
-    names = list(contenders)
-    for rnd in range(rounds):
-        rng.shuffle(names)
-        for name in names:
-            c = Contender(name.split()[0], contenders[name], tmp)
-            port = free_port()
-            if name == "nginx":  # nginx reads its port from the config file
-                with open(os.path.join(tmp, "nginx.conf")) as f:
-                    conf = f.read().replace("{port}", str(port))
-                with open(os.path.join(tmp, f"nginx.conf.{port}"), "w") as f:
-                    f.write(conf)
-            c.start(port)
-            try:
-                for conns in conn_levels:
-                    measure(c, "/small.bin", conns, seconds, SMALL, small[(name, conns)], small_rate[(name, conns)])
-                measure(c, "/big.bin", 4, seconds, BIG, big[name], big_rate[name])
-                if rnd == 0:
-                    rss[name].values.append(idle_rss(c, idle_n) / 1024)
-            finally:
-                c.stop()
-            print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
-    given = list(argv if argv is not None else sys.argv[1:])
-    shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
+    for rnd, name in shuffled_rounds(list(contenders), rounds):
+        c = Contender(name.split()[0], contenders[name], tmp)
+        port = free_port()
+        if name == "nginx":
+            nginx_conf_for(tmp, port)
+        with c.serving(port):
+            for conns in conn_levels:
+                measure(c, "/small.bin", conns, seconds, False, small[(name, conns)], small_rate[(name, conns)])
+            measure(c, "/big.bin", 4, seconds, True, big[name], big_rate[name], partial_bytes=BIG)
+            if rnd == 0:
+                rss[name].values.append(idle_rss_mib(c, idle_n, SMALL_KEEPALIVE))
     rows = []
     for name in contenders:
         row = [name]
@@ -334,9 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = [
         f"## zcopy serve vs peers ({'quick' if args.quick else 'full'} run)",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
-        f"load average at start: {load_average()}",
-        f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), 'bench/serve.py', *shown])}`",
+        *run_lines("bench/serve.py", argv),
         f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), server on CPU0, wrk -t1 on CPU1, warm "
         "page cache; server CPU from /proc/<pid>/stat deltas; medians (min–max).",
         "- nginx: 1 process (master_process off), sendfile on, tcp_nopush on, access_log off. "
@@ -346,14 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     md += _targets(small, big)
-    if notes:
-        md += ["wrk reported: " + "; ".join(notes), ""]
-    text = "\n".join(md)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    shutil.rmtree(tmp, ignore_errors=True)
+    finish(md, notes, args.out, tmp)
     return 0
 
 

@@ -49,6 +49,7 @@ from _common import (
     thread_cpu,
     timed,
     warm,
+    write_report,
 )
 
 from zcopy import FileChannel
@@ -611,10 +612,7 @@ read the min – max ranges.
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(parts) + f"\nLoad average at end: {load_average()}.\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    write_report(text, args.out)
     return 0
 
 

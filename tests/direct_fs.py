@@ -66,18 +66,25 @@ def tmpfs_dir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def _mount(args: list[str], at: Path, what: str) -> Iterator[None]:
+    """`mount ARGS AT` for the block, then a lazy unmount; skips the test ("cannot WHAT here: why") when mount fails."""
+    r = subprocess.run(["mount", *args, str(at)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot {what} here: {r.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(at)], capture_output=True)
+
+
+@contextlib.contextmanager
 def _mounted(fstype: str, options: str) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix=f"zcopy-{fstype}-"))
     try:
         if os.geteuid() != 0 or not shutil.which("mount"):
             pytest.skip(f"mounting a {fstype} needs root")
-        r = subprocess.run(["mount", "-t", fstype, "-o", options, "none", str(d)], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot mount a {fstype} here: {r.stderr.strip()}")
-        try:
+        with _mount(["-t", fstype, "-o", options, "none"], d, f"mount a {fstype}"):
             yield d
-        finally:
-            subprocess.run(["umount", "-l", str(d)], capture_output=True)
     finally:
         with contextlib.suppress(OSError):
             d.rmdir()
@@ -104,13 +111,8 @@ def small_ext4(size_mib: int = 8) -> Iterator[Path]:
         r = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True)
         if r.returncode != 0:
             pytest.skip(f"mkfs.ext4 failed: {r.stderr.strip()}")
-        r = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot loop-mount an ext4 image here: {r.stderr.strip()}")
-        try:
+        with _mount(["-o", "loop", str(image)], mnt, "loop-mount an ext4 image"):
             yield mnt
-        finally:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -57,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     app.add_argument("--ws-max-size", type=int, default=16 << 20, help="largest WebSocket message (bytes) → 1009")
     app.add_argument("--ws-ping-interval", type=float, default=20.0, help="seconds between our pings (0 = none)")
     app.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds to wait for a pong")
-    app.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="warning and above: no start-up line")
+    app.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info",
+        help="uvicorn's levels: messages below this are not written (warning and above: no start-up line)",
+    )  # fmt: skip
     parser.add_argument("--bind", "--host", dest="bind", default="127.0.0.1", help="address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 = any free port)")
     parser.add_argument("--uds", metavar="PATH", help="listen on a unix domain socket instead of TCP")
@@ -133,20 +136,21 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError("--loop uvloop: uvloop is not installed (pip install 'zcopy[fast]')") from None
 
 
+def _pick(args: argparse.Namespace, *names: str) -> dict[str, object]:
+    """The options that zcopy.serve.Server takes under the same names, as its keyword arguments."""
+    return {name: getattr(args, name) for name in names}
+
+
 def run(args: argparse.Namespace) -> int:
     from zcopy.serve.prepare import ConfigError
     from zcopy.serve.workers import Options
     from zcopy.serve.workers import run as run_workers
 
     _check(args)
-    server_kwargs: dict[str, object] = dict(
-        header_timeout=args.header_timeout,
-        handshake_timeout=args.handshake_timeout,
-        keepalive_timeout=args.keepalive_timeout,
-        send_timeout=args.send_timeout,
-        max_connections=args.max_connections,
-        max_header_bytes=args.max_header_bytes,
-    )
+    server_kwargs = _pick(
+        args, "header_timeout", "handshake_timeout", "keepalive_timeout", "send_timeout", "max_connections",
+        "max_header_bytes",
+    )  # fmt: skip
     app = None
     if args.app is not None:
         from zcopy.serve.asgi.load import AppLoadError, load_app
@@ -165,24 +169,15 @@ def run(args: argparse.Namespace) -> int:
         except AppLoadError as exc:
             raise UserError(str(exc)) from None
         server_kwargs.update(
-            root_path=args.root_path,
-            proxy_headers=args.proxy_headers,
+            _pick(args, "root_path", "proxy_headers", "lifespan", "limit_concurrency", "ws", "ws_max_size",
+                  "ws_ping_interval", "ws_ping_timeout"),
             forwarded_allow_ips=allow_ips,
-            lifespan=args.lifespan,
-            limit_concurrency=args.limit_concurrency,
-            ws=args.ws,
-            ws_max_size=args.ws_max_size,
-            ws_ping_interval=args.ws_ping_interval,
-            ws_ping_timeout=args.ws_ping_timeout,
-        )
+        )  # fmt: skip
     else:
         server_kwargs.update(
-            list_dirs=args.list_dirs,
-            dotfiles=args.dotfiles,
+            _pick(args, "list_dirs", "dotfiles", "cache_entries", "cache_valid"),
             follow_symlinks=not args.no_follow_symlinks,
             precompressed=not args.no_precompressed,
-            cache_entries=args.cache_entries,
-            cache_valid=args.cache_valid,
         )
     opts = Options(
         root=args.dir if app is None else None,
@@ -198,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         json_log=args.json_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        quiet=args.quiet or args.log_level in ("warning", "error", "critical"),
+        quiet=args.quiet,
+        log_level=args.log_level,
         server_kwargs=server_kwargs,
     )
     try:

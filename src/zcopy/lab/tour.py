@@ -49,6 +49,80 @@ Run = dict[str, Any]
 Step = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StepText:
+    """What a step is, in the article's words (the report and the CLI print these)."""
+
+    job: str
+    title: str
+    article: str
+    note: str | None = None
+
+
+_NO_COLD_RUN = "no cold run: the source is a socket, not the file"
+# The steps' texts by id, in the order Tour.steps() runs them.
+STEP_TEXTS = {
+    "traditional": StepText(
+        "file edit",
+        "traditional I/O: open → read → modify old↔new → write → force → close",
+        "§三.1 传统IO文件读写 (read/write through a user buffer)",
+    ),
+    "mmap": StepText(
+        "file edit",
+        "mmap: map READ_WRITE → modify in place → force → close",
+        "§三.2 mmap 零拷贝 (page cache mapped into user space)",
+    ),
+    "sendfile": StepText(
+        "file→socket",
+        "sendfile: transfer_to a loopback socket (receiver discards)",
+        "§三.3 sendFile 零拷贝 (page cache → socket, no user buffer)",
+    ),
+    "read_send": StepText(
+        "file→socket",
+        "control: the same file → socket job by read + send",
+        "§三.1's copies applied to sending: the control for sendfile",
+    ),
+    "copy_file_range": StepText(
+        "file→file",
+        "beyond the article: copy_file_range, file → file inside the kernel",
+        "not in the article (Linux ≥ 4.5 in-kernel copy; reflink on btrfs/XFS)",
+    ),
+    "direct_copy": StepText(
+        "file→file",
+        "the article's DMA copies alone: file → file by O_DIRECT via one aligned user buffer, then force",
+        "§一 DMA (the disk controller copies, the CPU does not); O_DIRECT skips the page cache",
+        "the disk counters show where the bytes went: read from the disk even when cached, written to "
+        "the disk during the copy (nothing left for force); the page-cache routes write at force",
+    ),
+    "readwrite_copy": StepText(
+        "file→file",
+        "control: the same durable file → file copy by read + write through a 1 MiB user buffer",
+        "§三.1's copies applied to a file copy: the control for copy_file_range and direct",
+    ),
+    "splice_recv": StepText(
+        "socket→file",
+        "beyond the article: splice receive, transfer_from a socket into a file",
+        "not in the article (Java's transferFrom from a socket is an 8 KiB copy loop)",
+        _NO_COLD_RUN,
+    ),
+    "recv_write": StepText(
+        "socket→file",
+        "control: the same socket → file job by recv + write",
+        "§三.1's copies applied to receiving: the control for splice receive",
+        _NO_COLD_RUN,
+    ),
+}
+
+
+def _step(step_id: str, runs: list[Run]) -> Step:
+    """The step's document: its texts, its runs, then its note when it has one (keys in the schema's order)."""
+    text = STEP_TEXTS[step_id]
+    step: Step = {"id": step_id, "job": text.job, "title": text.title, "article": text.article, "runs": runs}
+    if text.note is not None:
+        step["note"] = text.note
+    return step
+
+
 @dataclass
 class TourOptions:
     size: int = DEFAULT_SIZE
@@ -430,74 +504,25 @@ class Tour:
     # ------------------------------------------------------------ the whole tour
 
     def steps(self) -> Iterator[Step]:
-        yield {
-            "id": "traditional", "job": "file edit",
-            "title": "traditional I/O: open → read → modify old↔new → write → force → close",
-            "article": "§三.1 传统IO文件读写 (read/write through a user buffer)",
-            "runs": self._runs(self.traditional),
-        }  # fmt: skip
-        mm: Step = {
-            "id": "mmap", "job": "file edit",
-            "title": "mmap: map READ_WRITE → modify in place → force → close",
-            "article": "§三.2 mmap 零拷贝 (page cache mapped into user space)",
-            "runs": self._runs(self.mmap),
-        }  # fmt: skip
+        yield _step("traditional", self._runs(self.traditional))
+        mm = _step("mmap", self._runs(self.mmap))
         counted = set().union(*(r["counters"]["syscalls"] for r in mm["runs"]))
         missing = sorted({"mmap", "msync", "munmap"} - counted)
         if missing:
             mm["note"] = (f"zcopy.observe did not report {', '.join(missing)} for this path, so its syscall count "
                           f"is {len(missing)}+ too low; the page faults are the kernel work that replaced read()")
         yield mm
-        yield {
-            "id": "sendfile", "job": "file→socket",
-            "title": "sendfile: transfer_to a loopback socket (receiver discards)",
-            "article": "§三.3 sendFile 零拷贝 (page cache → socket, no user buffer)",
-            "runs": self._runs(lambda m: self.to_socket(m, "sendfile")),
-        }  # fmt: skip
-        yield {
-            "id": "read_send", "job": "file→socket",
-            "title": "control: the same file → socket job by read + send",
-            "article": "§三.1's copies applied to sending: the control for sendfile",
-            "runs": self._runs(lambda m: self.to_socket(m, "readwrite")),
-        }  # fmt: skip
-        yield {
-            "id": "copy_file_range", "job": "file→file",
-            "title": "beyond the article: copy_file_range, file → file inside the kernel",
-            "article": "not in the article (Linux ≥ 4.5 in-kernel copy; reflink on btrfs/XFS)",
-            "runs": self._runs(self.file_copy),
-        }  # fmt: skip
-        yield {
-            "id": "direct_copy", "job": "file→file",
-            "title": "the article's DMA copies alone: file → file by O_DIRECT via one aligned user buffer, then force",
-            "article": "§一 DMA (the disk controller copies, the CPU does not); O_DIRECT skips the page cache",
-            "runs": self._runs(lambda m: self.file_copy(m, "direct")),
-            "note": "the disk counters show where the bytes went: read from the disk even when cached, written to "
-                    "the disk during the copy (nothing left for force); the page-cache routes write at force",
-        }  # fmt: skip
-        yield {
-            "id": "readwrite_copy", "job": "file→file",
-            "title": "control: the same durable file → file copy by read + write through a 1 MiB user buffer",
-            "article": "§三.1's copies applied to a file copy: the control for copy_file_range and direct",
-            "runs": self._runs(lambda m: self.file_copy(m, "readwrite")),
-        }  # fmt: skip
+        yield _step("sendfile", self._runs(lambda m: self.to_socket(m, "sendfile")))
+        yield _step("read_send", self._runs(lambda m: self.to_socket(m, "readwrite")))
+        yield _step("copy_file_range", self._runs(self.file_copy))
+        yield _step("direct_copy", self._runs(lambda m: self.file_copy(m, "direct")))
+        yield _step("readwrite_copy", self._runs(lambda m: self.file_copy(m, "readwrite")))
         # The receive steps come last: a sender's socket keeps the file's pages referenced until they are ACKed
         # (measured: 512 KiB of a 2 MiB file survived DONTNEED for 1-2 s after the peer's sendfile), which would
         # make a cold run after them only partly cold. Both ends also wait for each other's EOF (see
         # _close_after_peer and the peer's source mode) so every page is released before the next step.
-        yield {
-            "id": "splice_recv", "job": "socket→file",
-            "title": "beyond the article: splice receive, transfer_from a socket into a file",
-            "article": "not in the article (Java's transferFrom from a socket is an 8 KiB copy loop)",
-            "runs": [self._median(lambda m: self.receive(m, "splice"), "warm")],
-            "note": "no cold run: the source is a socket, not the file",
-        }  # fmt: skip
-        yield {
-            "id": "recv_write", "job": "socket→file",
-            "title": "control: the same socket → file job by recv + write",
-            "article": "§三.1's copies applied to receiving: the control for splice receive",
-            "runs": [self._median(lambda m: self.receive(m, "readwrite"), "warm")],
-            "note": "no cold run: the source is a socket, not the file",
-        }  # fmt: skip
+        yield _step("splice_recv", [self._median(lambda m: self.receive(m, "splice"), "warm")])
+        yield _step("recv_write", [self._median(lambda m: self.receive(m, "readwrite"), "warm")])
 
 
 def machine() -> dict[str, Any]:

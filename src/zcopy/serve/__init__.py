@@ -32,16 +32,20 @@ def run(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     quiet: bool = False,
+    log_level: str | int = "info",
     **server_kwargs: Any,
 ) -> int:
     """Serve an ASGI application (an object, or "MODULE:ATTR") until SIGTERM/SIGINT, like ``uvicorn.run``.
 
-    Returns the exit status (0 after a clean shutdown, 3 when the application's startup failed). Further keyword
-    arguments go to ``Server`` (e.g. ``header_timeout``, ``max_connections``, ``send_timeout``).
+    Returns the exit status (0 after a clean shutdown, 3 when the application's startup failed). ``log_level`` is
+    uvicorn's (critical, error, warning, info, debug, trace; see docs/serve.md#logging); ``quiet`` drops the
+    start-up line only. Further keyword arguments go to ``Server`` (e.g. ``header_timeout``, ``max_connections``).
     """
+    from zcopy.serve.logs import level
     from zcopy.serve.workers import Options
     from zcopy.serve.workers import run as run_workers
 
+    level(log_level)  # a bad level is a ValueError before the app is imported
     label = app if isinstance(app, str) else getattr(app, "__qualname__", type(app).__name__)
     if isinstance(app, str):
         from zcopy.serve.asgi.load import load_app
@@ -74,6 +78,7 @@ def run(
         tls_cert=tls_cert,
         tls_key=tls_key,
         quiet=quiet,
+        log_level=log_level,
         server_kwargs=kwargs,
     )
     return run_workers(opts)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from zcopy.aio import FileSlice, Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.serve import logs
 from zcopy.serve.config import Host
 from zcopy.serve.errnos import EXHAUSTED
 from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
@@ -49,8 +50,6 @@ class StaticHost(Host, Protocol):
     """A server that answers with the static file handler (config.Host plus the handler)."""
 
     handler: Handler
-
-    def log_throttled(self, cause: str, message: str) -> None: ...
 
 
 class Session(H1Reader):
@@ -127,17 +126,19 @@ class Session(H1Reader):
             return handler.handle(req)
         except OSError as exc:
             if exc.errno not in EXHAUSTED:
-                self.server.log_exception("handler failed")
+                self.server.log_exception(logs.APP_ERROR, "handler failed")
                 return handler.error(500, req)
             # Out of descriptors: the server is overloaded, the file may well exist (never a 404). The
             # connection stays open: closing it would free one fd, but the client would just reconnect.
-            target = req.target.decode("latin-1").encode("unicode_escape").decode("ascii")
-            self.server.log_throttled(
-                "open: exhausted", f"503 for {target}: cannot open a file ({exc.errno}: {os.strerror(exc.errno or 0)})"
-            )
+            if self.server.log_level <= logs.REPEATED:  # every request of an overload: format only if written
+                target = req.target.decode("latin-1").encode("unicode_escape").decode("ascii")
+                self.server.log_throttled(
+                    "open: exhausted",
+                    f"503 for {target}: cannot open a file ({exc.errno}: {os.strerror(exc.errno or 0)})",
+                )
             return handler.error(503, req, extra=[(b"Retry-After", RETRY_AFTER)])
         except Exception:  # a bug must cost one response, never the connection or the server
-            self.server.log_exception("handler failed")
+            self.server.log_exception(logs.APP_ERROR, "handler failed")
             # Nothing of this response was written yet, so the connection is still in step: keep it.
             return handler.error(500, req)
 
@@ -264,8 +265,8 @@ class RawConnection(Session):
         except TruncatedFileError as exc:
             self._truncated(exc)
             return True
-        except OSError:
-            self.close()
+        except OSError as exc:
+            self._lost(exc)
             return True
         # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
         # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
@@ -285,8 +286,8 @@ class RawConnection(Session):
         except TruncatedFileError as exc:
             self._truncated(exc)
             return
-        except OSError:
-            self.close()
+        except OSError as exc:
+            self._lost(exc)
             return
         if box.sent != before:
             # send_timeout is the longest gap between two successful writes (nginx send_timeout).
@@ -311,7 +312,13 @@ class RawConnection(Session):
 
     def _truncated(self, exc: TruncatedFileError) -> None:
         # The head promised more bytes than the file now has: this connection cannot be reused.
-        self.server.log_error(f"{self.peer}: {exc}; closing the connection")
+        self.server.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
+        self.close()
+
+    def _lost(self, exc: OSError) -> None:
+        """A send failed (reset, broken pipe): the client left mid-response."""
+        if self.server.log_level <= logs.DISCONNECT:
+            self.server.log(logs.DISCONNECT, f"{self.peer}: client disconnected mid-response ({exc.strerror or exc})")
         self.close()
 
     def close_gracefully(self) -> None:
@@ -420,7 +427,7 @@ class TLSConnection(Session, asyncio.Protocol):
                 assert isinstance(p, FileSlice)
                 await copy.write(self.transport, p, self._wait_writable)
         except TruncatedFileError as exc:
-            self.server.log_error(f"{self.peer}: {exc}; closing the connection")
+            self.server.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
             self.transport.abort()
             self.close()
             return

@@ -46,6 +46,7 @@ class Handshake:
         self.deadline = time.monotonic() + server.handshake_timeout
         self.expired = False
         self.closed = False
+        self.handed_over = False
         # The loop's own handshake timer is only a backstop: the server's sweeper ends the handshake first.
         backstop = 2 * server.handshake_timeout + 1.0
         self._task = server.loop.create_task(self._run(tls, protocol, backstop))
@@ -66,6 +67,7 @@ class Handshake:
         except OSError as exc:  # reset or closed by the peer mid-handshake
             cause, why = "connection lost during the TLS handshake", exc.strerror or str(exc)
         else:
+            self.handed_over = True  # the connection lives on as the protocol: its close is logged there
             return
         finally:
             self.closed = True

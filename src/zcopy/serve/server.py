@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.aio import MAX_CHUNK
+from zcopy.serve import logs
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.cache import FileCache
 from zcopy.serve.config import AppConfig, Limits
@@ -91,9 +92,12 @@ class Server:
         access_log: AccessLog | None = None,
         ssl: ssl_module.SSLContext | None = None,
         backlog: int = BACKLOG,
+        log_level: str | int = "info",
     ) -> None:
         if (root is None) == (app is None):
             raise TypeError("Server needs a root directory or app=, not both")
+        # Messages below this are neither formatted nor written (logs.py: uvicorn's levels and what each event is).
+        self.log_level = logs.level(log_level)
         self.app_config: AppConfig | None = None
         if root is not None:
             if not os.path.isdir(root):
@@ -203,7 +207,7 @@ class Server:
         from zcopy.serve.asgi.lifespan import Lifespan
 
         assert self.app_config is not None
-        self.lifespan = Lifespan(self.app_config.app, self.app_config.lifespan, self.log_error, self.log_exception)
+        self.lifespan = Lifespan(self.app_config.app, self.app_config.lifespan, self.log, self.log_exception)
         await self.lifespan.startup()
         self.state = self.lifespan.state if self.lifespan.supported else None
 
@@ -265,6 +269,9 @@ class Server:
                 self.connections.add(self._asgi_raw(self, sock, client))
             else:
                 self.connections.add(RawConnection(self, sock, str(addr[0]) if isinstance(addr, tuple) else "-"))
+            if self.log_level <= logs.CONNECTION:
+                peer = str(addr[0]) if isinstance(addr, tuple) else "-"
+                self.log(logs.CONNECTION, f"{peer}: connection accepted ({len(self.connections)} open)")
 
     def adopt(self, conn: Session) -> None:
         """A TLS connection whose handshake is done joins our bookkeeping (deadlines, shutdown).
@@ -278,6 +285,8 @@ class Server:
 
     def forget(self, conn: Any) -> None:
         self.connections.discard(conn)
+        if self.log_level <= logs.CONNECTION and not getattr(conn, "handed_over", False):
+            self.log(logs.CONNECTION, f"{conn.peer}: connection closed ({len(self.connections)} open)")
         if len(self.connections) < self.max_connections:
             self._resume_accepting()
         if self.closing and not self.connections and self._closed is not None:
@@ -334,10 +343,14 @@ class Server:
         try:
             await asyncio.wait_for(self._closed.wait(), grace)
         except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
+            if self.connections:
+                self.log(logs.DEGRADED, f"grace period over: closing {len(self.connections)} connection(s)")
             for conn in list(self.connections):
                 conn.close()
         if self.tasks:
             _, late = await asyncio.wait(set(self.tasks), timeout=max(0.0, deadline - time.monotonic()))
+            if late:
+                self.log(logs.DEGRADED, f"grace period over: cancelling {len(late)} request(s) still in the app")
             for task in late:
                 task.cancel()
             if late:
@@ -366,29 +379,36 @@ class Server:
         await self.shutdown(1.0)
 
     # -- reporting ------------------------------------------------------------------------------------
-    def log_error(self, message: str) -> None:
-        say(message)
+    def log(self, level: int, message: str) -> None:
+        """Write ``message`` if ``level`` (an event of logs.py) is at or above --log-level. A caller that would
+        format a frequent message first checks ``level >= self.log_level`` itself."""
+        if level >= self.log_level:
+            say(message)
 
-    def log_once(self, cause: str, message: str) -> None:
+    def log_once(self, cause: str, message: str, level: int = logs.REPEATED) -> None:
         """Log the first occurrence of ``cause`` only: a flood of bad clients must not become a flood of lines."""
-        if cause not in self._logged:
+        if level >= self.log_level and cause not in self._logged:
             self._logged.add(cause)
-            self.log_error(f"{message} (further '{cause}' events are not logged)")
+            say(f"{message} (further '{cause}' events are not logged)")
 
-    def log_throttled(self, cause: str, message: str) -> None:
+    def log_throttled(self, cause: str, message: str, level: int = logs.REPEATED) -> None:
         """Log ``message`` unless ``cause`` was logged less than LOG_INTERVAL ago; then count it for the next line."""
+        if level < self.log_level:
+            return
         now = time.monotonic()
         last, repeats = self._throttled.get(cause, (-LOG_INTERVAL, 0))
         if now - last < LOG_INTERVAL:
             self._throttled[cause] = (last, repeats + 1)
             return
         self._throttled[cause] = (now, 0)
-        self.log_error(message + (f" ({repeats} more like it since the last line)" if repeats else ""))
+        say(message + (f" ({repeats} more like it since the last line)" if repeats else ""))
 
-    def log_exception(self, message: str) -> None:
-        import traceback
+    def log_exception(self, level: int, message: str) -> None:
+        """``message`` and the traceback of the exception being handled (formatted only when it is written)."""
+        if level >= self.log_level:
+            import traceback
 
-        self.log_error(message + "\n" + traceback.format_exc())
+            say(message + "\n" + traceback.format_exc())
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
         _observe.record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)

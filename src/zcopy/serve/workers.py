@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zcopy.serve import logs
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.prepare import Prepared, prepare
 from zcopy.serve.server import Server, say
@@ -39,7 +40,8 @@ class Options:
     json_log: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
-    quiet: bool = False
+    quiet: bool = False  # no start-up line (whatever log_level says about the other info lines)
+    log_level: str | int = "info"  # logs.py: uvicorn's names; messages below it are not written
     exit_slack: float = 5.0  # after SIGTERM, workers get grace + this to exit before SIGKILL (teardown, flush)
     server_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +72,7 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
         sock=prepared.socket(slot),
         access_log=log,
         ssl=tls,
+        log_level=opts.log_level,
         **opts.server_kwargs,
     )
     if opts.app is not None:
@@ -78,7 +81,7 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
         try:
             await server.start()
         except LifespanError as exc:
-            say(str(exc))
+            server.log(logs.STARTUP_FAILED, str(exc))
             await server.shutdown(0)
             return STARTUP_FAILED
     else:
@@ -89,13 +92,18 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
     # SIGHUP reopens the access log (logrotate); without one it is ignored, never the default "terminate".
     loop.add_signal_handler(signal.SIGHUP, log.reopen if log is not None else lambda: None)
     host, port = server.address
-    if not opts.quiet:
+    if not opts.quiet and server.log_level <= logs.STARTED:
         scheme = "https" if tls else "http"
         where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
         what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
         say(f"{where} {what} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
+    if server.log_level <= logs.STOPPING:
+        busy = sum(not c.idle for c in server.connections)
+        pid = os.getpid()
+        server.log(logs.STOPPING, f"shutting down (pid {pid}): {busy} busy connection(s), grace {opts.grace:g} s")
     await server.shutdown(opts.grace)
+    server.log(logs.STOPPING, f"stopped (pid {os.getpid()})")
     return 0
 
 
@@ -138,7 +146,8 @@ def _spawn(opts: Options, prepared: Prepared, slot: int, report: int) -> int:
             reason = "" if code == 0 else f"exited with status {code}"
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            say(f"worker {os.getpid()} failed: {reason}")
+            if logs.level(opts.log_level) <= logs.WORKER_DIED:
+                say(f"worker {os.getpid()} failed: {reason}")
         finally:
             # One short line to the parent, so it can name the cause if it gives up (< PIPE_BUF: atomic).
             if code != 0:
@@ -153,6 +162,7 @@ def run(opts: Options) -> int:
 
     Raises ConfigError (before anything is served or forked) when the configuration cannot work.
     """
+    logs.level(opts.log_level)  # a bad level is a ValueError now, before binding or forking
     prepared = prepare(opts)
     try:
         if opts.workers <= 1:
@@ -163,6 +173,12 @@ def run(opts: Options) -> int:
 
 
 def _supervise(opts: Options, prepared: Prepared) -> int:
+    threshold = logs.level(opts.log_level)
+
+    def log(level: int, message: str) -> None:
+        if level >= threshold:
+            say(message)
+
     stopping = False
     forwarded: list[int] = []
 
@@ -207,7 +223,8 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
             pid, wstatus = 0, 0
         if pid == 0:
             if now > deadline:
-                say(
+                log(
+                    logs.WORKER_DIED,
                     f"worker(s) {', '.join(map(str, children))} still running {opts.grace:g} + "
                     f"{opts.exit_slack:g} s after SIGTERM; killing them"
                 )
@@ -225,7 +242,8 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         if quick_failures >= MAX_QUICK_FAILURES:
             read_reasons()
             why = reasons[-1] if reasons else _describe(code)
-            say(
+            log(
+                logs.STARTUP_FAILED,
                 f"workers failed {quick_failures} times in a row within {QUICK_EXIT:g} s of starting "
                 f"(last: {why}); stopping"
             )
@@ -234,7 +252,7 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
             forwarded.append(signal.SIGTERM)
             continue
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(0, quick_failures - 1))
-        say(f"worker {pid} {_describe(code)}; starting another in {delay:g} s")
+        log(logs.WORKER_DIED, f"worker {pid} {_describe(code)}; starting another in {delay:g} s")
         restarts.append((now + delay, slot))
     os.close(report_r)
     os.close(report_w)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -17,6 +18,18 @@ from ..conftest import LOOPS
 
 REPO = Path(__file__).resolve().parents[3]
 DATA_BIN = bytes(range(256)) * 4096  # 1 MiB, every offset's byte is known
+STARTUP = re.compile(r"https?://([\d.]+):(\d+)/ .*route=(\w+) loop=(\w+) pid=(\d+)")
+
+
+def read_startup(stream: IO[str], pattern: str = "route=") -> tuple[str, list[str]]:
+    """Read stderr up to the first line containing ``pattern`` (the start-up line: at info the lifespan's
+    "startup complete" comes before it); returns it and the lines before it. "" when the stream ended first."""
+    before: list[str] = []
+    while line := stream.readline():
+        if pattern in line:
+            return line, before
+        before.append(line)
+    return "", before
 
 
 class AppServer:
@@ -31,11 +44,11 @@ class AppServer:
             env=self.env,
         )
         assert self.p.stderr is not None
-        self.line = self.p.stderr.readline()
-        m = re.search(r"https?://([\d.]+):(\d+)/ .*route=(\w+) loop=(\w+) pid=(\d+)", self.line)
+        self.line, self.before = read_startup(self.p.stderr)
+        m = STARTUP.search(self.line)
         if not m:
             rest = self.p.stderr.read() if self.p.poll() is not None else ""
-            raise AssertionError(f"server did not start: {self.line}{rest}")
+            raise AssertionError(f"server did not start: {''.join(self.before)}{self.line}{rest}")
         self.addr = (m.group(1), int(m.group(2)))
         self.url = f"http://{self.addr[0]}:{self.addr[1]}"
         self.pid = int(m.group(5))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import DATA_BIN, REPO, AppServer, make_data, response
+from .conftest import DATA_BIN, REPO, AppServer, make_data, read_startup, response
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -149,7 +149,7 @@ def test_unix_socket(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert p.stderr is not None
-        assert "http+unix://" + path in p.stderr.readline()
+        assert "http+unix://" + path in read_startup(p.stderr)[0]
         transport = httpx.HTTPTransport(uds=path)
         with httpx.Client(transport=transport, base_url="http://local") as c:
             sc = c.get("/scope", timeout=10).json()
@@ -220,7 +220,7 @@ def test_library_run_and_workers(tmp_path: Path) -> None:
         pids = set()
         port = 0
         for _ in range(2):
-            m = re.search(r"http://[\d.]+:(\d+)/ app=FastAPI .* pid=(\d+)", p.stderr.readline())
+            m = re.search(r"http://[\d.]+:(\d+)/ app=FastAPI .* pid=(\d+)", read_startup(p.stderr)[0])
             assert m
             port = int(m.group(1))
             pids.add(m.group(2))

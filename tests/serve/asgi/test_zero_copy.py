@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ..conftest import LOOPS
-from .conftest import DATA_BIN, REPO, make_data
+from .conftest import DATA_BIN, REPO, make_data, read_startup
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (.ci/run installs it)")
@@ -30,7 +30,7 @@ def test_pathsend_body_goes_by_sendfile(tmp_path: Path, loop: str) -> None:
     )  # fmt: skip
     try:
         assert p.stderr is not None
-        line = p.stderr.readline()
+        line = read_startup(p.stderr)[0]
         m = re.search(r"http://([\d.]+):(\d+)/ .* pid=(\d+)", line)
         assert m, line
         r = httpx.get(f"http://{m.group(1)}:{m.group(2)}/file/data.bin", timeout=20)

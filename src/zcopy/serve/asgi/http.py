@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from zcopy.aio import FileSlice, Outbox, Part
 from zcopy.errors import TruncatedFileError
+from zcopy.serve import logs
 from zcopy.serve.asgi import scope as scopes
 from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
@@ -329,7 +330,8 @@ class Connection(H1Reader):
         if status > 0:
             self.stopped = -1
             self.write_nowait(error_response(status, keep_alive=False, http10=False, head_only=False))
-            self.host.log_error(f"{self.peer}: malformed request ({status}); closing the connection")
+            if self.host.log_level <= logs.BAD_REQUEST:  # a scanner sends many: format only what is written
+                self.host.log(logs.BAD_REQUEST, f"{self.peer}: malformed request ({status}); closing the connection")
         self.close_gracefully()
 
     def extensions(self) -> dict[str, Any]:
@@ -408,23 +410,32 @@ class Connection(H1Reader):
                 await ws.reject(400)
                 return
             host.in_app += 1
+            receive: logs.Receive = ws.receive
+            send: logs.Send = ws.send
+            if host.log_level <= logs.ASGI_MESSAGE:
+                label = f"{self.peer} WebSocket {_show(ws.scope['raw_path'])}"
+                receive, send = logs.traced(receive, send, self._trace, label)
             try:
-                await self.app(ws.scope, ws.receive, ws.send)
+                await self.app(ws.scope, receive, send)
             finally:
                 host.in_app -= 1
-        except (ClientDisconnected, asyncio.CancelledError):
+        except ClientDisconnected:
+            if host.log_level <= logs.DISCONNECT:
+                host.log(logs.DISCONNECT, f"{self.peer}: client disconnected (WebSocket {_show(ws.scope['raw_path'])})")
+        except asyncio.CancelledError:
             pass
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            host.log_exception(f"{self.peer}: exception in ASGI application (WebSocket {_show(ws.scope['raw_path'])})")
+            where = f"WebSocket {_show(ws.scope['raw_path'])}"
+            host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({where})")
             if ws.phase is websocket.Phase.CONNECTING:
                 await _quietly(ws.reject(500))
             else:
                 await _quietly(ws.close(1011))  # RFC 6455 §7.4.1: internal error
         else:
             if ws.phase is websocket.Phase.CONNECTING:
-                host.log_error(f"{self.peer}: ASGI application returned without accepting the WebSocket")
+                host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
                 await _quietly(ws.reject(403))
             else:
                 await _quietly(ws.close(1000))
@@ -445,14 +456,23 @@ class Connection(H1Reader):
         limit = self.config.limit_concurrency
         resp = ex.response
         if limit is not None and host.in_app >= limit:
+            if host.log_level <= logs.OVERLOADED:
+                msg = f"503: {limit} request(s) already in the app (--limit-concurrency)"
+                host.log_throttled("limit-concurrency", msg, logs.OVERLOADED)
             await self._error_reply(ex, 503)  # over --limit-concurrency: the app is never called
             self.finished(ex)
             return
         host.in_app += 1
+        receive: logs.Receive = ex.receive
+        send: logs.Send = ex.send
+        if host.log_level <= logs.ASGI_MESSAGE:  # one int compare per request when not tracing
+            label = f"{self.peer} {ex.method.decode()} {_show(ex.target)}"
+            receive, send = logs.traced(receive, send, self._trace, label)
         try:
-            await self.app(ex.scope, ex.receive, ex.send)
+            await self.app(ex.scope, receive, send)
         except ClientDisconnected:
-            resp.abandon()  # the app let our disconnect propagate: nothing to report
+            resp.abandon()  # the app let our disconnect propagate: nothing to report (but at debug)
+            self._gone(ex)
         except asyncio.CancelledError:
             resp.abandon()  # shutdown past its grace period
         except BaseException as exc:
@@ -462,9 +482,10 @@ class Connection(H1Reader):
                 # Our ClientDisconnected turned into the framework's own exception (Starlette's ClientDisconnect
                 # is raised from it): a client that went away is not an application error worth a traceback.
                 resp.abandon()
+                self._gone(ex)
             else:
                 where = f"{ex.method.decode()} {_show(ex.target)}"
-                host.log_exception(f"{self.peer}: exception in ASGI application ({where})")
+                host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({where})")
                 if not resp.head_sent and not self.closed:
                     await self._error_reply(ex, 500)  # nothing of the response is on the wire yet: replace it
                 elif not resp.done:
@@ -473,14 +494,24 @@ class Connection(H1Reader):
         else:
             if not resp.done:
                 if not resp.head_sent and not self.closed:
-                    host.log_error(f"{self.peer}: ASGI application returned without completing a response")
+                    host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without completing a response")
                     await self._error_reply(ex, 500)
                 elif not self.closed:
-                    host.log_error(f"{self.peer}: ASGI application returned before completing its response; closing")
+                    msg = f"{self.peer}: ASGI application returned before completing its response; closing"
+                    host.log(logs.APP_ERROR, msg)
                     resp.abandon()
         finally:
             host.in_app -= 1
         self.finished(ex)
+
+    def _trace(self, message: str) -> None:
+        self.host.log(logs.ASGI_MESSAGE, message)
+
+    def _gone(self, ex: Exchange) -> None:
+        if self.host.log_level <= logs.DISCONNECT:
+            where = f"{ex.method.decode()} {_show(ex.target)}"
+            msg = f"{self.peer}: client disconnected before the response was complete ({where})"
+            self.host.log(logs.DISCONNECT, msg)
 
     async def _error_reply(self, ex: Exchange, status: int) -> None:
         resp = ex.response
@@ -508,7 +539,8 @@ class Connection(H1Reader):
         if self.closed:
             return
         if resp.short:
-            self.host.log_error(f"{self.peer}: response shorter than its Content-Length; closing the connection")
+            msg = f"{self.peer}: response shorter than its Content-Length; closing the connection"
+            self.host.log(logs.SHORT_RESPONSE, msg)
         if not resp.keep_alive or not ex.complete or self.host.closing:
             self.close_gracefully()
             return
@@ -585,7 +617,7 @@ _warned: set[int] = set()
 def _warn_no_websockets(host: AsgiHost) -> None:
     if id(host) not in _warned:
         _warned.add(id(host))
-        host.log_error("WebSocket upgrade answered as plain HTTP: install wsproto (pip install 'zcopy[asgi]')")
+        host.log(logs.DEGRADED, "WebSocket upgrade answered as plain HTTP: install wsproto (pip install 'zcopy[asgi]')")
 
 
 async def _quietly(aw: Any) -> None:
@@ -673,7 +705,7 @@ class RawConnection(Connection):
                     raise ClientDisconnected("the client has disconnected")
         except TruncatedFileError as exc:
             # The head promised more than the file now has: the client got a short body; this connection is over.
-            self.host.log_error(f"{self.peer}: {exc}; closing the connection")
+            self.host.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
             if ex is not None:
                 ex.response.abandon()
             self.close()
@@ -811,7 +843,7 @@ class TLSConnection(Connection, asyncio.Protocol):
                 await copy.write(t, p, self._wait_writable)
             await self._wait_writable()
         except TruncatedFileError as exc:
-            self.host.log_error(f"{self.peer}: {exc}; closing the connection")
+            self.host.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
             if ex is not None:
                 ex.response.abandon()
             t.abort()

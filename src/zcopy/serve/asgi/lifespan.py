@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from zcopy.serve import logs
+
 SCOPE_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
 # (what we are waiting for, message type the app sent) → outcome; anything else is a protocol error.
@@ -36,12 +38,12 @@ class Lifespan:
         self,
         app: Any,
         mode: str,
-        log_error: Callable[[str], None],
-        log_exception: Callable[[str], None],
+        log: Callable[[int, str], None],
+        log_exception: Callable[[int, str], None],
     ) -> None:
         self.app = app
         self.mode = mode
-        self.log_error = log_error
+        self.log = log  # (level, message), levels from logs.py
         self.log_exception = log_exception
         self.state: dict[str, Any] = {}
         self.supported = mode != "off"
@@ -75,11 +77,13 @@ class Lifespan:
             if self.waiting == "startup" and not self._answered.is_set():
                 self._failed_early = True
                 if self.mode == "auto":
-                    self.log_exception("lifespan: the app raised on the startup event; running without lifespan")
+                    # Raising on an unknown scope type is how many apps say "no lifespan": not an error.
+                    msg = "lifespan: the app raised on the startup event; running without lifespan"
+                    self.log_exception(logs.DEGRADED, msg)
                 else:
-                    self.log_exception("lifespan: exception during startup")
+                    self.log_exception(logs.STARTUP_FAILED, "lifespan: exception during startup")
             else:
-                self.log_exception(f"lifespan: exception during {self.waiting}")
+                self.log_exception(logs.LIFESPAN_FAILED, f"lifespan: exception during {self.waiting}")
         finally:
             self._answered.set()  # whoever waits learns the task is over
 
@@ -91,6 +95,7 @@ class Lifespan:
         await self._events.put({"type": "lifespan.startup"})
         await self._answered.wait()
         if self.outcome == "started":
+            self.log(logs.STARTED, "lifespan: startup complete")
             return
         if self.outcome == "startup failed":
             raise LifespanError(f"application startup failed: {self.message or '(no message)'}")
@@ -98,7 +103,7 @@ class Lifespan:
         if self.mode == "on":
             raise LifespanError("application startup failed: the lifespan task ended without completing startup")
         if not self._failed_early:
-            self.log_error("lifespan: the app returned on the startup event; running without lifespan")
+            self.log(logs.DEGRADED, "lifespan: the app returned on the startup event; running without lifespan")
         self.supported = False
 
     async def shutdown(self, timeout: float = 10.0) -> None:
@@ -113,9 +118,11 @@ class Lifespan:
         try:
             await asyncio.wait_for(self._answered.wait(), timeout)
         except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
-            self.log_error(f"lifespan: shutdown did not finish within {timeout} s")
+            self.log(logs.LIFESPAN_FAILED, f"lifespan: shutdown did not finish within {timeout} s")
         if self.outcome == "shutdown failed":
-            self.log_error(f"lifespan: application shutdown failed: {self.message or '(no message)'}")
+            self.log(logs.LIFESPAN_FAILED, f"lifespan: application shutdown failed: {self.message or '(no message)'}")
+        elif self.outcome == "stopped":
+            self.log(logs.STOPPING, "lifespan: shutdown complete")
         if not task.done():
             # The spec lets the app return after shutdown.complete; a task still running is cancelled.
             task.cancel()

@@ -137,6 +137,20 @@ def forwarded(headers: Headers, client: Addr, scheme: str, trusted: Trusted) -> 
     return client, scheme
 
 
+def _paths(target: bytes, root_path: str) -> tuple[str, bytes, bytes]:
+    """(path, raw_path, query_string) of a request-target, both paths under ``root_path``; raises BadTarget.
+    Once per request: a plain origin-form target (the common case) skips the general parser's calls."""
+    if target[:1] == b"/" and b"%" not in target and b"#" not in target and target.isascii():
+        raw_path, _, query = target.partition(b"?")
+        path = raw_path.decode("ascii")
+    else:
+        raw_path, query = split(target)
+        path = decode_path(raw_path)
+    if root_path:
+        return root_path + path, root_path.encode("utf-8") + raw_path, query
+    return path, raw_path, query
+
+
 def http_scope(
     method: bytes,
     target: bytes,
@@ -150,15 +164,7 @@ def http_scope(
     extensions: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``http`` scope for one request; raises BadTarget for a target that names no path."""
-    if target[:1] == b"/" and b"%" not in target and b"#" not in target and target.isascii():
-        raw_path, _, query = target.partition(b"?")  # the common case, without the general parser's calls
-        path = raw_path.decode("ascii")
-    else:
-        raw_path, query = split(target)
-        path = decode_path(raw_path)
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
+    path, raw_path, query = _paths(target, root_path)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI,
@@ -193,11 +199,7 @@ def websocket_scope(
     extensions: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``websocket`` scope for an upgrade request (scheme "ws"/"wss")."""
-    raw_path, query = split(target)
-    path = decode_path(raw_path)
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
+    path, raw_path, query = _paths(target, root_path)
     scope: dict[str, Any] = {
         "type": "websocket",
         "asgi": WS_ASGI,
