@@ -124,6 +124,12 @@ async def ws_deny(ws: WebSocket) -> None:
     await ws.close()  # before accept: the upgrade is refused with 403
 
 
+async def ws_deny_401(ws: WebSocket) -> None:
+    # Starlette uses the websocket.http.response extension when the server advertises it.
+    denial = PlainTextResponse("no token", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    await ws.send_denial_response(denial)
+
+
 starlette_app = Starlette(
     routes=[
         Route("/scope", scope_view, methods=["GET", "POST", "HEAD", "OPTIONS", "DELETE"]),
@@ -134,6 +140,7 @@ starlette_app = Starlette(
         Route("/state", state_view),
         WebSocketRoute("/ws", ws_echo),
         WebSocketRoute("/ws-deny", ws_deny),
+        WebSocketRoute("/ws-deny-401", ws_deny_401),
     ],
     lifespan=lifespan,
 )
@@ -252,9 +259,26 @@ async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await _text(send, b"no such raw route", 404)
 
 
+async def raw_ws(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Denial responses sent by hand: streamed in two body messages, cut short, or with a bad status."""
+    assert (await receive())["type"] == "websocket.connect"
+    path = scope["path"]
+    if path == "/raw-ws/bad-status":
+        await send({"type": "websocket.http.response.start", "status": 101, "headers": []})
+        return
+    await send({"type": "websocket.http.response.start", "status": 429, "headers": [(b"retry-after", b"7")]})
+    await send({"type": "websocket.http.response.body", "body": b"slow ", "more_body": True})
+    if path == "/raw-ws/cut":
+        return  # mid-way: the client must not take a partial body for a whole one
+    await send({"type": "websocket.http.response.body", "body": b"down"})
+    EVENTS.append(f"ws-denied:{(await receive())['type']}")
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"].startswith("/raw/"):
         await raw(scope, receive, send)
+    elif scope["type"] == "websocket" and scope["path"].startswith("/raw-ws/"):
+        await raw_ws(scope, receive, send)
     else:
         await starlette_app(scope, receive, send)
 

@@ -22,7 +22,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from .conftest import AppServer, make_data, response
+from .conftest import AppServer, make_data, read_until_close, response
 
 
 class Client:
@@ -132,6 +132,42 @@ def test_denied_before_accept_is_403(server: AppServer) -> None:
         assert isinstance(ev, RejectConnection) and ev.status_code == 403  # Starlette closes unknown routes
     finally:
         c.close()
+
+
+UPGRADE = (
+    b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_denial_response_extension(server: AppServer) -> None:
+    # Starlette's send_denial_response: the app's own status, headers and body instead of a bare 403.
+    with server.connect() as s:
+        s.sendall(UPGRADE % b"/ws-deny-401")
+        status, headers, body, _ = response(s)
+        assert (status, body, headers["www-authenticate"]) == (401, b"no token", "Bearer")
+        assert headers["connection"] == "close"
+        assert read_until_close(s) == b""  # and the connection ends there
+    # By hand, streamed in two body messages (chunked); the app then receives websocket.disconnect.
+    with server.connect() as s:
+        s.sendall(UPGRADE % b"/raw-ws/two-parts")
+        status, headers, body, _ = response(s)
+        assert (status, headers["retry-after"], body) == (429, "7", b"slow down")
+        assert read_until_close(s) == b""
+    assert "ws-denied:websocket.disconnect" in wait_event(server, "ws-denied:")
+
+
+def test_denial_response_cut_short_or_invalid(server: AppServer) -> None:
+    # The app returns mid-body: the connection closes without the last chunk, so no client takes it as whole.
+    with server.connect() as s:
+        s.sendall(UPGRADE % b"/raw-ws/cut")
+        got = read_until_close(s)
+        assert got.startswith(b"HTTP/1.1 429 ") and b"5\r\nslow \r\n" in got and not got.endswith(b"0\r\n\r\n")
+    # A status that is no final response is the app's error (AppError raised into it): the upgrade gets a 500.
+    with server.connect() as s:
+        s.sendall(UPGRADE % b"/raw-ws/bad-status")
+        status, _, _, _ = response(s)
+        assert status == 500
 
 
 def test_crash_inside_is_1011(server: AppServer) -> None:

@@ -391,7 +391,7 @@ class Connection(H1Reader):
                 root_path=self.config.root_path,
                 state=self.host.state,
                 subprotocols=protocols,
-                extensions={},
+                extensions={"websocket.http.response": {}},
             )
         except scopes.BadTarget:
             self._malformed(400)
@@ -437,13 +437,15 @@ class Connection(H1Reader):
             if ws.phase is websocket.Phase.CONNECTING:
                 host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
                 await _quietly(ws.reject(403))
+            elif ws.phase is websocket.Phase.RESPONDING:
+                host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned mid-way through its denial response")
             else:
                 await _quietly(ws.close(1000))
         finally:
             if self.task is not None:
                 host.tasks.discard(self.task)
                 self.task = None
-            if ws.phase is websocket.Phase.CLOSED and not self.closed:
+            if ws.phase in (websocket.Phase.CLOSED, websocket.Phase.RESPONDING) and not self.closed:
                 self.close_gracefully()
 
     # -- the app --------------------------------------------------------------------------------------

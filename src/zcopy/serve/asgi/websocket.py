@@ -3,7 +3,9 @@
 wsproto is the optional ``zcopy[asgi]`` extra: HTTP apps need nothing beyond the core, and without it an upgrade
 request reaches the app as plain HTTP (one warning in the log says why). Phases, one table (``SEND``):
 CONNECTING (the app got ``websocket.connect``) → OPEN (it sent ``websocket.accept``: 101) → CLOSING (a close frame
-went out, waiting for the peer's) → CLOSED. ``websocket.close`` before accept answers 403. Messages above
+went out, waiting for the peer's) → CLOSED. ``websocket.close`` before accept answers 403; the denial-response
+extension (``websocket.http.response.start`` + ``.body`` before accept, advertised in the scope) lets the app
+answer the upgrade with its own HTTP response (RESPONDING until the body is complete). Messages above
 ``ws_max_size`` close with 1009; a close frame from the peer is answered and reaches the app as
 ``websocket.disconnect`` with its code; a lost connection as 1006. Pings are answered; ours go every
 ``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
@@ -52,6 +54,7 @@ def is_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
 
 class Phase(enum.Enum):
     CONNECTING = "connecting"
+    RESPONDING = "responding"  # a denial response (websocket.http.response.*) is under way
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
@@ -61,6 +64,8 @@ class Phase(enum.Enum):
 SEND: dict[tuple[Phase, str], str] = {
     (Phase.CONNECTING, "websocket.accept"): "_accept",
     (Phase.CONNECTING, "websocket.close"): "_deny",
+    (Phase.CONNECTING, "websocket.http.response.start"): "_deny_start",
+    (Phase.RESPONDING, "websocket.http.response.body"): "_deny_body",
     (Phase.OPEN, "websocket.send"): "_message",
     (Phase.OPEN, "websocket.close"): "_close",
 }
@@ -147,6 +152,45 @@ class WebSocket:
 
     async def _deny(self, message: dict[str, Any]) -> None:
         await self.reject(403)
+
+    async def _deny_start(self, message: dict[str, Any]) -> None:
+        from h11 import LocalProtocolError
+        from wsproto.events import RejectConnection
+
+        status = message.get("status")
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            raise AppError(f"websocket.http.response.start: invalid status {status!r}")
+        try:
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
+        except (TypeError, ValueError):
+            bad = f"websocket.http.response.start: headers must be [name, value] pairs of bytes: {message!r}"
+            raise AppError(bad) from None
+        headers.append((b"connection", b"close"))  # the connection ends with this response
+        try:
+            data = self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        except LocalProtocolError as exc:  # h11 (under wsproto) checks names, values and framing headers
+            raise AppError(f"websocket.http.response.start: {exc}") from None
+        self.phase = Phase.RESPONDING
+        await self._write(data)
+
+    async def _deny_body(self, message: dict[str, Any]) -> None:
+        from h11 import LocalProtocolError
+        from wsproto.events import RejectData
+
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise AppError(f"websocket.http.response.body: 'body' must be bytes, not {type(body).__name__}")
+        more = bool(message.get("more_body", False))
+        try:
+            data = self.ws.send(RejectData(data=bytes(body), body_finished=not more))
+        except LocalProtocolError as exc:  # e.g. more bytes than the app's own Content-Length
+            raise AppError(f"websocket.http.response.body: {exc}") from None
+        if not more:
+            self.phase = Phase.CLOSED
+            self.wake()
+        await self._write(data)
+        if not more:
+            self.conn.close_gracefully()
 
     async def reject(self, status: int) -> None:
         """Refuse the upgrade with an HTTP status (403 when the app closes before accepting, 500 on a crash)."""
