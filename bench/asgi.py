@@ -2,8 +2,9 @@
 
 Routes: a JSON response, FileResponse of a 4 KiB and of a 256 MiB file; a FastAPI JSON row; nginx serving the two
 files statically for reference. Server pinned to CPU0, wrk to CPU1; server CPU (the whole process tree: granian
-runs its worker in a child process) from /proc/<pid>/stat before and after each wrk run; ≥ 3 rounds with the
-contender order shuffled per round; medians (min–max). Also RSS with 1,000 idle keep-alive connections.
+runs its worker in a child process) from /proc/<pid>/stat before and after each wrk run. Side by side: all servers
+run at once, and each measurement takes them back to back in a shuffled order, ≥ 3 rounds; medians (min–max).
+Also RSS with 1,000 idle keep-alive connections.
 uvicorn and granian are installed by this script into a separate venv (.bench-asgi-venv, never the project's),
 with the same Starlette/FastAPI versions as the project venv that runs zcopy.
 Usage: .venv/bin/python bench/asgi.py [--quick] [--out FILE.md] [--rounds N] [--seconds S]
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -30,7 +32,6 @@ from serve import (
     parse_args,
     run_lines,
     serve_tree,
-    shuffled_rounds,
     start_bench,
 )
 
@@ -161,33 +162,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     fastapi = {n: Cell() for n in names}
     fastapi_rate = {n: Cell() for n in names}
     rss = {n: Cell() for n in names}
-    for rnd, name in shuffled_rounds(names, rounds):
-        for app in ("benchapp:app", "benchapp:fastapi_app"):
-            if name == "nginx" and app != "benchapp:app":
-                continue
-            port = free_port()
-            if name == "nginx":
-                nginx_conf_for(tmp, port)
-                argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
-            else:
-                argv_ = servers(app)[name]
-            c = Contender(name, argv_, tmp, tree=True)
-            with c.serving(port):
-                if app.endswith("fastapi_app"):
-                    measure(c, "/json", 32, seconds, False, fastapi[name], fastapi_rate[name])
-                    continue
-                for route, path, _ in routes:
-                    if name == "nginx" and route == "json":
-                        continue
-                    for conns in levels:
-                        key = (name, route, conns)
-                        measure(c, path, conns, seconds, False, cells[key], rates[key])
-                measure(c, "/big.bin", 4, seconds, True, big[name], big_rate[name])
-                if name != "nginx":
-                    for r in ("small-nostat", "small-raw"):
-                        measure(c, "/" + r, 32, seconds, False, parts[name, r], parts_rate[name, r])
-                if rnd == 0:
-                    rss[name].values.append(idle_rss_mib(c, idle_n, SMALL_REQUEST))
+    # Side by side: every server runs for the whole benchmark (each pinned to CPU0; an idle one costs nothing),
+    # and each measurement takes the contenders back to back in a fresh shuffled order. This VM has slow spells
+    # of tens of seconds (another tenant on the host); measuring one server's whole battery before the next let
+    # a spell land on one contender only and moved ratios by ±30%. Now a spell hits all contenders of a cell.
+    apps = {name: ["benchapp:app"] if name == "nginx" else ["benchapp:app", "benchapp:fastapi_app"] for name in names}
+    running: dict[tuple[str, str], Contender] = {}
+    try:
+        for name in names:
+            for app in apps[name]:
+                port = free_port()
+                if name == "nginx":
+                    nginx_conf_for(tmp, port)
+                    argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
+                else:
+                    argv_ = servers(app)[name]
+                c = running[name, app] = Contender(name if app == "benchapp:app" else f"{name}-fastapi", argv_, tmp,
+                                                   tree=True)  # fmt: skip
+                c.start(port)
+        # (label, path, connections, per GB, who takes part, the app, cell, rate) per measurement
+        plan: list[tuple[str, int, bool, list[str], str, dict[str, Cell], dict[str, Cell]]] = []
+        web = [n for n in names if n != "nginx"]
+        for route, path, _ in routes:
+            for conns in levels:
+                who = web if route == "json" else names
+                plan.append((path, conns, False, who, "benchapp:app", {n: cells[n, route, conns] for n in who},
+                             {n: rates[n, route, conns] for n in who}))  # fmt: skip
+        plan.append(("/big.bin", 4, True, names, "benchapp:app", big, big_rate))
+        for r in ("small-nostat", "small-raw"):
+            plan.append(("/" + r, 32, False, web, "benchapp:app", {n: parts[n, r] for n in web},
+                         {n: parts_rate[n, r] for n in web}))  # fmt: skip
+        plan.append(("/json", 32, False, web, "benchapp:fastapi_app", fastapi, fastapi_rate))
+        rng = random.Random(1)
+        for rnd in range(rounds):
+            for path, conns, per_gb, who, app, cell, rate in plan:
+                order = list(who)
+                rng.shuffle(order)
+                for name in order:
+                    measure(running[name, app], path, conns, seconds, per_gb, cell[name], rate[name])
+            print(f"round {rnd + 1}/{rounds} done", file=sys.stderr, flush=True)
+        for name in names:
+            rss[name].values.append(idle_rss_mib(running[name, "benchapp:app"], idle_n, SMALL_REQUEST))
+    finally:
+        for c in running.values():
+            c.stop()
     rows = []
     for n in names:
         row = [labels[n]]
@@ -224,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *run_lines("bench/asgi.py", argv, "; shared with other work (other sessions' tests and builds)"),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
-        f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), order shuffled per round; server on CPU0, "
+        f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up); all servers run at once and each "
+        "measurement takes them back to back in a shuffled order (side by side); server on CPU0, "
         "wrk -t1 on CPU1 (taskset), warm page cache; server CPU = utime+stime of the server's process tree from "
         "/proc deltas; medians (min–max). One worker process each; access logs off.",
         "- Routes: Starlette `JSONResponse`, `FileResponse` of a 4 KiB and a 256 MiB file (256 MiB: bytes as read "
