@@ -266,6 +266,9 @@ async def raw_ws(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/raw-ws/bad-status":
         await send({"type": "websocket.http.response.start", "status": 101, "headers": []})
         return
+    if path == "/raw-ws/bad-header":
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"bad name", b"x")]})
+        return
     await send({"type": "websocket.http.response.start", "status": 429, "headers": [(b"retry-after", b"7")]})
     await send({"type": "websocket.http.response.body", "body": b"slow ", "more_body": True})
     if path == "/raw-ws/cut":

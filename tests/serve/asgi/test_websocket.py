@@ -163,11 +163,14 @@ def test_denial_response_cut_short_or_invalid(server: AppServer) -> None:
         s.sendall(UPGRADE % b"/raw-ws/cut")
         got = read_until_close(s)
         assert got.startswith(b"HTTP/1.1 429 ") and b"5\r\nslow \r\n" in got and not got.endswith(b"0\r\n\r\n")
-    # A status that is no final response is the app's error (AppError raised into it): the upgrade gets a 500.
-    with server.connect() as s:
-        s.sendall(UPGRADE % b"/raw-ws/bad-status")
-        status, _, _, _ = response(s)
-        assert status == 500
+    # A status that is no final response, or a header h11 refuses, is the app's error (AppError raised into it):
+    # the upgrade gets a 500 and the connection closes.
+    for path in (b"/raw-ws/bad-status", b"/raw-ws/bad-header"):
+        with server.connect() as s:
+            s.sendall(UPGRADE % path)
+            status, _, _, _ = response(s)
+            assert status == 500
+            assert read_until_close(s) == b""
 
 
 def test_crash_inside_is_1011(server: AppServer) -> None:

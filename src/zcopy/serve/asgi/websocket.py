@@ -194,11 +194,16 @@ class WebSocket:
 
     async def reject(self, status: int) -> None:
         """Refuse the upgrade with an HTTP status (403 when the app closes before accepting, 500 on a crash)."""
+        from h11 import LocalProtocolError
         from wsproto.events import RejectConnection
 
+        data = b""
         if self.handshake_ok:
-            data = self.ws.send(RejectConnection(status_code=status, headers=[(b"content-length", b"0")]))
-        else:
+            # LocalProtocolError: wsproto's HTTP side refused an earlier message of the app (a bad denial
+            # response) and stays refusing, so the answer is made by hand below.
+            with contextlib.suppress(LocalProtocolError):
+                data = self.ws.send(RejectConnection(status_code=status, headers=[(b"content-length", b"0")]))
+        if not data:
             data = b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % (
                 status,
                 b"Bad Request" if status == 400 else b"Forbidden" if status == 403 else b"Internal Server Error",
