@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import random
-import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,14 +22,17 @@ from _common import table  # bench/ is sys.path[0] when run as a script
 from serve import (
     Cell,
     Contender,
+    Measure,
     finish,
     free_port,
     idle_rss_mib,
-    measure,
     nginx_conf_for,
+    of_medians,
+    paired,
     parse_args,
     run_lines,
     serve_tree,
+    side_by_side,
     start_bench,
 )
 
@@ -162,54 +163,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     fastapi = {n: Cell() for n in names}
     fastapi_rate = {n: Cell() for n in names}
     rss = {n: Cell() for n in names}
-    # Side by side: every server runs for the whole benchmark (each pinned to CPU0; an idle one costs nothing),
-    # and each measurement takes the contenders back to back in a fresh shuffled order. This VM has slow spells
-    # of tens of seconds (another tenant on the host); measuring one server's whole battery before the next let
-    # a spell land on one contender only and moved ratios by ±30%. Now a spell hits all contenders of a cell.
-    apps = {name: ["benchapp:app"] if name == "nginx" else ["benchapp:app", "benchapp:fastapi_app"] for name in names}
-    running: dict[tuple[str, str], Contender] = {}
-    # (path, connections, app) → per round, each contender's value: ratios of values taken back to back
-    paired: dict[tuple[str, int, str], list[dict[str, float]]] = {}
+    # Side by side (serve.side_by_side): every server runs for the whole benchmark, the FastAPI app in servers of
+    # its own (keys "NAME-fastapi"), and each measurement takes the servers back to back in a shuffled order.
+    web = [n for n in names if n != "nginx"]
+    plan = [
+        *[Measure(path, conns, False, web if route == "json" else names, {n: cells[n, route, conns] for n in names},
+                  {n: rates[n, route, conns] for n in names}) for route, path, _ in routes for conns in levels],
+        Measure("/big.bin", 4, True, names, big, big_rate),
+        *[Measure("/" + r, 32, False, web, {n: parts[n, r] for n in web}, {n: parts_rate[n, r] for n in web})
+          for r in ("small-nostat", "small-raw")],
+        Measure("/json", 32, False, [f"{n}-fastapi" for n in web], {f"{n}-fastapi": fastapi[n] for n in web},
+                {f"{n}-fastapi": fastapi_rate[n] for n in web}),
+    ]  # fmt: skip
+    running: dict[str, Contender] = {}
     try:
         for name in names:
-            for app in apps[name]:
+            served = [("benchapp:app", name), ("benchapp:fastapi_app", f"{name}-fastapi")]
+            for app, key in served[:1] if name == "nginx" else served:
                 port = free_port()
                 if name == "nginx":
                     nginx_conf_for(tmp, port)
                     argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
                 else:
                     argv_ = servers(app)[name]
-                c = running[name, app] = Contender(name if app == "benchapp:app" else f"{name}-fastapi", argv_, tmp,
-                                                   tree=True)  # fmt: skip
-                c.start(port)
-        # (label, path, connections, per GB, who takes part, the app, cell, rate) per measurement
-        plan: list[tuple[str, int, bool, list[str], str, dict[str, Cell], dict[str, Cell]]] = []
-        web = [n for n in names if n != "nginx"]
-        for route, path, _ in routes:
-            for conns in levels:
-                who = web if route == "json" else names
-                plan.append((path, conns, False, who, "benchapp:app", {n: cells[n, route, conns] for n in who},
-                             {n: rates[n, route, conns] for n in who}))  # fmt: skip
-        plan.append(("/big.bin", 4, True, names, "benchapp:app", big, big_rate))
-        for r in ("small-nostat", "small-raw"):
-            plan.append(("/" + r, 32, False, web, "benchapp:app", {n: parts[n, r] for n in web},
-                         {n: parts_rate[n, r] for n in web}))  # fmt: skip
-        plan.append(("/json", 32, False, web, "benchapp:fastapi_app", fastapi, fastapi_rate))
-        rng = random.Random(1)
-        for rnd in range(rounds):
-            for path, conns, per_gb, who, app, cell, rate in plan:
-                order = list(who)
-                rng.shuffle(order)
-                got = paired.setdefault((path, conns, app), [])
-                got.append({})
-                for name in order:
-                    before = len(cell[name].values)
-                    measure(running[name, app], path, conns, seconds, per_gb, cell[name], rate[name])
-                    if len(cell[name].values) > before:
-                        got[-1][name] = cell[name].values[-1]
-            print(f"round {rnd + 1}/{rounds} done", file=sys.stderr, flush=True)
+                running[key] = Contender(key, argv_, tmp, tree=True)
+                running[key].start(port)
+        side_by_side(plan, running, rounds, seconds)
         for name in names:
-            rss[name].values.append(idle_rss_mib(running[name, "benchapp:app"], idle_n, SMALL_REQUEST))
+            rss[name].values.append(idle_rss_mib(running[name], idle_n, SMALL_REQUEST))
     finally:
         for c in running.values():
             c.stop()
@@ -270,45 +251,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         table(["server", "JSON req/s", "FileResponse 4 KiB req/s", "FastAPI JSON req/s"], rate_rows),
         "",
     ]
-    md += _targets(cells, big, paired)
+    md += _targets(plan, cells, big)
     finish(md, notes, args.out, tmp)
     return 0
 
 
-def _targets(
-    cells: dict[tuple[str, str, int], Cell],
-    big: dict[str, Cell],
-    paired: dict[tuple[str, int, str], list[dict[str, float]]],
-) -> list[str]:
+def _targets(plan: list[Measure], cells: dict[tuple[str, str, int], Cell], big: dict[str, Cell]) -> list[str]:
     """The issue's targets as ratios measured in this run: the median of the per-round ratios (the two servers
     measured back to back, so a slow spell of the machine hits both), then the ratio of the medians."""
 
-    def ratio(path: str, conns: int, a: str, b: str) -> str:
-        rounds = [r[a] / r[b] for r in paired.get((path, conns, "benchapp:app"), []) if a in r and b in r]
-        if not rounds:
-            return "—"
-        spread = f" ({min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else ""
-        return f"{statistics.median(rounds):.2f}×{spread}"
-
-    def of_medians(x: Cell | None, y: Cell | None) -> str:
-        if x is None or y is None or not x.values or not y.values:
-            return "—"
-        return f"{statistics.median(x.values) / statistics.median(y.values):.2f}×"
+    def find(path: str, conns: int) -> Measure | None:
+        return next((m for m in plan if m.path == path and m.conns == conns and "zcopy" in m.who), None)
 
     def at32(name: str, route: str) -> Cell | None:
         return cells.get((name, route, 32))
 
+    json32, small32, gb = find("/json", 32), find("/small.bin", 32), find("/big.bin", 4)
     return [
         "Targets, as the median of per-round ratios (min–max); the ratio of the medians above in brackets:",
         "",
-        f"- JSON CPU/request @32, zcopy / uvicorn = **{ratio('/json', 32, 'zcopy', 'uvicorn')}** "
+        f"- JSON CPU/request @32, zcopy / uvicorn = **{paired(json32, 'zcopy', 'uvicorn')}** "
         f"[{of_medians(at32('zcopy', 'json'), at32('uvicorn', 'json'))}] (target ≤ 1.0×, aim 0.85×)",
-        f"- FileResponse 4 KiB CPU/request @32, zcopy / granian = **{ratio('/small.bin', 32, 'zcopy', 'granian')}** "
+        f"- FileResponse 4 KiB CPU/request @32, zcopy / granian = **{paired(small32, 'zcopy', 'granian')}** "
         f"[{of_medians(at32('zcopy', 'small'), at32('granian', 'small'))}] (target ≤ 0.5×); zcopy / uvicorn = "
-        f"{ratio('/small.bin', 32, 'zcopy', 'uvicorn')}",
-        f"- FileResponse 256 MiB CPU/GB, zcopy / granian = **{ratio('/big.bin', 4, 'zcopy', 'granian')}** "
+        f"{paired(small32, 'zcopy', 'uvicorn')}",
+        f"- FileResponse 256 MiB CPU/GB, zcopy / granian = **{paired(gb, 'zcopy', 'granian')}** "
         f"[{of_medians(big.get('zcopy'), big.get('granian'))}] (target ≤ 0.5×); zcopy / nginx = "
-        f"{ratio('/big.bin', 4, 'zcopy', 'nginx')}",
+        f"{paired(gb, 'zcopy', 'nginx')}",
         "",
     ]
 

@@ -314,16 +314,56 @@ def parse_args(
     return args, rounds, seconds, [32] if args.quick else [1, 32, 256]
 
 
-def shuffled_rounds(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
-    """(round, name) for every contender in every round, the order shuffled per round (seed 1, so reruns match);
-    says on stderr when a contender's turn is over."""
+@dataclass
+class Measure:
+    """One cell of a side-by-side run: the same wrk load on each server in ``who`` (keys of the running servers),
+    into ``cells``/``rates`` (keyed the same way); ``rounds`` gets each round's values, for paired ratios."""
+
+    path: str
+    conns: int
+    per_gb: bool
+    who: list[str]
+    cells: dict[str, Cell]
+    rates: dict[str, Cell]
+    partial_bytes: int | None = None
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def side_by_side(plan: Sequence[Measure], running: dict[str, Contender], rounds: int, seconds: float) -> None:
+    """Run every measurement of ``plan`` on its servers back to back, in a fresh shuffled order each round (seed 1,
+    so reruns match). All servers run for the whole benchmark (pinned to CPU0; an idle one costs nothing): this
+    VM has slow spells of tens of seconds, and measuring one server's whole battery before the next let a spell
+    land on one contender only. Says on stderr when a round is over."""
     rng = random.Random(1)
-    order = list(names)
     for rnd in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            yield rnd, name
-            print(f"round {rnd + 1}/{rounds}: {name} done", file=sys.stderr, flush=True)
+        for m in plan:
+            order = list(m.who)
+            rng.shuffle(order)
+            got: dict[str, float] = {}
+            for key in order:
+                cell = m.cells[key]
+                before = len(cell.values)
+                measure(running[key], m.path, m.conns, seconds, m.per_gb, cell, m.rates[key], m.partial_bytes)
+                if len(cell.values) > before:
+                    got[key] = cell.values[-1]
+            m.rounds.append(got)
+        print(f"round {rnd + 1}/{rounds} done", file=sys.stderr, flush=True)
+
+
+def paired(m: Measure | None, a: str, b: str) -> str:
+    """The median (min–max) over the rounds of a/b, each round's two values measured back to back."""
+    ratios = [r[a] / r[b] for r in (m.rounds if m is not None else []) if a in r and b in r]
+    if not ratios:
+        return "—"
+    spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{statistics.median(ratios):.2f}×{spread}"
+
+
+def of_medians(x: Cell | None, y: Cell | None) -> str:
+    """The ratio of two cells' medians (shown beside the paired ratio)."""
+    if x is None or y is None or not x.values or not y.values:
+        return "—"
+    return f"{statistics.median(x.values) / statistics.median(y.values):.2f}×"
 
 
 def start_bench(script: str) -> list[str] | None:
@@ -412,17 +452,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = {(n, c): Cell() for n in contenders for c in conn_levels}
     small_rate = {(n, c): Cell() for n in contenders for c in conn_levels}
     big, big_rate, rss = ({n: Cell() for n in contenders} for _ in range(3))
-    for rnd, name in shuffled_rounds(list(contenders), rounds):
-        c = Contender(name.split()[0], contenders[name], tmp)
-        port = free_port()
-        if name == "nginx":
-            nginx_conf_for(tmp, port)
-        with c.serving(port):
-            for conns in conn_levels:
-                measure(c, "/small.bin", conns, seconds, False, small[(name, conns)], small_rate[(name, conns)])
-            measure(c, "/big.bin", 4, seconds, True, big[name], big_rate[name], partial_bytes=BIG)
-            if rnd == 0:
-                rss[name].values.append(idle_rss_mib(c, idle_n, SMALL_KEEPALIVE))
+    running: dict[str, Contender] = {}
+    plan = [
+        *[Measure("/small.bin", c, False, list(contenders), {n: small[n, c] for n in contenders},
+                  {n: small_rate[n, c] for n in contenders}) for c in conn_levels],
+        Measure("/big.bin", 4, True, list(contenders), big, big_rate, partial_bytes=BIG),
+    ]  # fmt: skip
+    try:
+        for name, argv_ in contenders.items():
+            port = free_port()
+            if name == "nginx":
+                nginx_conf_for(tmp, port)
+            running[name] = Contender(name.split()[0], argv_, tmp)
+            running[name].start(port)
+        side_by_side(plan, running, rounds, seconds)
+        for name in contenders:
+            rss[name].values.append(idle_rss_mib(running[name], idle_n, SMALL_KEEPALIVE))
+    finally:
+        for c in running.values():
+            c.stop()
     rows = []
     for name in contenders:
         row = [name]
@@ -451,37 +499,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## zcopy serve vs peers ({'quick' if args.quick else 'full'} run)",
         "",
         *run_lines("bench/serve.py", argv),
-        f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up), server on CPU0, wrk -t1 on CPU1, warm "
-        "page cache; server CPU from /proc/<pid>/stat deltas; medians (min–max).",
+        f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up); all servers run at once and each "
+        "measurement takes them back to back in a shuffled order (side by side); server on CPU0, wrk -t1 on CPU1, "
+        "warm page cache; server CPU from /proc/<pid>/stat deltas; medians (min–max).",
         "- nginx: 1 process (master_process off), sendfile on, tcp_nopush on, access_log off. "
         "http.server speaks HTTP/1.0, so wrk reconnects for every request.",
         "",
         table(headers, rows),
         "",
     ]
-    md += _targets(small, big)
+    md += _targets(plan, small, big)
     finish(md, notes, args.out, tmp)
     return 0
 
 
-def _targets(small: dict[tuple[str, int], Cell], big: dict[str, Cell]) -> list[str]:
-    """The issue's targets as ratios of medians measured in this run (zcopy on uvloop, the fastest loop)."""
+def _targets(plan: list[Measure], small: dict[tuple[str, int], Cell], big: dict[str, Cell]) -> list[str]:
+    """The issue's targets (zcopy on uvloop, the fastest loop): the median of the per-round ratios (servers measured
+    back to back), then the ratio of the medians in brackets."""
     zc, ng, ah = "zcopy serve (uvloop)", "nginx", "aiohttp add_static"
-
-    def ratio(a: Cell, b: Cell) -> str:
-        if not a.values or not b.values:
-            return "—"
-        return f"{statistics.median(a.values) / statistics.median(b.values):.2f}×"
-
-    out = []
-    if (zc, 32) in small and (ng, 32) in small:
-        out.append(f"- 4 KiB, CPU per request: zcopy / nginx = **{ratio(small[zc, 32], small[ng, 32])}** (target ≤ 2×)"
-                   + (f"; aiohttp / zcopy = **{ratio(small[ah, 32], small[zc, 32])}** (target ≥ 10×)"
-                      if (ah, 32) in small else ""))
-    if zc in big and ng in big:
-        out.append(f"- 256 MiB, CPU per GB: zcopy / nginx = **{ratio(big[zc], big[ng])}** (target ≤ 1.1×); where the "
-                   "time goes (96% kernel time inside sendfile, Python ~4%): docs/serve.md, 'Where the time goes'.")
-    return [*out, ""] if out else []
+    at32 = next((m for m in plan if m.path == "/small.bin" and m.conns == 32), None)
+    gb = next((m for m in plan if m.per_gb), None)
+    return [
+        "Targets, as the median of per-round ratios (min–max); the ratio of the medians above in brackets:",
+        "",
+        f"- 4 KiB, CPU per request @32: zcopy / nginx = **{paired(at32, zc, ng)}** "
+        f"[{of_medians(small.get((zc, 32)), small.get((ng, 32)))}] (target ≤ 2×); aiohttp / zcopy = "
+        f"**{paired(at32, ah, zc)}** [{of_medians(small.get((ah, 32)), small.get((zc, 32)))}] (target ≥ 10×)",
+        f"- 256 MiB, CPU per GB: zcopy / nginx = **{paired(gb, zc, ng)}** [{of_medians(big.get(zc), big.get(ng))}] "
+        "(target ≤ 1.1×); where the time goes (96% kernel time inside sendfile, Python ~4%): docs/serve.md, "
+        "'Where the time goes'.",
+        "",
+    ]
 
 
 if __name__ == "__main__":
