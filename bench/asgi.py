@@ -21,12 +21,10 @@ from collections.abc import Sequence
 from _common import table  # bench/ is sys.path[0] when run as a script
 from serve import (
     Cell,
-    Contender,
     Measure,
+    all_running,
     finish,
-    free_port,
     idle_rss_mib,
-    nginx_conf_for,
     of_medians,
     paired,
     parse_args,
@@ -175,25 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         Measure("/json", 32, False, [f"{n}-fastapi" for n in web], {f"{n}-fastapi": fastapi[n] for n in web},
                 {f"{n}-fastapi": fastapi_rate[n] for n in web}),
     ]  # fmt: skip
-    running: dict[str, Contender] = {}
-    try:
-        for name in names:
-            served = [("benchapp:app", name), ("benchapp:fastapi_app", f"{name}-fastapi")]
-            for app, key in served[:1] if name == "nginx" else served:
-                port = free_port()
-                if name == "nginx":
-                    nginx_conf_for(tmp, port)
-                    argv_ = ["nginx", "-c", "{tmp}/nginx.conf.{port}"]
-                else:
-                    argv_ = servers(app)[name]
-                running[key] = Contender(key, argv_, tmp, tree=True)
-                running[key].start(port)
+    servers_: dict[str, tuple[str, list[str]]] = {}
+    for name in names:
+        if name == "nginx":
+            servers_[name] = (name, ["nginx", "-c", "{tmp}/nginx.conf.{port}"])
+        else:
+            servers_[name] = (name, servers("benchapp:app")[name])
+            servers_[f"{name}-fastapi"] = (f"{name}-fastapi", servers("benchapp:fastapi_app")[name])
+    with all_running(servers_, tmp, tree=True) as running:
         side_by_side(plan, running, rounds, seconds)
         for name in names:
             rss[name].values.append(idle_rss_mib(running[name], idle_n, SMALL_REQUEST))
-    finally:
-        for c in running.values():
-            c.stop()
     rows = []
     for n in names:
         row = [labels[n]]

@@ -350,6 +350,26 @@ def side_by_side(plan: Sequence[Measure], running: dict[str, Contender], rounds:
         print(f"round {rnd + 1}/{rounds} done", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def all_running(
+    servers: dict[str, tuple[str, list[str]]], tmp: str, tree: bool = False
+) -> Iterator[dict[str, Contender]]:
+    """Start every server of ``servers`` (key → (name for its log, argv)) on a free port, each pinned to CPU0, for a
+    side-by-side run; stop them all when the block ends. nginx gets its config written for its port."""
+    running: dict[str, Contender] = {}
+    try:
+        for key, (name, argv) in servers.items():
+            port = free_port()
+            if any("nginx.conf.{port}" in a for a in argv):
+                nginx_conf_for(tmp, port)
+            running[key] = Contender(name, argv, tmp, tree=tree)
+            running[key].start(port)
+        yield running
+    finally:
+        for c in running.values():
+            c.stop()
+
+
 def paired(m: Measure | None, a: str, b: str) -> str:
     """The median (min–max) over the rounds of a/b, each round's two values measured back to back."""
     ratios = [r[a] / r[b] for r in (m.rounds if m is not None else []) if a in r and b in r]
@@ -452,25 +472,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = {(n, c): Cell() for n in contenders for c in conn_levels}
     small_rate = {(n, c): Cell() for n in contenders for c in conn_levels}
     big, big_rate, rss = ({n: Cell() for n in contenders} for _ in range(3))
-    running: dict[str, Contender] = {}
     plan = [
         *[Measure("/small.bin", c, False, list(contenders), {n: small[n, c] for n in contenders},
                   {n: small_rate[n, c] for n in contenders}) for c in conn_levels],
         Measure("/big.bin", 4, True, list(contenders), big, big_rate, partial_bytes=BIG),
     ]  # fmt: skip
-    try:
-        for name, argv_ in contenders.items():
-            port = free_port()
-            if name == "nginx":
-                nginx_conf_for(tmp, port)
-            running[name] = Contender(name.split()[0], argv_, tmp)
-            running[name].start(port)
+    with all_running({name: (name.split()[0], argv_) for name, argv_ in contenders.items()}, tmp) as running:
         side_by_side(plan, running, rounds, seconds)
         for name in contenders:
             rss[name].values.append(idle_rss_mib(running[name], idle_n, SMALL_KEEPALIVE))
-    finally:
-        for c in running.values():
-            c.stop()
     rows = []
     for name in contenders:
         row = [name]

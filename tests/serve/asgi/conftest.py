@@ -32,6 +32,19 @@ def read_startup(stream: IO[str], pattern: str = "route=") -> tuple[str, list[st
     return "", before
 
 
+def stop_process(p: subprocess.Popen[str]) -> tuple[int, str]:
+    """SIGTERM a server (a graceful stop), wait ≤ 20 s, kill it if it is still there; (exit code, rest of stderr)."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        _, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, err
+
+
 class AppServer:
     """``zcopy serve --app SPEC`` in a subprocess; ``addr`` once it printed its start-up line."""
 
@@ -57,15 +70,7 @@ class AppServer:
         return socket.create_connection(self.addr, timeout=timeout)
 
     def stop(self) -> tuple[int, str]:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.p.communicate(timeout=20)
-        finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode, err
+        return stop_process(self.p)
 
 
 def make_data(root: Path) -> Path:

@@ -7,14 +7,13 @@ directory (bound before serving: a connection made as soon as it exists waits in
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from ..conftest import wait_for
-from .conftest import REPO, make_data, response
+from .conftest import REPO, make_data, response, stop_process
 
 APP = "tests.serve.asgi.apps:app"
 
@@ -55,15 +54,8 @@ class UdsServer:
             return status, body
 
     def stop(self) -> tuple[int, str]:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.p.communicate(timeout=20)
-        finally:
-            if self.p.poll() is None:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode, "".join(self.lines) + err
+        code, err = stop_process(self.p)
+        return code, "".join(self.lines) + err
 
 
 MALFORMED = b"GET /x HTTP/1.1\r\n\r\n"  # HTTP/1.1 without Host: 400
