@@ -168,15 +168,6 @@ class Contender:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on {self.port}")
 
-    @contextlib.contextmanager
-    def serving(self, port: int) -> Iterator[None]:
-        """start(port), then stop() when the block ends, measured or failed."""
-        self.start(port)
-        try:
-            yield
-        finally:
-            self.stop()
-
     def _errlog(self) -> int:
         # An fd the child inherits for its stderr; ours is closed right after Popen has duplicated it.
         return os.open(os.path.join(self.tmp, f"{self.name}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

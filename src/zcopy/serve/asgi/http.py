@@ -413,22 +413,20 @@ class Connection(H1Reader):
             receive: logs.Receive = ws.receive
             send: logs.Send = ws.send
             if host.log_level <= logs.ASGI_MESSAGE:
-                label = f"{self.peer} WebSocket {_show(ws.scope['raw_path'])}"
-                receive, send = logs.traced(receive, send, self._trace, label)
+                receive, send = logs.traced(receive, send, self._trace, f"{self.peer} {_ws_where(ws)}")
             try:
                 await self.app(ws.scope, receive, send)
             finally:
                 host.in_app -= 1
         except ClientDisconnected:
             if host.log_level <= logs.DISCONNECT:
-                host.log(logs.DISCONNECT, f"{self.peer}: client disconnected (WebSocket {_show(ws.scope['raw_path'])})")
+                host.log(logs.DISCONNECT, f"{self.peer}: client disconnected ({_ws_where(ws)})")
         except asyncio.CancelledError:
             pass
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            where = f"WebSocket {_show(ws.scope['raw_path'])}"
-            host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({where})")
+            host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({_ws_where(ws)})")
             if ws.phase is websocket.Phase.CONNECTING:
                 await _quietly(ws.reject(500))
             else:
@@ -468,8 +466,7 @@ class Connection(H1Reader):
         receive: logs.Receive = ex.receive
         send: logs.Send = ex.send
         if host.log_level <= logs.ASGI_MESSAGE:  # one int compare per request when not tracing
-            label = f"{self.peer} {ex.method.decode()} {_show(ex.target)}"
-            receive, send = logs.traced(receive, send, self._trace, label)
+            receive, send = logs.traced(receive, send, self._trace, f"{self.peer} {_where(ex)}")
         try:
             await self.app(ex.scope, receive, send)
         except ClientDisconnected:
@@ -486,8 +483,7 @@ class Connection(H1Reader):
                 resp.abandon()
                 self._gone(ex)
             else:
-                where = f"{ex.method.decode()} {_show(ex.target)}"
-                host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({where})")
+                host.log_exception(logs.APP_ERROR, f"{self.peer}: exception in ASGI application ({_where(ex)})")
                 if not resp.head_sent and not self.closed:
                     await self._error_reply(ex, 500)  # nothing of the response is on the wire yet: replace it
                 elif not resp.done:
@@ -511,8 +507,7 @@ class Connection(H1Reader):
 
     def _gone(self, ex: Exchange) -> None:
         if self.host.log_level <= logs.DISCONNECT:
-            where = f"{ex.method.decode()} {_show(ex.target)}"
-            msg = f"{self.peer}: client disconnected before the response was complete ({where})"
+            msg = f"{self.peer}: client disconnected before the response was complete ({_where(ex)})"
             self.host.log(logs.DISCONNECT, msg)
 
     async def _error_reply(self, ex: Exchange, status: int) -> None:
@@ -630,6 +625,15 @@ async def _quietly(aw: Any) -> None:
 
 def _show(target: bytes) -> str:
     return target.decode("latin-1").encode("unicode_escape").decode("ascii")[:200]
+
+
+def _where(ex: Exchange) -> str:
+    """The request as log lines name it: method and (escaped, cut) target."""
+    return f"{ex.method.decode()} {_show(ex.target)}"
+
+
+def _ws_where(ws: websocket.WebSocket) -> str:
+    return f"WebSocket {_show(ws.scope['raw_path'])}"
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
