@@ -18,6 +18,7 @@ from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
 from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes.direct_writer import DirectWriter
 
 _MODULES: dict[str, ModuleType] = {
     m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, direct, readwrite)
@@ -252,5 +253,6 @@ def _run(
 
 
 __all__ = [
-    "COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan", "require",
+    "COPY_MODELS", "ROUTES", "CopyModel", "DirectWriter", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move",
+    "plan", "require",
 ]
