@@ -77,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(wall, 6),
     }
     if args.json:
-        import json
+        from zcopy import jsonout
 
-        json.dump(summary, sys.stdout)
+        jsonout.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
         rate = moved.nbytes / wall if wall > 0 else 0.0
