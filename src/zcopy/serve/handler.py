@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from zcopy.aio import FileSlice, Part
+from zcopy.parts import FileSlice, Part
 from zcopy.serve import conditional, head, listing, ranges
 from zcopy.serve.cache import FileCache, FileEntry, Group, make_group
 from zcopy.serve.resolve import Resolver

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zcopy.aio import FileSlice
+from zcopy.parts import FileSlice
 from zcopy.serve.asgi.cycle import TRANSITIONS, AppError, Phase, ResponseCycle, error_response
 
 

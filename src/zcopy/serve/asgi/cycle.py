@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from zcopy.aio import FileSlice, Part
+from zcopy.parts import FileSlice, Part
 from zcopy.serve import conditional, head
 
 # A head and a body below this are joined into one bytes object (one send); above it they go as two parts,

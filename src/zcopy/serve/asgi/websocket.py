@@ -22,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from zcopy.serve.asgi.cycle import AppError
+from zcopy.serve.asgi.errors import ClientDisconnected
 
 if TYPE_CHECKING:
     from zcopy.serve.asgi.http import Connection
@@ -130,8 +131,6 @@ class WebSocket:
         kind = message.get("type") if isinstance(message, dict) else None
         name = SEND.get((self.phase, kind))  # type: ignore[arg-type]
         if name is None:
-            from zcopy.serve.asgi.http import ClientDisconnected
-
             if self.phase in (Phase.CLOSED, Phase.CLOSING) and kind in ("websocket.send", "websocket.close"):
                 raise ClientDisconnected("the WebSocket is closed")
             raise AppError(f"unexpected ASGI message {kind!r} in WebSocket phase {self.phase.value}")
