@@ -12,11 +12,11 @@ import asyncio
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from zcopy import _sys
 from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice, Part
 
 # nginx sendfile_max_chunk default (2m since 1.21.4): large enough that per-call overhead vanishes against the
 # copy-free transfer, small enough that one client on loopback (~GB/s) yields the loop every ~1 ms.
@@ -24,19 +24,6 @@ MAX_CHUNK = 2 << 20
 
 # Linux: MSG_MORE = 0x8000 (socket.h); on other systems we send without it (head and body may leave apart).
 MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
-
-
-@dataclass(slots=True)
-class FileSlice:
-    """``count`` bytes of file descriptor ``fd`` from ``offset``, to be sent by sendfile; ``name`` for errors."""
-
-    fd: int
-    offset: int
-    count: int
-    name: str = "file"
-
-
-Part = bytes | FileSlice
 
 
 class Outbox:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.aio import FileSlice
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice
 from zcopy.serve.config import Limits
 from zcopy.serve.h1 import RECV_SIZE, TLS_CHUNK, UPGRADE, H1Reader, TlsCopy
 

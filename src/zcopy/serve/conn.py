@@ -15,8 +15,9 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import FileSlice, Outbox
+from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice
 from zcopy.serve import logs
 from zcopy.serve.config import Host
 from zcopy.serve.errnos import EXHAUSTED

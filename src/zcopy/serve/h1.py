@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 
 import httptools
 
-from zcopy.aio import FileSlice
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice
 from zcopy.serve.config import Limits
 
 # One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished

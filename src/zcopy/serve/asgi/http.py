@@ -28,12 +28,14 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import FileSlice, Outbox, Part
+from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice, Part
 from zcopy.serve import logs
 from zcopy.serve.asgi import scope as scopes
 from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
+from zcopy.serve.asgi.errors import ClientDisconnected
 from zcopy.serve.config import AppConfig, Host
 from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
 
@@ -41,10 +43,6 @@ from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, Tl
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
 HIGH_WATER = 1 << 16
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class ClientDisconnected(OSError):
-    """send() could not deliver: the client has gone (ASGI spec 2.4 asks for an OSError subclass)."""
 
 
 class AsgiHost(Host, Protocol):

@@ -21,7 +21,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from zcopy.serve import fields
 from zcopy.serve.asgi.cycle import AppError
+from zcopy.serve.asgi.errors import ClientDisconnected
 
 if TYPE_CHECKING:
     from zcopy.serve.asgi.http import Connection
@@ -130,8 +132,6 @@ class WebSocket:
         kind = message.get("type") if isinstance(message, dict) else None
         name = SEND.get((self.phase, kind))  # type: ignore[arg-type]
         if name is None:
-            from zcopy.serve.asgi.http import ClientDisconnected
-
             if self.phase in (Phase.CLOSED, Phase.CLOSING) and kind in ("websocket.send", "websocket.close"):
                 raise ClientDisconnected("the WebSocket is closed")
             raise AppError(f"unexpected ASGI message {kind!r} in WebSocket phase {self.phase.value}")
@@ -140,7 +140,10 @@ class WebSocket:
     async def _accept(self, message: dict[str, Any]) -> None:
         from wsproto.events import AcceptConnection
 
-        headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers") or ()]
+        try:
+            headers = [(k.lower(), v) for k, v in fields.check_all(message.get("headers"))]
+        except fields.BadField as exc:
+            raise AppError(f"websocket.accept: {exc}") from None
         data = self.ws.send(AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers))
         self.phase = Phase.OPEN
         await self._write(data)
@@ -161,10 +164,9 @@ class WebSocket:
         if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
             raise AppError(f"websocket.http.response.start: invalid status {status!r}")
         try:
-            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
-        except (TypeError, ValueError):
-            bad = f"websocket.http.response.start: headers must be [name, value] pairs of bytes: {message!r}"
-            raise AppError(bad) from None
+            headers = fields.check_all(message.get("headers"))
+        except fields.BadField as exc:
+            raise AppError(f"websocket.http.response.start: {exc}") from None
         headers.append((b"connection", b"close"))  # the connection ends with this response
         try:
             data = self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
