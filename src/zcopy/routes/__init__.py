@@ -110,6 +110,12 @@ def plan(
     return out
 
 
+def direct_refusal(fd: int) -> str | None:
+    """Why the direct route cannot (or should not) write or read this open regular file, or None when it can
+    (routes.direct.refusal: no O_DIRECT here, a page-cache file system, no direct I/O reported)."""
+    return direct.refusal(fd)
+
+
 def require(route: str | None, src_kind: str, dst_kind: str) -> None:
     """Check a forced route up front (before a session starts): ValueError for an unknown name,
     RouteUnavailable naming why it cannot move src_kind → dst_kind. None (no forcing) always passes."""
@@ -253,6 +259,6 @@ def _run(
 
 
 __all__ = [
-    "COPY_MODELS", "ROUTES", "CopyModel", "DirectWriter", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move",
-    "plan", "require",
+    "COPY_MODELS", "ROUTES", "CopyModel", "DirectWriter", "GiveUp", "Hop", "Moved", "copy_model", "direct_refusal",
+    "kind_of", "move", "plan", "require",
 ]

@@ -64,6 +64,23 @@ def choose(size: int, cached: float | None, threshold: int = THRESHOLD) -> tuple
                   "into a user buffer and out to the target, with no CPU copy and no page-cache pages")  # fmt: skip
 
 
+def refusal(fd: int) -> str | None:
+    """Why O_DIRECT on this open regular file cannot (or should not) be used, or None: the platform has no O_DIRECT,
+    the file system keeps files in the page cache, reports no direct I/O, or wants more than page alignment."""
+    if not _sys.HAS_O_DIRECT:
+        return "O_DIRECT is not available on this platform"
+    kind = page_cache_fs(fd)
+    if kind is not None:
+        return (f"{kind} keeps files in the page cache: O_DIRECT there (refused, or accepted since Linux 6.6 "
+                "and served from the same pages) has no disk DMA to gain")  # fmt: skip
+    need = dio_alignment(fd)
+    if need.offset == 0:
+        return "the file system reports no direct I/O for this file (statx dio_offset_align 0)"
+    if need.memory > _sys.PAGE_SIZE:
+        return f"O_DIRECT here needs memory aligned to {need.memory} bytes, more than a page"
+    return None
+
+
 # The user's callback for each piece of data read into the aligned buffer (see FileChannel.transfer_from).
 ChunkHook = Callable[[memoryview], None]
 
@@ -145,18 +162,10 @@ class _Mover:
             raise GiveUp("direct needs a regular file at one end at least")
         ends = [fd for fd, is_file in ((self.src, self.src_file), (self.dst, self.dst_file)) if is_file]
         for fd in ends:
-            kind = page_cache_fs(fd)
-            if kind is not None:
-                raise GiveUp(
-                    f"{kind} keeps files in the page cache: O_DIRECT there (refused, or accepted since Linux 6.6 "
-                    "and served from the same pages) has no disk DMA to gain"
-                )
-            need = dio_alignment(fd)
-            if need.offset == 0:
-                raise GiveUp("the file system reports no direct I/O for this file (statx dio_offset_align 0)")
-            if need.memory > _sys.PAGE_SIZE:
-                raise GiveUp(f"O_DIRECT here needs memory aligned to {need.memory} bytes, more than a page")
-            self.align = max(self.align, need.offset)
+            why = refusal(fd)
+            if why is not None:
+                raise GiveUp(why)
+            self.align = max(self.align, dio_alignment(fd).offset)
         if self.dst_file:
             flags = fcntl.fcntl(self.dst, fcntl.F_GETFL)
             if flags & os.O_APPEND:
@@ -402,5 +411,6 @@ def move(
 
 
 __all__ = [
-    "CACHED_FRACTION", "CHUNK", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "check", "choose", "model", "move",
+    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "check", "choose", "model",
+    "move", "refusal",
 ]
