@@ -134,4 +134,5 @@ class HeldDisk:
                 (self.parent / "tasks").write_text(tid)
         with contextlib.suppress(OSError):
             self.cgroup.rmdir()
-        subprocess.run(["umount", str(self.mnt)], capture_output=True)
+        if subprocess.run(["umount", str(self.mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True)  # busy: detach now, free later
