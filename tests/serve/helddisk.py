@@ -92,6 +92,10 @@ class HeldDisk:
         """Move one thread (and the threads it starts later) into the held cgroup."""
         (self.cgroup / "tasks").write_text(str(tid))
 
+    def leave(self, tid: int) -> None:
+        """Move a thread back to the cgroup it came from."""
+        (self.parent / "tasks").write_text(str(tid))
+
     def _limit(self, bps: int) -> None:
         (self.cgroup / "blkio.throttle.read_bps_device").write_text(f"{self.device} {bps}\n")
 
