@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 SCENARIO_IDS = ("file-socket", "socket-file", "file-file")
@@ -73,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
         doc = run_bench(opts, argv)
         bar.close()
     if args.json == "-":
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(render.bench_tables(doc))
         for note in doc["notes"]:
             print(f"! {note}")
         if args.json:
-            Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+            Path(args.json).write_text(jsonout.dumps(doc, indent=2) + "\n")
             print(f"JSON written to {args.json}")
     if args.report:
         from zcopy.lab.report import write_report

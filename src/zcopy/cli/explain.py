@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise UserError(f"{exc.filename or args.file}: permission denied") from None
     if args.json:
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(render.render_explain(doc))

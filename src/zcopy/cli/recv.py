@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             summary = res.as_dict()
             summary["route"] = res.routes
             summary["zero_copy"] = res.encryption == "none" and set(res.routes) <= {"splice"}
-            print(json.dumps(summary), flush=True)
+            print(jsonout.dumps(summary), flush=True)
         elif res.error:
             print(f"zcopy recv: session from {res.peer} failed: {res.error}", file=sys.stderr, flush=True)
         else:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         summary = result.as_dict()
         summary["routes"] = {"sender": result.routes, "receiver": rx.get("routes", {})}
         summary["zero_copy"] = result.encryption == "none" and set(result.routes) <= {"sendfile"}
-        json.dump(summary, sys.stdout)
+        jsonout.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
         for w in result.warnings:
@@ -114,6 +114,6 @@ def _routes(routes: object) -> str:
 
 def _report_error(args: argparse.Namespace, message: str, code: int) -> None:
     if args.json:
-        json.dump({"error": message, "code": code}, sys.stdout)
+        jsonout.dump({"error": message, "code": code}, sys.stdout)
         sys.stdout.write("\n")
     print(f"zcopy send: error: {message}", file=sys.stderr)

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 DEFAULT_SIZE = "256M"
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         doc = measure(args)
     if args.json:
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     if report is not None:
         index = write_report(doc, report, _command(args))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.lab import chart, diagram, svg
 from zcopy.lab.render import cpu_s, fmt_bytes, fmt_rate, fmt_secs, route_note
 
@@ -304,7 +305,7 @@ def build(doc: Doc, command: str = "zcopy tour --report DIR") -> dict[str, str]:
     """Every file of the report folder: index.html, report.css, one SVG per path, chart.svg, legend.svg and the
     tour JSON it was drawn from (so `--from DIR/tour.json` redraws it)."""
     sentences = {str(c["path"]): str(c["sentence"]) for c in doc.get("conclusions") or []}
-    files: dict[str, str] = {"report.css": CSS, "tour.json": json.dumps(doc, indent=2) + "\n"}
+    files: dict[str, str] = {"report.css": CSS, "tour.json": jsonout.dumps(doc, indent=2) + "\n"}
     chart_svg = chart.draw(doc)
     legend_svg = diagram.legend()
     files["chart.svg"] = chart_svg

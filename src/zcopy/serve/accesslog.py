@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TextIO
+
+from zcopy import jsonout
 
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -48,7 +49,7 @@ class AccessLog:
     ) -> None:
         now = time.time()
         if self.json_lines:
-            line = json.dumps(
+            line = jsonout.dumps(
                 {
                     "remote": peer,
                     "time": now,
