@@ -375,6 +375,22 @@ def test_procfs_file_is_copied_by_a_reading_route(tmp_path: Path) -> None:
     assert b"[stack]" in (tmp_path / "dst").read_bytes()
 
 
+@pytest.mark.parametrize("route", [None, "copy_file_range", "sendfile", "splice", "mmap", "readwrite"])
+def test_empty_file_moves_by_the_first_route_without_a_fallback(tmp_path: Path, route: str | None) -> None:
+    # Size 0 also describes procfs files (above); an empty regular file must not be taken for one.
+    (tmp_path / "empty").write_bytes(b"")
+    src = _open_r(tmp_path / "empty")
+    dst = os.open(tmp_path / "dst", os.O_RDWR | os.O_CREAT)
+    try:
+        m = move(src, dst, 0, 1 << 30, dst_offset=0, route=route)
+        first = move(src, dst, 0, 1 << 30, dst_offset=0, fallback=False)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (m.nbytes, m.skipped) == (0, []) and m.route == (route or "copy_file_range")
+    assert (first.nbytes, first.route, first.skipped) == (0, "copy_file_range", [])
+
+
 # --- truncation ------------------------------------------------------------------------------------------------
 
 
