@@ -103,7 +103,7 @@ def test_read_file_refuses_a_fifo_or_a_directory_without_blocking(tmp_path: Path
     def read() -> None:
         try:
             zcopy.read_file(fifo)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:  # handed to the test thread
             raised.append(exc)
 
     t = threading.Thread(target=read, daemon=True)
