@@ -22,11 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fallback", action="store_true", help="use only the best route for this pair, or fail")
     p.add_argument("--metadata", "-p", action="store_true", help="also copy mode and access/modify times")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.add_argument("--atomic", action="store_true",
+                   help="write a temp file and rename it over DST when complete (readers see old or new, "
+                        "never a part); refuses a DST that is not a regular file. Default: write into DST as "
+                        "cp does")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    from shutil import SameFileError
+
     from zcopy import RouteUnavailable, TruncatedFileError
     from zcopy.cli.progress import Progress, human_bytes
+    from zcopy.dest import DestinationRefused
     from zcopy.fastcopy import copy_result
 
     src, dst = args.src, args.dst
@@ -40,18 +47,22 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(parent):
         raise UserError(f"{dst}: directory {parent} does not exist")
     size = os.path.getsize(src)
+    into = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
+    # What a failure leaves: an existing file written in place (as cp writes it) keeps what was written so far.
+    left = "it was partly written" if os.path.exists(into) and not args.atomic else "nothing was written to it"
     bar = Progress(f"cp {os.path.basename(src)}", enabled=None if size >= PROGRESS_MIN and not args.json else False)
     t0 = time.perf_counter()
     try:
         moved = copy_result(
-            src, dst, route=args.route, fallback=not args.no_fallback, metadata=args.metadata, progress=bar.update
+            src, dst, route=args.route, fallback=not args.no_fallback, metadata=args.metadata, progress=bar.update,
+            atomic=args.atomic,
         )
-    except RouteUnavailable as exc:
+    except (RouteUnavailable, DestinationRefused, SameFileError) as exc:
         raise UserError(str(exc)) from None
     except TruncatedFileError as exc:
-        raise UserError(f"{exc}; nothing was written to {dst}") from None
+        raise UserError(f"{exc}; {into}: {left}") from None
     except OSError as exc:
-        raise UserError(f"{exc.strerror or exc}: {exc.filename or dst}; nothing was written to {dst}") from None
+        raise UserError(f"{exc.strerror or exc}: {exc.filename or into}; {into}: {left}") from None
     finally:
         bar.close()
     wall = time.perf_counter() - t0
@@ -60,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         "dst": dst,
         "bytes": moved.nbytes,
         "route": moved.route,
+        "dst_kind": moved.dst_kind,
         "why": moved.reason,
         "skipped": [{"route": r, "reason": why} for r, why in moved.skipped],
         "seconds": round(wall, 6),
@@ -71,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         rate = moved.nbytes / wall if wall > 0 else 0.0
-        print(f"{human_bytes(moved.nbytes)} copied by {moved.route} in {wall:.3f} s ({human_bytes(rate)}/s)")
+        into = {"pipe": " into a FIFO", "other": " into a device"}.get(moved.dst_kind, "")
+        print(f"{human_bytes(moved.nbytes)} copied by {moved.route}{into} in {wall:.3f} s ({human_bytes(rate)}/s)")
         if moved.reason:
             print(f"  why: {moved.reason}")
         for r, why in moved.skipped:

@@ -431,7 +431,8 @@ class Connection(H1Reader):
                 await _quietly(ws.close(1011))  # RFC 6455 §7.4.1: internal error
         else:
             if ws.phase is websocket.Phase.CONNECTING:
-                host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
+                if not ws.eof_pending:  # (a peer that left before the answer got websocket.disconnect)
+                    host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
                 await _quietly(ws.reject(403))
             elif ws.phase is websocket.Phase.RESPONDING:
                 host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned mid-way through its denial response")
