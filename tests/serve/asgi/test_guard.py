@@ -122,3 +122,24 @@ def test_websocket_peer_vanishing_with_fin_is_released(guarded: AppServer) -> No
     assert got == b"" or got.startswith(b"HTTP/1.1 101 "), got
     assert settle(lambda: events(guarded).count("ws-disconnect:1006") - before == n + 1), events(guarded)
     assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+
+
+# -- F3: an upgrade needs the "upgrade" token ----------------------------------------------------------------
+@pytest.mark.parametrize("connection", [b"keep-alive, upgraded", b"upgradex", b"x-upgrade", b"keep-alive"])
+def test_upgrade_needs_the_token(server: AppServer, connection: bytes) -> None:
+    # Not an upgrade: plain HTTP, answered in order with the request after it (uvicorn answers 200 too).
+    head = UPGRADE.replace(b"Connection: Upgrade", b"Connection: " + connection) % b"/state"
+    with server.connect() as s:
+        s.sendall(head + b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        st, _, body, rest = response(s)
+        assert (st, body) == (200, b"hello from lifespan")
+        st, _, body, _ = response(s, rest)
+        assert st == 200 and b'"path": "/scope"' in body.replace(b'":"', b'": "')
+
+
+@pytest.mark.parametrize("connection", [b"keep-alive, Upgrade", b"UPGRADE", b"close ,upgrade"])
+def test_upgrade_token_in_a_list(server: AppServer, connection: bytes) -> None:
+    head = UPGRADE.replace(b"Connection: Upgrade", b"Connection: " + connection) % b"/ws"
+    with server.connect() as s:
+        s.sendall(head)
+        assert recv_head(s)[0] == 101

@@ -252,11 +252,12 @@ class Connection(H1Reader):
         method: bytes = p.get_method()
         target = self.target()
         headers = self._headers
-        if self._upgrade and method == b"GET" and websocket.is_upgrade(headers):
+        # Both must agree, or the request would wait for a switch httptools never makes (no answer, responses
+        # out of step): httptools' own upgrade flag and our reading of the Connection tokens.
+        if self._upgrade and method == b"GET" and p.should_upgrade() and websocket.is_upgrade(headers):
             if self.config.ws != "none" and websocket.available():
                 self._ws_head = (target, version, headers)  # taken over when httptools stops at the upgrade
-                self.deadline = INF
-                return
+                return  # the head's deadline holds until then (a body announced before the switch must come)
             _warn_no_websockets(self.host)
         client, scheme = self.client, self.scheme
         if self.config.proxy_headers:

@@ -44,13 +44,14 @@ def available() -> bool:
 
 
 def is_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
-    """A WebSocket upgrade request: ``Upgrade: websocket`` with ``Connection: upgrade`` (RFC 6455 §4.2.1)."""
+    """A WebSocket upgrade request: ``Upgrade: websocket`` with ``upgrade`` as one of the comma-separated tokens
+    of ``Connection`` (RFC 6455 §4.2.1, RFC 9110 §7.6.1), case-insensitive; "upgraded" is not "upgrade"."""
     upgrade = connection = False
     for name, value in headers:
         if name == b"upgrade":
             upgrade = upgrade or value.strip().lower() == b"websocket"
         elif name == b"connection":
-            connection = connection or b"upgrade" in value.lower()
+            connection = connection or any(t.strip() == b"upgrade" for t in value.lower().split(b","))
     return upgrade and connection
 
 
