@@ -252,11 +252,12 @@ class Connection(H1Reader):
         method: bytes = p.get_method()
         target = self.target()
         headers = self._headers
-        if self._upgrade and method == b"GET" and websocket.is_upgrade(headers):
+        # Both must agree, or the request would wait for a switch httptools never makes (no answer, responses
+        # out of step): httptools' own upgrade flag and our reading of the Connection tokens.
+        if self._upgrade and method == b"GET" and p.should_upgrade() and websocket.is_upgrade(headers):
             if self.config.ws != "none" and websocket.available():
                 self._ws_head = (target, version, headers)  # taken over when httptools stops at the upgrade
-                self.deadline = INF
-                return
+                return  # the head's deadline holds until then (a body announced before the switch must come)
             _warn_no_websockets(self.host)
         client, scheme = self.client, self.scheme
         if self.config.proxy_headers:
@@ -431,7 +432,8 @@ class Connection(H1Reader):
                 await _quietly(ws.close(1011))  # RFC 6455 §7.4.1: internal error
         else:
             if ws.phase is websocket.Phase.CONNECTING:
-                host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
+                if not ws.eof_pending:  # (a peer that left before the answer got websocket.disconnect)
+                    host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
                 await _quietly(ws.reject(403))
             elif ws.phase is websocket.Phase.RESPONDING:
                 host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned mid-way through its denial response")
