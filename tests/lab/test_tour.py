@@ -150,6 +150,13 @@ def test_cli_user_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
     assert "zcopy tour: error:" in capsys.readouterr().err
 
 
+def test_cli_file_missing_or_not_regular_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in (["tour", "--file"], ["explain", "--to", "pipe"]):
+        for path, says in ((tmp_path / "missing", "no such file"), (tmp_path, "not a regular file")):
+            assert main([*cmd, str(path)]) == 2
+            assert capsys.readouterr().err.strip().endswith(f"{path}: {says}"), (cmd, path)
+
+
 def test_a_refused_route_is_reported_with_the_fallback_that_ran(tmp_path: Path) -> None:
     from zcopy.lab.tour import Tour
 

@@ -122,6 +122,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     file = None
     if args.file is not None:
         file = Path(args.file)
+        if not file.exists():
+            raise UserError(f"{args.file}: no such file")
         if not file.is_file():
             raise UserError(f"{args.file}: not a regular file")
         if file.stat().st_size == 0:
