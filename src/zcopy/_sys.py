@@ -43,10 +43,10 @@ SPLICE_F_MOVE: int = getattr(os, "SPLICE_F_MOVE", 1)
 SPLICE_F_MORE: int = getattr(os, "SPLICE_F_MORE", 4)
 
 # Errors that mean "this mechanism cannot do this pair of fds", as CPython's shutil and coreutils treat them.
-# Before any byte has moved they send us to the next route; after progress they are raised.
-GIVE_UP_ERRNOS = frozenset(
-    {errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSOCK, errno.EBADF, errno.ESPIPE}
-)
+# Before any byte has moved they send us to the next route; after progress they are raised. EBADF and ESPIPE are
+# not among them: a closed fd, one opened the wrong way or an offset on a pipe is the caller's bug, raised at once
+# (copy_file_range's EBADF for an O_APPEND target is recognised by that route and gives up).
+GIVE_UP_ERRNOS = frozenset({errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSOCK})
 
 
 def _pipe_max_size() -> int:
