@@ -128,10 +128,17 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert list(tmp_path.iterdir()) == []  # temp dir removed without --keep
 
 
-def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path)]) == 0
+def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # as when piped, whatever terminal runs pytest
+    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path), "--wide"]) == 0
     out = capsys.readouterr().out
     for part in ("── 1. traditional", "── 3. sendfile", "── comparison", "what the numbers show", "mode switches"):
+        assert part in out
+    assert "Dirty kB before→after force" in out  # the full table
+    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out  # 80 columns (the command to run next, on a line of its own, may be longer)
+    assert max(len(line) for line in out.splitlines()[:-1]) <= 80
+    for part in ("1. traditional", "3. sendfile", "── comparison", "what the numbers show", "see it drawn"):
         assert part in out
 
 
