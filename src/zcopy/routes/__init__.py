@@ -17,7 +17,7 @@ from zcopy._record import Record
 from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
-from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes._base import CPU, DMA, REF, CopyModel, GiveUp, Hop, Status, Tally, wait_fd
 from zcopy.routes.direct_writer import DirectWriter
 
 _MODULES: dict[str, ModuleType] = {
@@ -273,7 +273,8 @@ def _run(
             raise
 
 
+# GiveUp stays private (in _base): it never leaves move(). CPU/DMA/REF name a copy model's hop kinds.
 __all__ = [
-    "COPY_MODELS", "ROUTES", "CopyModel", "DirectWriter", "GiveUp", "Hop", "Moved", "copy_model", "direct_refusal",
-    "kind_of", "move", "plan", "require",
+    "COPY_MODELS", "CPU", "DMA", "REF", "ROUTES", "CopyModel", "DirectWriter", "Hop", "Moved", "copy_model",
+    "direct_refusal", "kind_of", "move", "plan", "require",
 ]
