@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "serve a directory or an ASGI app over HTTP/1.1, file bodies by sendfile"),
     "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
     "send": ("send", "send files and trees to `zcopy recv` (sendfile, verified, resumable)"),
-    "recv": ("recv", "receive `zcopy send` sessions into a directory (O_DIRECT, or splice with --cache; atomic publish)"),
+    "recv": ("recv", "receive `zcopy send` sessions into a directory (O_DIRECT, or splice with --cache; verified)"),
 }
 
 
