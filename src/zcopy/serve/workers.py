@@ -96,6 +96,8 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
         scheme = "https" if tls else "http"
         where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
         what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
+        if opts.app is None:  # a directory without index.html: listed, or a 403 that says how to list it
+            what += " listing=on" if server.handler.list_dirs else " listing=off (--list-dirs to list directories)"
         say(f"{where} {what} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
     if server.log_level <= logs.STOPPING:
