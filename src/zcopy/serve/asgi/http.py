@@ -37,7 +37,8 @@ from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
 from zcopy.serve.asgi.errors import ClientDisconnected
 from zcopy.serve.config import AppConfig, Host
-from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TooLarge
+from zcopy.serve.transport import TlsCopy, resident, send_cold
 
 # Request body bytes buffered for the app before reading pauses: uvicorn's 64 KiB high-water mark. One recv can
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
@@ -502,6 +503,10 @@ class Connection(H1Reader):
             host.in_app -= 1
         self.finished(ex)
 
+    def _disk_waited(self, seconds: float, chunks: int, what: str) -> None:
+        msg = f"{self.peer}: body waited {seconds * 1e3:.1f} ms for the disk ({chunks} {what} by disk threads)"
+        self.host.log(logs.DISK_WAIT, msg)
+
     def _trace(self, message: str) -> None:
         self.host.log(logs.ASGI_MESSAGE, message)
 
@@ -689,10 +694,15 @@ class RawConnection(Connection):
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         if self.closed:
             raise ClientDisconnected("the client has disconnected")
-        box = Outbox(self.sock, parts, self.limits.max_chunk)
+        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
         try:
             while not box.pump():
-                if box.blocked:
+                if box.cold:
+                    # Not in the page cache: sendfile this chunk in a disk thread while the loop serves the rest.
+                    self.deadline = INF  # waiting for our disk is not the client's slowness
+                    await send_cold(self.host.disk, box)
+                    self.deadline = time.monotonic() + self.limits.send_timeout
+                elif box.blocked:
                     # send_timeout is the longest gap between two successful writes (nginx send_timeout); the
                     # sweeper enforces it by closing us, which fails this wait.
                     self.deadline = time.monotonic() + self.limits.send_timeout
@@ -726,6 +736,8 @@ class RawConnection(Connection):
                 box.record("serve.response")
                 if ex is not None:
                     ex.route = box.route
+            if box.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
+                self._disk_waited(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
         if self.deadline != INF and not self.in_request:
             self.deadline = INF
 
@@ -836,7 +848,7 @@ class TLSConnection(Connection, asyncio.Protocol):
         t = self.transport
         if self.closed or t is None or t.is_closing():
             raise ClientDisconnected("the client has disconnected")
-        copy = TlsCopy()
+        copy = TlsCopy(self.host.disk)
         t0 = time.perf_counter()
         try:
             for p in parts:
@@ -856,7 +868,10 @@ class TLSConnection(Connection, asyncio.Protocol):
             self.close()
         finally:
             if copy.moved:
-                self.host.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0)
+                wall = time.perf_counter() - t0
+                self.host.record("serve.response", "readwrite", copy.moved, wall, copy.disk_wait_s)
+            if copy.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
+                self._disk_waited(copy.disk_wait_s, copy.disk_chunks, "read(s)")
         if self.closed and (ex is None or not ex.response.done):
             raise ClientDisconnected("the client has disconnected")
         if self.deadline != INF and not self.in_request:
