@@ -4,6 +4,7 @@ never write the same path."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -31,10 +32,8 @@ class Serving:
         self.thread.start()
 
     def _serve(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # closed by the test
             self.rx.serve_forever(self.results.append)
-        except OSError:  # closed by the test
-            pass
 
     def wait_results(self, n: int, limit: float = 30.0) -> list[SessionResult]:
         end = time.monotonic() + limit
@@ -182,7 +181,7 @@ def test_two_sessions_never_write_the_same_path(tmp_path: Path) -> None:
     srv = Serving(dst, plain=True)
     raw = _stalled_session(srv.rx.address, b"same.bin")
     try:
-        with pytest.raises(RemoteError, match="same.bin is being received by another session") as info:
+        with pytest.raises(RemoteError, match=r"same\.bin is being received by another session") as info:
             send([src / "same.bin"], srv.rx.address, plain=True)
         assert info.value.code == E_EXISTS
         # Another path is fine at the same time.
@@ -237,7 +236,7 @@ def test_gate_and_claims_unit() -> None:
     assert (gate.handshakes, gate.sessions) == (0, 0)
     claims = Claims()
     held = claims.claim([(b"a",), (b"d", b"b")])
-    with pytest.raises(Exception, match="d/b is being received"):
+    with pytest.raises(Exception, match=r"d/b is being received"):
         claims.claim([(b"c",), (b"d", b"b")])
     assert len(claims) == 2  # the failed claim took nothing
     claims.release(held)
