@@ -48,6 +48,7 @@ def send(
     plain: bool = False,
     links: bool = False,
     fingerprint: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> SendResult:
     """Send files and directory trees to a `Receiver` at `address`.
 
@@ -60,7 +61,8 @@ def send(
     read+send; default: sendfile with visible fallbacks); an impossible one raises RouteUnavailable before any
     file is sent. `links` sends symlinks inside directories as links (the receiver needs links too).
     `fingerprint` ("SHA256:<hex>", as `zcopy recv` prints it) pins the receiver's certificate: any other is refused
-    before HELLO, which authenticates the receiver even without a token.
+    before HELLO, which authenticates the receiver even without a token. `exclude` leaves out names matching
+    rsync-style glob patterns (zcopy.transfer.exclude); a bad pattern raises ValueError.
     """
     if fingerprint is not None and plain:
         raise ValueError("a certificate fingerprint needs TLS: it cannot be checked with --plain")
@@ -74,7 +76,7 @@ def send(
     if route not in (None, "readwrite") and not plain:
         raise RouteUnavailable(route, "an encrypted session copies every body through user space (TLS encrypts "
                                       "there): --route only chooses among zero-copy routes with --plain")
-    sources, warnings = collect(paths, links)
+    sources, warnings = collect(paths, links, exclude)
     names.check_tree((s.entry.name, s.entry.is_dir) for s in sources)
     tok = token.encode() if isinstance(token, str) else token
     t0 = time.perf_counter()
