@@ -75,6 +75,7 @@ class Exchange:
         "expect_100",
         "http10",
         "method",
+        "refused",
         "response",
         "route",
         "scope",
@@ -95,6 +96,7 @@ class Exchange:
         self.complete = False  # the whole request body has been parsed
         self.delivered_end = False  # the app has been told more_body=False
         self.disconnected = False
+        self.refused = False  # its body broke the framing and the server answered 400 in the app's place
         self.expect_100 = expect_100
         self.continue_sent = False
         self.waiter: asyncio.Future[None] | None = None
@@ -135,7 +137,7 @@ class Exchange:
     async def send(self, message: Any) -> None:
         conn = self.conn
         resp = self.response
-        if conn.closed:
+        if conn.closed or self.refused:
             raise ClientDisconnected("the client has disconnected")
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.body" and resp.started and not resp.done:
@@ -276,7 +278,7 @@ class Connection(H1Reader):
         except scopes.BadTarget:
             self.error = 400
             raise TooLarge from None
-        keep_alive = bool(p.should_keep_alive()) and not self.host.closing
+        keep_alive = self.keep_alive(http10) and not self.host.closing
         ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
         self.parsing = ex
         exchanges = self.exchanges
@@ -323,11 +325,31 @@ class Connection(H1Reader):
     def _malformed(self, status: int) -> None:
         self.stopped = status
         ex = self.parsing
-        if ex is not None:  # broken inside a body the app is reading: it sees a disconnect, we close after
-            self.parsing = None
-            ex.disconnected = True
-            ex.wake()
-            self.stopped = -1
+        if ex is None:
+            return
+        self.parsing = None
+        if ex not in self.exchanges:
+            self.stopped = -1  # the app answered without reading the body, and the connection closes after it
+            return
+        if ex is not self.exchanges[0]:
+            self.exchanges.remove(ex)  # queued behind another request, never started: answered in order (400)
+            return
+        # Broken inside a body the app is reading (a bad chunk size, a missing CRLF): the framing error is the
+        # client's. Unless the app has begun its answer, a 400 goes in its place (as uvicorn does) and the app
+        # sees a disconnect; either way the connection closes after.
+        ex.disconnected = True
+        ex.wake()
+        self.stopped = -1
+        resp = ex.response
+        if not resp.head_sent and not self.closed:
+            ex.refused = True
+            self.write_nowait(error_response(status, keep_alive=False, http10=ex.http10, head_only=False))
+            resp.abandon()
+            resp.status = status
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: malformed request body ({status}); closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
+            self.close_gracefully()
 
     def answer_stopped(self) -> None:
         """All answers before a malformed request are out: answer it (400/414/431) and close."""
@@ -494,7 +516,7 @@ class Connection(H1Reader):
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            if _from_disconnect(exc):
+            if ex.refused or _from_disconnect(exc):
                 # Our ClientDisconnected turned into the framework's own exception (Starlette's ClientDisconnect
                 # is raised from it): a client that went away is not an application error worth a traceback.
                 resp.abandon()
