@@ -660,3 +660,12 @@ def test_require_checks_a_forced_route_up_front() -> None:
         routes.require("copy_file_range", "file", "socket")
     with pytest.raises(ValueError, match="unknown route"):
         routes.require("teleport", "file", "file")
+
+
+def test_public_names_are_public_and_private_ones_stay_in_their_module() -> None:
+    # GiveUp never leaves move(); the hop kinds a copy model names are what lab/ and callers draw with.
+    assert "GiveUp" not in routes.__all__ and {"CPU", "DMA", "REF", "CopyModel", "Hop"} <= set(routes.__all__)
+    src = Path(routes.__file__).parent.parent
+    outside = [str(p.relative_to(src)) for p in src.rglob("*.py")
+               if p.parent.name != "routes" and "routes._base" in p.read_text()]
+    assert outside == []

@@ -1,5 +1,6 @@
-"""zcopy.copy(): whole-file copy by the best route (copy_file_range → sendfile → readwrite), written into the
-destination as GNU cp writes it (zcopy.dest.open_into), or published by temp file + rename with atomic=True.
+"""zcopy.copy(): whole-file copy by the best route (direct for a large cold source, else copy_file_range →
+sendfile → readwrite), written into the destination as GNU cp writes it (zcopy.dest.open_into), or published by
+temp file + rename with atomic=True.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from zcopy._record import Record
 from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
-from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes._base import CPU, DMA, REF, CopyModel, GiveUp, Hop, Status, Tally, wait_fd
 
 _MODULES: dict[str, ModuleType] = {
     m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, direct, readwrite)
@@ -266,6 +266,8 @@ def _run(
             raise
 
 
+# GiveUp stays private (in _base): it never leaves move(). CPU/DMA/REF name a copy model's hop kinds.
 __all__ = [
-    "COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan", "require",
+    "COPY_MODELS", "CPU", "DMA", "REF", "ROUTES", "CopyModel", "Hop", "Moved", "copy_model", "kind_of", "move", "plan",
+    "require",
 ]
