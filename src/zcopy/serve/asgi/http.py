@@ -13,7 +13,9 @@ The socket side (reading, sending, deadlines, the lingering close, TLS, cold chu
   bytes are read and written: the route is reported as "readwrite", never as zero-copy.
 - Disconnects: once the client is gone (EOF, reset, a failed write) ``receive()`` returns ``http.disconnect``
   (after any body bytes already received); ``send()`` raises ``ClientDisconnected`` (an OSError, ASGI 2.4) only
-  when its bytes cannot be delivered. A client that half-closes after its request still gets its response.
+  when its bytes cannot be delivered. A client that half-closes after its request still gets its response if the
+  app writes within ``DISCONNECT_GRACE`` of the FIN and of each write after it; otherwise the connection closes
+  (the descriptor is released; the app task is left to return, as under uvicorn).
 - Pipelined requests are answered in order: one app task at a time per connection; reading pauses while a parsed
   request waits behind the one in the app.
 """
@@ -44,6 +46,9 @@ from zcopy.serve.transport import RawTransport, TLSTransport, Transport
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
 HIGH_WATER = 1 << 16
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# After the client's FIN (it gave up, or half-closed to wait for its answer), the longest the app may go without
+# writing before the connection is closed and its descriptor released; the app already got http.disconnect.
+DISCONNECT_GRACE = 2.0
 
 
 class AsgiHost(Host, Protocol):
@@ -361,6 +366,17 @@ class Connection(H1Reader, Transport):
             ex.wake()
         if not self.exchanges:
             self.close()
+        else:
+            # The client has given up, or half-closed and waits: the app, told http.disconnect, has
+            # DISCONNECT_GRACE to make progress (each write renews it) before the connection is closed anyway.
+            self.deadline = time.monotonic() + DISCONNECT_GRACE
+
+    def written(self) -> None:
+        """A write completed: no deadline while the app works on, unless the client has sent its FIN."""
+        if self.eof:
+            self.deadline = time.monotonic() + DISCONNECT_GRACE
+        elif self.deadline != INF and not self.in_request:
+            self.deadline = INF
 
     # -- WebSockets -----------------------------------------------------------------------------------
     def start_websocket(self, leftover: bytes) -> None:
@@ -608,8 +624,7 @@ class Connection(H1Reader, Transport):
             raise ClientDisconnected(f"the client has disconnected ({reason})") from exc
         if self.closed and (ex is None or not ex.response.done):
             raise ClientDisconnected("the client has disconnected")
-        if self.deadline != INF and not self.in_request:
-            self.deadline = INF  # the app may take as long as it likes between writes
+        self.written()
 
     def _wake_writer(self) -> None:
         fut = self._wfut
