@@ -27,7 +27,7 @@ MAX_CONNECTIONS = 8
 def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """A server of its own (its EVENTS and fds are this module's) with a small --max-connections."""
     data = make_data(tmp_path_factory.mktemp("guard"))
-    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS))
+    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS), "--grace", "0.5")
     yield s
     s.stop()
 
@@ -143,3 +143,34 @@ def test_upgrade_token_in_a_list(server: AppServer, connection: bytes) -> None:
     with server.connect() as s:
         s.sendall(head)
         assert recv_head(s)[0] == 101
+
+
+# -- F5: a FIN while the app has not answered ---------------------------------------------------------------
+def test_fin_while_the_app_never_answers_releases_the_connection(guarded: AppServer) -> None:
+    assert get_state(guarded) == 200
+    base = fds(guarded)
+    before = events(guarded).count("never")
+    n = MAX_CONNECTIONS + 2  # more than the server holds at once: the first ones must be let go
+    socks = []
+    for i in range(n):
+        s = guarded.connect()
+        s.sendall(b"GET /raw/never HTTP/1.1\r\nHost: x\r\n\r\n")
+        if i % 2:
+            s.close()  # FIN, and gone
+        else:
+            s.shutdown(socket.SHUT_WR)  # FIN, still reading: the server must end it
+            socks.append(s)
+    for s in socks:
+        assert read_until_close(s, 30) == b""
+        s.close()
+    assert settle(lambda: events(guarded).count("never") - before == n), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+    assert get_state(guarded) == 200
+
+
+def test_half_closed_client_still_gets_a_prompt_answer(guarded: AppServer) -> None:
+    with guarded.connect() as s:
+        s.sendall(b"GET /raw/late?0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        out = read_until_close(s)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"late but here"), out
