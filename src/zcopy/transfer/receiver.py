@@ -20,6 +20,7 @@ Every path is walked with dir_fd + O_NOFOLLOW below the target root.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import socket
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from zcopy import RouteUnavailable, routes
-from zcopy.transfer import certs, checksum, handshake, recv_done, recv_manifest, recv_plan, tls
+from zcopy.relay import protocol as rp
+from zcopy.transfer import certs, checksum, codes, handshake, pairing, recv_done, recv_manifest, recv_plan, tls
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
     E_INTERNAL,
@@ -86,6 +88,10 @@ class Receiver:
     `cache` lands large files through the page cache (splice in plain mode) instead of by O_DIRECT.
     `route` forces the body route of large files in plain mode (e.g. "readwrite", a plain recv_into + pwrite,
     to compare); by default splice, with any fallback visible in each session's `routes`.
+
+    With `relay` (and the sender's `code`, e.g. "7-guitarist-revenge") it listens on nothing: serve_once() dials
+    the relay, waits there for the sender, runs SPAKE2 with the code (which stands in for `token`) and then the
+    same session as a direct one; `address` is then the relay's. A code is good for one session.
     """
 
     def __init__(
@@ -93,6 +99,8 @@ class Receiver:
         directory: str | os.PathLike[str],
         listen: tuple[str, int] = ("127.0.0.1", 9000),
         *,
+        relay: tuple[str, int] | None = None,
+        code: str | None = None,
         token: str | bytes | None = None,
         overwrite: bool = False,
         timeout: float | None = 60.0,
@@ -104,6 +112,14 @@ class Receiver:
         cache: bool = False,
     ) -> None:
         routes.require(route, "socket", "file")
+        if (relay is None) != (code is None):
+            raise ValueError("a relay needs the sender's code, and a code needs a relay")
+        if relay is not None and token is not None:
+            raise ValueError("a token is not used through a relay: the code stands in for it")
+        if code is not None:
+            codes.parse(code)  # a mistyped code is refused before the relay is dialled
+        self.relay = relay
+        self.code = code
         if route not in (None, "readwrite") and not plain:
             raise RouteUnavailable(route, "an encrypted session decrypts every body in user space: --route only "
                                           "chooses among zero-copy routes with --plain")
@@ -126,6 +142,10 @@ class Receiver:
             root=self._root, plain=plain, context=context, fingerprint=fp,
             token=token.encode() if isinstance(token, str) else token, overwrite=overwrite, links=links,
             cache=cache, route=route, timeout=timeout, publish_files=self.publish_files, fd_budget=fd_budget)
+        self._listener: socket.socket | None = None
+        if relay is not None:
+            self.address: tuple[str, int] = relay
+            return
         try:
             family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
             self._listener = socket.create_server(listen, family=family)
@@ -133,20 +153,29 @@ class Receiver:
             os.close(self._root)
             raise
         host, port = self._listener.getsockname()[:2]
-        self.address: tuple[str, int] = (host, port)
+        self.address = (host, port)
+
+    def _listening(self) -> socket.socket:
+        if self._listener is None:
+            raise ValueError("this receiver listens on nothing: it meets its sender through a relay")
+        return self._listener
 
     def fileno(self) -> int:
-        return self._listener.fileno()
+        return self._listening().fileno()
 
     def accept(self) -> tuple[socket.socket, str]:
         """Wait for the next sender: its connection and "host:port" (then call handle())."""
-        conn, peer = self._listener.accept()
+        conn, peer = self._listening().accept()
         return conn, f"{peer[0]}:{peer[1]}"
 
     def serve_once(self) -> SessionResult:
+        if self.relay is not None:
+            return self._through_relay(self.relay)
         return self.handle(*self.accept())
 
     def serve_forever(self, on_session: Callable[[SessionResult], None] | None = None) -> None:
+        if self.relay is not None:
+            raise ValueError("a code is good for one session: call serve_once()")
         while True:
             result = self.serve_once()
             if on_session is not None:
@@ -155,8 +184,33 @@ class Receiver:
     def handle(self, conn: socket.socket, peer: str = "") -> SessionResult:
         """Run one session on an accepted connection (closes it). Errors are reported to the sender and in
         the result, not raised."""
-        session = _Session(self.policy, conn)
+        return self._session(conn, peer, self.policy)
+
+    def _through_relay(self, relay: tuple[str, int]) -> SessionResult:
+        """Pairing, then the session: a refusal, a relay that went away or a wrong code is the result's error."""
+        assert self.code is not None
+        code, self.code = self.code, None
+        if code is None:
+            raise ValueError("this receiver's code was used already: a code is good for one session")
+        t0 = time.perf_counter()
+        where = f"relay {relay[0]}:{relay[1]}"
+        try:
+            sock, _ = pairing.dial(relay, rp.SIDE_RECEIVER, codes.parse(code)[0], timeout=self.policy.timeout)
+        except (TransferError, OSError) as exc:
+            return _failed(where, exc, t0)
+        try:
+            token = pairing.pake(sock, code, rp.SIDE_RECEIVER)
+        except (TransferError, OSError) as exc:
+            sock.close()
+            return _failed(where, exc, t0)
+        result = self._session(sock, where, dataclasses.replace(self.policy, token=token))
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _session(self, conn: socket.socket, peer: str, policy: Policy) -> SessionResult:
+        session = _Session(policy, conn)
         session.result.peer = peer
+        session.result.via = "direct" if self.relay is None else "relay"
         t0 = time.perf_counter()
         try:
             session.run()
@@ -168,7 +222,8 @@ class Receiver:
         return session.result
 
     def close(self) -> None:
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()
         if self._root >= 0:
             os.close(self._root)
             self._root = -1
@@ -194,6 +249,16 @@ def _descriptor_budget(want: int) -> int:
         return want
     return max(64, soft // 2)
 
+
+
+def _failed(peer: str, exc: TransferError | OSError, t0: float) -> SessionResult:
+    """A session that ended in its pairing phase: nothing was received, nothing written."""
+    if isinstance(exc, TransferError):
+        message, code = str(exc), exc.code
+    else:
+        message, code = f"relay: {exc.strerror or exc}", E_IO
+    return SessionResult(peer=peer, error=message, error_code=code, via="relay",
+                         seconds=time.perf_counter() - t0)
 
 
 class _Session:
