@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR", nargs="?", default=".", help="target directory (default: .)")
     p.add_argument("code", metavar="CODE", nargs="?",
                    help="with --relay: the code `zcopy send --relay` printed (e.g. 7-guitarist-revenge)")
-    p.add_argument("--relay", metavar="HOST:PORT",
+    # nargs="+": the CODE may follow it (`zcopy recv DIR --relay HOST:PORT CODE`), which argparse would not
+    # otherwise take as the second positional once an option came between.
+    p.add_argument("--relay", metavar="HOST:PORT", nargs="+",
                    help="meet the sender through `zcopy relay` instead of listening (default: $ZCOPY_RELAY when a "
                         "CODE is given); one session, then exit")
     p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT",
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from zcopy.transfer import Receiver, SessionResult, TransferError
     from zcopy.transfer.codes import CodeError, parse
 
+    if args.relay is not None:
+        if len(args.relay) > 2 or (len(args.relay) == 2 and args.code is not None):
+            raise UserError("--relay takes HOST:PORT, then the one CODE")
+        if len(args.relay) == 2:
+            args.code = args.relay[1]
+        args.relay = args.relay[0]
     if args.code is None and args.directory != "." and not os.path.isdir(args.directory):
         with contextlib.suppress(CodeError):  # `zcopy recv --relay H:P CODE`: the code, into the current directory
             parse(args.directory)

@@ -343,7 +343,9 @@ class Relay:
             data = b""
         s = peer.session
         assert s is not None
-        if data:
+        if data:  # no peer yet, so nothing to forward: read it away, so the close below is no RST over the reply
+            with contextlib.suppress(OSError):
+                peer.sock.recv(1 << 16)
             self._reply(peer, rp.Reply(rp.ST_REFUSED, "sent data before it was paired"))
         self._end(s, "peer left before pairing" if not data else "bad request")
 

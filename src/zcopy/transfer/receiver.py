@@ -188,7 +188,6 @@ class Receiver:
 
     def _through_relay(self, relay: tuple[str, int]) -> SessionResult:
         """Pairing, then the session: a refusal, a relay that went away or a wrong code is the result's error."""
-        assert self.code is not None
         code, self.code = self.code, None
         if code is None:
             raise ValueError("this receiver's code was used already: a code is good for one session")
