@@ -59,6 +59,10 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-cert", "x"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "--tls-key" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--disk-threads", "0"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "--disk-threads must be at least 1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_startup_line_says_how_to_list_directories(site: Path, procs: list[Proc]) -> None:

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from zcopy.lab.explain import explain
 
     path = Path(args.file)
+    if not path.exists():
+        raise UserError(f"{args.file}: no such file")
     if not path.is_file():
         raise UserError(f"{args.file}: not a regular file")
     dest = None

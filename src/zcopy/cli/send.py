@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
     from zcopy.cli.progress import Progress, human_bytes
     from zcopy.transfer import TransferError, UnsafeNameError, send
+    from zcopy.transfer.results import session_zero_copy, zero_copy
 
     relay, paths, address = _where(args)
     for path in paths:
@@ -107,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = result.as_dict()
         summary["routes"] = {"sender": result.routes, "receiver": rx.get("routes", {})}
-        summary["zero_copy"] = result.encryption == "none" and set(result.routes) <= {"sendfile"}
+        # The sender's claim about its own bytes, and the session's, which follows the receiver's report (BYE).
+        mine = zero_copy("sender", result.routes, result.encryption)
+        summary["zero_copy_sender"] = mine
+        summary["zero_copy"] = session_zero_copy(mine, zero_copy("receiver", rx.get("routes"), rx.get("encryption")))
         jsonout.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:

@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--send-timeout", type=float, default=60.0, help="seconds a reader may stall a send")
     parser.add_argument("--max-connections", type=int, default=10_000, help="per worker; beyond, accept later")
     parser.add_argument("--max-header-bytes", type=int, default=16 << 10, help="request head limit (→ 431)")
+    parser.add_argument(
+        "--disk-threads", type=int, default=32, metavar="N",
+        help="per worker: threads that send body chunks not in the page cache, off the event loop",
+    )  # fmt: skip
     parser.add_argument("--grace", type=float, default=10.0, help="SIGTERM: seconds to finish in-flight work")
     parser.add_argument("--access-log", metavar="PATH", help="Common Log Format lines to PATH ('-' = stderr)")
     parser.add_argument("--json-log", action="store_true", help="access log as JSON lines")
@@ -113,7 +117,7 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError(f"not a directory: {args.dir}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UserError("--tls-cert and --tls-key go together")
-    for name in ("workers", "max_connections", "max_header_bytes"):
+    for name in ("workers", "max_connections", "max_header_bytes", "disk_threads"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if args.ws == "wsproto":
@@ -149,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     server_kwargs = _pick(
         args, "header_timeout", "handshake_timeout", "keepalive_timeout", "send_timeout", "max_connections",
-        "max_header_bytes",
+        "max_header_bytes", "disk_threads",
     )  # fmt: skip
     app = None
     if args.app is not None:

@@ -70,4 +70,29 @@ class SessionResult:
         return asdict(self)
 
 
-__all__ = ["SendResult", "SessionResult"]
+# The routes that move a body without copying it into user space, per side. The sender's sendfile: the file's
+# pages go to the socket by reference. The receiver's splice (only with `recv --cache`): no copy into user space,
+# one CPU copy in the kernel (socket buffer → pipe → page cache). The receiver's default, direct, makes one CPU
+# copy (socket → its buffer, hashed there) and then DMA to the disk: zero page-cache copies, but not zero-copy.
+ZERO_COPY_ROUTES = {"sender": frozenset({"sendfile"}), "receiver": frozenset({"splice"})}
+
+
+def zero_copy(side: str, routes: object, encryption: object) -> bool | None:
+    """Whether every body byte one side moved went by its zero-copy route: None when it moved none (nothing to
+    claim) or its report is missing; False when encrypted (TLS copies every byte through user space)."""
+    if not isinstance(routes, dict):
+        return None
+    moved = {name for name, n in routes.items() if n}
+    if not moved:
+        return None
+    return encryption == "none" and moved <= ZERO_COPY_ROUTES[side]
+
+
+def session_zero_copy(sender: bool | None, receiver: bool | None) -> bool | None:
+    """The session's claim: zero-copy only when both sides say so; None when either has nothing to say."""
+    if sender is None or receiver is None:
+        return None
+    return sender and receiver
+
+
+__all__ = ["ZERO_COPY_ROUTES", "SendResult", "SessionResult", "session_zero_copy", "zero_copy"]
