@@ -44,6 +44,7 @@ from _common import (
     machine,
     make_file,
     on_cpu1,
+    other_work,
     pin,
     run_rounds,
     table,
@@ -595,8 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     parts = [f"""## Transfer: zcopy send / recv ({when})
 
-Machine: {machine()}; this machine is shared with other work (other sessions' builds and tests ran meanwhile):
-read the min – max ranges.
+Machine: {machine()}; {other_work()}: read the min – max ranges.
 """]
     tmp = tempfile.mkdtemp(prefix="zcopy-bench-transfer-", dir=os.environ.get("ZCOPY_BENCH_DIR"))
     try:
