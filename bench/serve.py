@@ -529,8 +529,7 @@ def _targets(plan: list[Measure], small: dict[tuple[str, int], Cell], big: dict[
         f"[{of_medians(small.get((zc, 32)), small.get((ng, 32)))}] (target ≤ 2×); aiohttp / zcopy = "
         f"**{paired(at32, ah, zc)}** [{of_medians(small.get((ah, 32)), small.get((zc, 32)))}] (target ≥ 10×)",
         f"- 256 MiB, CPU per GB: zcopy / nginx = **{paired(gb, zc, ng)}** [{of_medians(big.get(zc), big.get(ng))}] "
-        "(target ≤ 1.1×); where the time goes: docs/serve.md, 'Where the time goes' (measured there with its own "
-        "commands).",
+        "(target ≤ 1.1×)",
         "",
     ]
 
