@@ -343,7 +343,35 @@ def test_batches_put_large_files_first_and_spread_directories() -> None:
     assert sorted(x for b in out for x in b) == sorted(files)
 
 
-def test_copytree_refuses_a_file_source(tmp_path: Path) -> None:
+def test_copytree_refuses_a_file_source_and_makes_missing_parents(tree: Path, tmp_path: Path) -> None:
     make_file(tmp_path / "f", 10)
     with pytest.raises(NotADirectoryError):
         copytree(tmp_path / "f", tmp_path / "g")
+    assert copytree(tree, tmp_path / "new" / "parents" / "dst").files == 11
+
+
+def test_progress_on_a_terminal_counts_files_and_bytes(tree: Path, tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "zcopy", "cp", "-a", str(tree), str(tmp_path / "dst")],
+                           stdout=subprocess.PIPE, stderr=follower, timeout=120)  # fmt: skip
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert r.returncode == 0
+    assert b"cp 11/11 files" in shown and b"100.0%" in shown
+    assert b"11 files, 6 directories" in r.stdout

@@ -104,6 +104,7 @@ def copytree(
     problem = inside_itself(src_path, dst_path)
     if problem is not None:
         raise ValueError(problem)
+    os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)  # as shutil.copytree does
     copier = Copier(metadata=metadata, route=route, fallback=fallback, threads=threads, on_progress=on_progress)
     result = copier.run([(src_path, dst_path)], sync=sync)
     if result.errors:
