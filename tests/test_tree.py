@@ -375,3 +375,23 @@ def test_progress_on_a_terminal_counts_files_and_bytes(tree: Path, tmp_path: Pat
     assert r.returncode == 0
     assert b"cp 11/11 files" in shown and b"100.0%" in shown
     assert b"11 files, 6 directories" in r.stdout
+
+
+def test_a_file_that_vanishes_is_reported_with_its_path(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "a").mkdir(parents=True)
+    for i in range(BATCH + 8):
+        make_file(src / "a" / f"f{i:03d}", 100, seed=i)
+    gone: list[Path] = []
+
+    def vanish(*_: int) -> None:  # after the first batch: delete a source file not copied yet
+        if not gone:
+            gone.append(next(p for p in sorted((src / "a").iterdir()) if not (dst / "a" / p.name).exists()))
+            gone[0].unlink()
+
+    with pytest.raises(CopyTreeError) as ei:
+        copytree(src, dst, on_progress=vanish, threads=1)
+    assert ei.value.args[0] == [
+        (str(gone[0]), str(dst / "a" / gone[0].name), "cannot open for reading: No such file or directory")
+    ]
+    assert ei.value.result.files == BATCH + 7 and not (dst / "a" / gone[0].name).exists()
