@@ -395,3 +395,19 @@ def test_a_file_that_vanishes_is_reported_with_its_path(tmp_path: Path) -> None:
         (str(gone[0]), str(dst / "a" / gone[0].name), "cannot open for reading: No such file or directory")
     ]
     assert ei.value.result.files == BATCH + 7 and not (dst / "a" / gone[0].name).exists()
+
+
+def test_symlinks_given_as_sources_like_cp(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "file").write_bytes(b"content")
+    (tmp_path / "ldir").symlink_to("real")
+    (tmp_path / "lfile").symlink_to("file")
+    for flag, name in (("-r", "r"), ("-a", "a"), (None, "plain")):
+        for d in ("gnu", "zc"):
+            (tmp_path / f"{d}-{name}").mkdir()
+        args = [str(tmp_path / "lfile"), str(tmp_path / "ldir" if flag else tmp_path / "file")]
+        subprocess.run(["cp", *([flag] if flag else []), *args, str(tmp_path / f"gnu-{name}")], check=True)
+        r = zcopy_cli("cp", *([flag] if flag else []), *args, str(tmp_path / f"zc-{name}"))
+        assert r.returncode == 0, r.stderr
+        assert snapshot(tmp_path / f"zc-{name}", times=False) == snapshot(tmp_path / f"gnu-{name}", times=False)
+    assert (tmp_path / "zc-r" / "ldir").is_symlink() and not (tmp_path / "zc-plain" / "lfile").is_symlink()
