@@ -4,6 +4,7 @@ verified atomic publish)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -46,6 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from zcopy.routes import ROUTES
 
     p.add_argument("directory", metavar="DIR", nargs="?", default=".", help="target directory (default: .)")
+    p.add_argument("code", metavar="CODE", nargs="?",
+                   help="with --relay: the code `zcopy send --relay` printed (e.g. 7-guitarist-revenge)")
+    # nargs="+": the CODE may follow it (`zcopy recv DIR --relay HOST:PORT CODE`), which argparse would not
+    # otherwise take as the second positional once an option came between.
+    p.add_argument("--relay", metavar="HOST:PORT", nargs="+",
+                   help="meet the sender through `zcopy relay` instead of listening (default: $ZCOPY_RELAY when a "
+                        "CODE is given); one session, then exit")
     p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:9000; port 0 picks a free one)")
     p.add_argument("--once", action="store_true",
@@ -88,49 +96,85 @@ def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
     from zcopy.cli.send import parse_address
     from zcopy.transfer import Receiver, TransferError
+    from zcopy.transfer.codes import CodeError, parse
 
+    if args.relay is not None:
+        if len(args.relay) > 2 or (len(args.relay) == 2 and args.code is not None):
+            raise UserError("--relay takes HOST:PORT, then the one CODE")
+        if len(args.relay) == 2:
+            args.code = args.relay[1]
+        args.relay = args.relay[0]
+    if args.code is None and args.directory != "." and not os.path.isdir(args.directory):
+        with contextlib.suppress(CodeError):  # `zcopy recv --relay H:P CODE`: the code, into the current directory
+            parse(args.directory)
+            args.directory, args.code = ".", args.directory
     if not os.path.isdir(args.directory):
         raise UserError(f"{args.directory}: not an existing directory")
+    relay_text = args.relay if args.relay is not None else (os.environ.get("ZCOPY_RELAY") or None)
+    if args.code is not None and relay_text is None:
+        raise UserError("a CODE needs --relay HOST:PORT (or $ZCOPY_RELAY)")
+    if args.relay is not None and args.code is None:
+        raise UserError("--relay needs the CODE `zcopy send --relay` printed")
+    relay = parse_address(relay_text) if args.code is not None and relay_text is not None else None
+    if args.code is not None:
+        try:
+            parse(args.code)
+        except CodeError as exc:
+            raise UserError(str(exc)) from None
     address = parse_address(args.listen, default_host="127.0.0.1")
     if args.no_token and args.token is not None:
         raise UserError("--token and --no-token contradict each other")
     token = args.token if args.token is not None else os.environ.get("ZCOPY_TOKEN") or None
-    made = token is None and not args.no_token
-    if made:
-        token = secrets.token_urlsafe(18)  # 144 random bits, typed or pasted in one piece
-    if args.no_token:
+    made = False
+    if relay is not None:
+        if args.token is not None:
+            raise UserError("--token is not used with --relay: the code stands in for it")
         token = None
+    elif args.no_token:
+        token = None
+    elif token is None:
+        token = secrets.token_urlsafe(18)  # 144 random bits, typed or pasted in one piece
+        made = True
     if args.clean_partials:
         _clean_partials(args.directory)
     try:
-        rx = Receiver(args.directory, address, token=token, overwrite=args.overwrite, timeout=args.timeout,
-                      route=args.route, plain=args.plain, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                      links=args.links, cache=args.cache, max_sessions=args.max_sessions,
-                      max_handshakes=args.max_handshakes, auth_timeout=args.auth_timeout)
+        rx = Receiver(args.directory, address, relay=relay, code=args.code if relay else None, token=token,
+                      overwrite=args.overwrite, timeout=args.timeout, route=args.route, plain=args.plain,
+                      tls_cert=args.tls_cert, tls_key=args.tls_key, links=args.links, cache=args.cache,
+                      max_sessions=args.max_sessions, max_handshakes=args.max_handshakes,
+                      auth_timeout=args.auth_timeout)
     except TransferError as exc:  # the TLS key pair cannot be made or loaded
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     except RouteUnavailable as exc:
         raise UserError(str(exc)) from None
-    bound, port = rx.address
-    host = f"[{bound}]" if ":" in bound else bound
-    # Scripts (and the tests) read the chosen port from this line.
-    mode = "unencrypted (--plain)" if args.plain else f"TLS 1.3, certificate {rx.fingerprint}"
-    say(f"listening on {host}:{port}, writing to {args.directory}" + (" (token required)" if token else "")
-        + f"; {mode}")
-    say("send with: " + send_command(bound, port, args, rx.fingerprint, token if made else None,
-                                      given=token is not None and not made))
-    if made:
-        say("that token was made for this run: --token or $ZCOPY_TOKEN chooses one, --no-token requires none")
-    if token is None and not _loopback(bound):
-        say(f"warning: no token and listening on {host}:{port}"
-            + (", unencrypted" if args.plain else "")
-            + f": anyone who can reach this port can write files into {args.directory}")
+    if relay is not None:
+        host, port = relay
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if args.plain:
+            say("warning: --plain through a relay: the relay (and anyone on the way) can read and see every byte; "
+                "the sender must use --plain too")
+        say(f"waiting for the sender at relay {shown}, writing to {args.directory}")
+    else:
+        bound, port = rx.address
+        host = f"[{bound}]" if ":" in bound else bound
+        # Scripts (and the tests) read the chosen port from this line.
+        mode = "unencrypted (--plain)" if args.plain else f"TLS 1.3, certificate {rx.fingerprint}"
+        say(f"listening on {host}:{port}, writing to {args.directory}" + (" (token required)" if token else "")
+            + f"; {mode}")
+        say("send with: " + send_command(bound, port, args, rx.fingerprint, token if made else None,
+                                          given=token is not None and not made))
+        if made:
+            say("that token was made for this run: --token or $ZCOPY_TOKEN chooses one, --no-token requires none")
+        if token is None and not _loopback(bound):
+            say(f"warning: no token and listening on {host}:{port}"
+                + (", unencrypted" if args.plain else "")
+                + f": anyone who can reach this port can write files into {args.directory}")
     log = SessionLog(args.json, rx)
     with rx:
         try:
-            if args.once:
+            if args.once or relay is not None:
                 res = rx.serve_once(log.report)
                 log.report(res)
                 return 0 if res.ok else 1
@@ -231,7 +275,7 @@ def summary_line(res: SessionResult) -> str:
         parts.append(f"{res.skipped} already there")
     routes = ", ".join(f"{name} {human_bytes(n)}" for name, n in res.routes.items()) or "none (no body bytes)"
     parts.append(f"routes: {routes}")
-    parts.append(f"checksum {res.checksum}, encryption {res.encryption}")
+    parts.append(f"checksum {res.checksum}, encryption {res.encryption}, via {res.via}")
     return "; ".join(parts)
 
 
