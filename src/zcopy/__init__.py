@@ -25,6 +25,7 @@ _WHERE = {
     "TruncatedFileError": "zcopy.errors",
     "ZeroCopyError": "zcopy.errors",
     "copy": "zcopy.fastcopy",
+    "copytree": "zcopy.tree",
     "aligned_buffer": "zcopy.aligned",
     "read_file": "zcopy.readfile",
     "MapMode": "zcopy.mapped",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from zcopy.fastcopy import copy
     from zcopy.mapped import MapMode, MappedBuffer
     from zcopy.readfile import read_file
+    from zcopy.tree import copytree
 
 
 # Eager, unlike the rest: the class `observe` shares its name with its module, and importing the submodule sets
@@ -85,6 +87,7 @@ __all__ = [
     "__version__",
     "aligned_buffer",
     "copy",
+    "copytree",
     "observe",
     "read_file",
 ]

@@ -1,16 +1,18 @@
-"""zcopy.copy(): whole-file copy by the best route (copy_file_range → sendfile → readwrite), written into the
-destination as GNU cp writes it (zcopy.dest.open_into), or published by temp file + rename with atomic=True.
+"""zcopy.copy(): whole-file copy by the best route (direct for a large cold source, else copy_file_range →
+sendfile → readwrite), written into the destination as GNU cp writes it (zcopy.dest.open_into), or published by
+temp file + rename with atomic=True.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 from collections.abc import Callable
 
-from zcopy import dest, pagecache, routes
+from zcopy import dest, diskrates, pagecache, routes
 from zcopy.routes import direct
 
 # Copy in steps of this size when a progress callback wants updates; one step otherwise.
@@ -67,15 +69,7 @@ def copy_result(
                 raise shutil.SameFileError(f"{src_path!r} and {dst_path!r} are the same file")
         out = (dest.open_atomic if atomic else dest.open_into)(dst_path, st.st_mode)
         try:
-            regular = out.regular
-            prefer, why = select(sfd, st.st_size) if route is None and fallback and regular else (None, None)
-            result = _copy_fds(
-                sfd, out.fd, st.st_size, src_path, route, fallback, progress, prefer, why, stream=not regular
-            )
-            if result.route == direct.NAME and regular:
-                # The body is on the disk already (O_DIRECT): one fsync for the tail and the metadata makes the
-                # copy durable for little more, which is what a cold copy of a large file usually wants.
-                os.fsync(out.fd)
+            result = copy_into(sfd, st, out, src_path, route=route, fallback=fallback, progress=progress)
             if metadata:
                 os.fchmod(out.fd, st.st_mode & 0o7777)
                 os.utime(out.fd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -86,6 +80,76 @@ def copy_result(
     finally:
         os.close(sfd)
     return result
+
+
+def copy_into(
+    sfd: int,
+    st: os.stat_result,
+    out: dest.Destination,
+    name: str,
+    *,
+    route: str | None = None,
+    fallback: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> routes.Moved:
+    """Copy the whole of open file `sfd` (whose stat is `st`) into an opened destination by the best route: direct
+    for a large cold source (then fsynced), a sparse source extent by extent so its holes stay holes, else the
+    table's order; into a device or FIFO as a stream. Metadata and publishing are the caller's."""
+    regular = out.regular
+    prefer, why = select(sfd, st.st_size, out.fd) if route is None and fallback and regular else (None, None)
+    if regular and route is None and prefer is None and st.st_blocks * 512 < st.st_size:
+        sparse = _copy_sparse(sfd, out.fd, st.st_size, name, fallback, progress)
+        if sparse is not None:
+            return sparse
+    if prefer == direct.NAME and diskrates.should_measure(sfd, out.fd, st.st_size):
+        result = diskrates.measured_copy(sfd, out.fd, st.st_size, name, progress)
+    else:
+        result = _copy_fds(sfd, out.fd, st.st_size, name, route, fallback, progress, prefer, why, stream=not regular)
+    if result.route == direct.NAME and regular:
+        # The body is on the disk already (O_DIRECT): one fsync for the tail and the metadata makes the
+        # copy durable for little more, which is what a cold copy of a large file usually wants.
+        os.fsync(out.fd)
+    return result
+
+
+def _copy_sparse(
+    sfd: int, dfd: int, size: int, name: str, fallback: bool, progress: Callable[[int, int], None] | None
+) -> routes.Moved | None:
+    """Copy only the data extents of a sparse file (SEEK_DATA/SEEK_HOLE) and set the size, so the holes stay holes
+    (copy_file_range on a file system without reflink writes them out as zeros). None: the file system cannot
+    tell its extents (EINVAL), copy it whole."""
+    first: routes.Moved | None = None
+    pos = data = extents = 0
+    while pos < size:
+        try:
+            start = os.lseek(sfd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole after pos
+                break
+            if exc.errno == errno.EINVAL and first is None:
+                return None
+            raise
+        end = min(os.lseek(sfd, start, os.SEEK_HOLE), size)
+        r = routes.move(
+            sfd, dfd, start, end - start, route=None if first is None else first.route, fallback=fallback,
+            dst_offset=start, name=name, op="copy",
+        )
+        first = first or r
+        data += r.nbytes
+        extents += 1
+        if progress is not None:
+            progress(end, size)
+        pos = end
+        if r.nbytes < end - start:  # the source ended early: move() has checked it did not shrink
+            size = start + r.nbytes
+            break
+    os.ftruncate(dfd, size)
+    if first is None:  # all holes: no byte to move, the size says it all
+        first = routes.move(sfd, dfd, 0, 0, fallback=fallback, dst_offset=0, name=name, op="copy")
+    first.nbytes = size
+    first.reason = (f"sparse source: {data} bytes of data in {extents} extent(s) copied, "
+                    f"{size - data} bytes of holes kept as holes")  # fmt: skip
+    return first
 
 
 def _copy_fds(
@@ -135,10 +199,13 @@ def _copy_fds(
     return first
 
 
-def select(fd: int, size: int) -> tuple[str | None, str]:
+def select(fd: int, size: int, dst_fd: int | None = None) -> tuple[str | None, str]:
     """Which route a whole-file copy should try first, and why: direct for a large source not in the page cache
-    (probed with mincore), else the table's order (copy_file_range first)."""
+    (probed with mincore) unless durable cold copies between these file systems were measured faster through the
+    page cache (zcopy.diskrates; `dst_fd`: the target), else the table's order (copy_file_range first)."""
     if size < direct.THRESHOLD:
         return None, direct.choose(size, None)[1]
-    use, why = direct.choose(size, pagecache.residency(fd).fraction)
+    rates = diskrates.lookup(fd, dst_fd) if dst_fd is not None else None
+    use, why = direct.choose(size, pagecache.residency(fd).fraction, direct.THRESHOLD,
+                             measured=rates.as_choice() if rates is not None else None)  # fmt: skip
     return (direct.NAME if use else None), why

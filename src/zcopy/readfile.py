@@ -13,7 +13,7 @@ import stat
 
 from zcopy import _sys, pagecache
 from zcopy import observe as _observe
-from zcopy.aligned import aligned_buffer, dio_alignment, is_aligned, page_cache_fs
+from zcopy.aligned import aligned_buffer, dio_alignment, is_aligned
 from zcopy.errors import NotRegularFileError, RouteUnavailable, TruncatedFileError
 from zcopy.routes import direct as _direct
 
@@ -94,14 +94,10 @@ def _refuse_unless_regular(name: str, mode: int) -> None:
 
 def _why_not_direct(fd: int, size: int, view: memoryview | None, forced: bool) -> str | None:
     """Why this read should not (or cannot) go by O_DIRECT; None: it should."""
-    if not _sys.HAS_O_DIRECT:
-        return "O_DIRECT is not available on this platform"
-    kind = page_cache_fs(fd)
-    if kind is not None:
-        return f"{kind} keeps files in the page cache: there is no disk DMA to gain"
+    why = _direct.refusal(fd)
+    if why is not None:
+        return why
     need = dio_alignment(fd)
-    if need.offset == 0:
-        return "the file system reports no direct I/O for this file (statx dio_offset_align 0)"
     if view is not None and not is_aligned(view, need.memory):
         return f"into is not aligned to {need.memory} bytes (zcopy.aligned_buffer gives memory that is)"
     if size == 0:

@@ -1,4 +1,5 @@
-"""`zcopy cp SRC DST`: copy a file by the best route and say which route it took."""
+"""`zcopy cp SRC DST`: copy a file by the best route and say which route it took; `-r`/`-a` and several sources
+go to cli/cptree.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ PROGRESS_MIN = 64 << 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from zcopy.routes import ROUTES
 
-    p.add_argument("src", metavar="SRC", help="file to copy")
-    p.add_argument("dst", metavar="DST", help="destination file or existing directory")
+    p.add_argument("src", metavar="SRC", nargs="+", help="file to copy (with -r or -a: also a directory tree)")
+    p.add_argument("dst", metavar="DST", help="destination file or directory (an existing one for several SRC)")
+    p.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories recursively")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="-r keeping mode, owner, times, symlinks as links, hard links, xattrs (as cp -a)")  # fmt: skip
+    p.add_argument("--sync", action="store_true",
+                   help="make the copy durable before exiting (a tree: one syncfs at the end, not an fsync a file)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads copying a tree's files (default 4); 1 copies one file at a time")
     p.add_argument("--route", choices=ROUTES, help="force one route (fails instead of falling back)")
     p.add_argument("--no-fallback", action="store_true", help="use only the best route for this pair, or fail")
     p.add_argument("--metadata", "-p", action="store_true", help="also copy mode and access/modify times")
@@ -36,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from zcopy.dest import DestinationRefused
     from zcopy.fastcopy import copy_result
 
-    src, dst = args.src, args.dst
+    if args.recursive or args.archive or len(args.src) > 1 or args.threads is not None:
+        from zcopy.cli import cptree
+
+        return cptree.run(args)
+    src, dst = args.src[0], args.dst
     if not os.path.exists(src):
         raise UserError(f"{src}: no such file")
     if os.path.isdir(src):
-        raise UserError(f"{src}: is a directory (cp copies one file)")
+        raise UserError(f"{src}: is a directory (-r not specified; -r or -a copies a tree)")
     if not os.path.isfile(src):
         raise UserError(f"{src}: not a regular file")
     parent = os.path.dirname(os.path.abspath(dst)) if not os.path.isdir(dst) else dst
@@ -65,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{exc.strerror or exc}: {exc.filename or into}; {into}: {left}") from None
     finally:
         bar.close()
+    if args.sync and moved.dst_kind == "file":
+        fd = os.open(into, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     wall = time.perf_counter() - t0
     summary = {
         "src": src,

@@ -18,6 +18,7 @@ from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
 from zcopy.routes._base import CPU, DMA, REF, CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes.direct_writer import DirectWriter
 
 _MODULES: dict[str, ModuleType] = {
     m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, direct, readwrite)
@@ -107,6 +108,12 @@ def plan(
             why = f"on_chunk needs the bytes in a user buffer; {n} moves them inside the kernel"
         out.append((n, why))
     return out
+
+
+def direct_refusal(fd: int) -> str | None:
+    """Why the direct route cannot (or should not) write or read this open regular file, or None when it can
+    (routes.direct.refusal: no O_DIRECT here, a page-cache file system, no direct I/O reported)."""
+    return direct.refusal(fd)
 
 
 def require(route: str | None, src_kind: str, dst_kind: str) -> None:
@@ -268,6 +275,6 @@ def _run(
 
 # GiveUp stays private (in _base): it never leaves move(). CPU/DMA/REF name a copy model's hop kinds.
 __all__ = [
-    "COPY_MODELS", "CPU", "DMA", "REF", "ROUTES", "CopyModel", "Hop", "Moved", "copy_model", "kind_of", "move", "plan",
-    "require",
+    "COPY_MODELS", "CPU", "DMA", "REF", "ROUTES", "CopyModel", "DirectWriter", "Hop", "Moved", "copy_model",
+    "direct_refusal", "kind_of", "move", "plan", "require",
 ]

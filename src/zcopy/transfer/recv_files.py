@@ -16,8 +16,6 @@ import struct
 import time
 
 from zcopy import FileChannel, _sys, routes
-from zcopy.aligned import aligned_buffer, dio_alignment, page_cache_fs
-from zcopy.routes import direct as direct_route
 from zcopy.transfer import checksum, hashing, names
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
@@ -43,12 +41,6 @@ MODE_MASK = 0o7777 & ~(0o4000 | 0o2000)
 # struct flock on 64-bit Linux (as zcopy.channel packs it): an exclusive lock on the whole file.
 _WRLOCK = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
 _SETLK = _sys.F_OFD_SETLK if _sys.F_OFD_SETLK is not None else fcntl.F_SETLK
-
-
-def _pwrite_all(fd: int, view: memoryview, pos: int) -> None:
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], pos + done)
 
 
 def _create_locked(partial: bytes, parent: int, shown: str) -> int:
@@ -93,7 +85,6 @@ class Files:
         self.route = route
         self.received: set[int] = set()
         self.trailers = 0  # TRAILERs and BATCH items received: DONE must carry the same count
-        self.dbuf: memoryview | None = None  # the aligned buffer of TLS → O_DIRECT bodies, made on first use
 
     def _claim(self, index: int) -> p.Entry:
         if index >= len(self.entries) or not self.entries[index].is_file or index in self.received:
@@ -215,8 +206,7 @@ class Files:
         pwrite through the page cache, hashed in the buffer)."""
         if self.route is not None:
             return "splice" if self.plain else "copy"
-        if not self.cache and _sys.HAS_O_DIRECT and page_cache_fs(ch.fileno()) is None \
-                and dio_alignment(ch.fileno()).offset:
+        if not self.cache and routes.direct_refusal(ch.fileno()) is None:
             return "direct"
         return "splice" if self.plain else "copy"
 
@@ -274,58 +264,37 @@ class Files:
         return n
 
     def _tls_direct(self, ch: FileChannel, pos: int, size: int, shown: str, hasher: checksum.Hasher | None) -> int:
-        """TLS into an aligned buffer (decrypted there: the one CPU copy), hashed there, written with O_DIRECT:
-        the page cache never holds the file. Unaligned heads and the short tail go through the page cache."""
+        """TLS into an aligned buffer of a routes.DirectWriter (decrypted there: the one CPU copy), hashed there, and
+        DMA'd to the disk by the writer's helper thread while the next buffer is received: the page cache never
+        holds the file. Unaligned heads and the short tail go through the page cache; if the file system refuses
+        the first O_DIRECT write after all, the rest goes through it too, and the route says readwrite."""
         assert hasher is not None
-        if self.dbuf is None:
-            self.dbuf = aligned_buffer(direct_route.CHUNK)
-        buf = self.dbuf
-        fd = ch.fileno()
-        align = dio_alignment(fd).offset
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL) & ~_sys.O_DIRECT
         res = self.result
-        direct = True
+        w = routes.DirectWriter(ch.fileno(), salvage=True)
         try:
-            while self.st.dec.body_remaining:
-                mis = pos % align
-                want = min(self.st.dec.body_remaining, align - mis if mis else len(buf))
-                got = 0
-                while got < want:
-                    n = self.st.sock.recv_into(buf[got:want], want - got)
-                    if n == 0:
-                        break
-                    got += n
-                if got:
-                    hasher.update(buf[:got])
-                    whole = 0 if mis else got // align * align
-                    if whole and direct:
-                        try:
-                            fcntl.fcntl(fd, fcntl.F_SETFL, flags | _sys.O_DIRECT)
-                            try:
-                                _pwrite_all(fd, buf[:whole], pos)
-                            finally:
-                                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-                        except OSError as exc:
-                            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                                raise
-                            # The file system refused O_DIRECT after all (its reported alignment was a guess):
-                            # the rest of this file goes through the page cache, and the route says so.
-                            direct = False
-                    if whole and not direct:
-                        _pwrite_all(fd, buf[:whole], pos)  # (again, if a refused direct write got partway)
-                    if got > whole:
-                        _pwrite_all(fd, buf[whole:got], pos + whole)
-                    route = "direct" if direct else "readwrite"
-                    res.routes[route] = res.routes.get(route, 0) + got
-                    res.bytes += got
-                    res.user_bytes += 2 * got  # in (decrypted) and out (by DMA or write) of user space
-                    self.st.dec.skip_body(got)
-                    pos += got
-                if got < want:
-                    raise ConnectionDropped(f"the sender went away during {shown}: {pos} of {size} bytes "
-                                            "kept for --resume")
+            with w:
+                while self.st.dec.body_remaining:
+                    view = w.buffer(pos, self.st.dec.body_remaining)
+                    got = 0
+                    while got < len(view):
+                        n = self.st.sock.recv_into(view[got:], len(view) - got)
+                        if n == 0:
+                            break
+                        got += n
+                    hasher.update(view[:got])
+                    w.submit(view[:got], pos)
+                    if got:
+                        route = "readwrite" if w.refused else "direct"
+                        res.routes[route] = res.routes.get(route, 0) + got
+                        res.bytes += got
+                        res.user_bytes += 2 * got  # in (decrypted) and out (by DMA or write) of user space
+                        self.st.dec.skip_body(got)
+                        pos += got
+                    if got < len(view):
+                        raise ConnectionDropped(f"the sender went away during {shown}: {pos} of {size} bytes "
+                                                "kept for --resume")
         except OSError as exc:
-            exc.bytes_moved = 0  # type: ignore[attr-defined]  # pos already counts what landed
+            exc.bytes_moved = w.landed()  # type: ignore[attr-defined]  # on the disk, from `start`: the helper has stopped
             raise
         return pos
 

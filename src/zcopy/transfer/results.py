@@ -28,6 +28,8 @@ class SendResult:
     routes: dict[str, int] = field(default_factory=dict)
     receiver: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    via: str = "direct"  # "relay" when the bytes went through `zcopy relay`
+    code: str = ""  # the short code, through a relay
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,7 @@ class SessionResult:
     peer: str = ""
     files: int = 0
     dirs: int = 0
+    bytes_total: int = 0  # what the manifest announced (file bodies), known once it has arrived
     links: int = 0
     skipped: int = 0
     bytes: int = 0
@@ -58,6 +61,7 @@ class SessionResult:
     seconds: float = 0.0
     error: str | None = None
     error_code: int = 0
+    via: str = "direct"  # "relay" when the bytes came through `zcopy relay`
 
     @property
     def ok(self) -> bool:
@@ -67,4 +71,29 @@ class SessionResult:
         return asdict(self)
 
 
-__all__ = ["SendResult", "SessionResult"]
+# The routes that move a body without copying it into user space, per side. The sender's sendfile: the file's
+# pages go to the socket by reference. The receiver's splice (only with `recv --cache`): no copy into user space,
+# one CPU copy in the kernel (socket buffer → pipe → page cache). The receiver's default, direct, makes one CPU
+# copy (socket → its buffer, hashed there) and then DMA to the disk: zero page-cache copies, but not zero-copy.
+ZERO_COPY_ROUTES = {"sender": frozenset({"sendfile"}), "receiver": frozenset({"splice"})}
+
+
+def zero_copy(side: str, routes: object, encryption: object) -> bool | None:
+    """Whether every body byte one side moved went by its zero-copy route: None when it moved none (nothing to
+    claim) or its report is missing; False when encrypted (TLS copies every byte through user space)."""
+    if not isinstance(routes, dict):
+        return None
+    moved = {name for name, n in routes.items() if n}
+    if not moved:
+        return None
+    return encryption == "none" and moved <= ZERO_COPY_ROUTES[side]
+
+
+def session_zero_copy(sender: bool | None, receiver: bool | None) -> bool | None:
+    """The session's claim: zero-copy only when both sides say so; None when either has nothing to say."""
+    if sender is None or receiver is None:
+        return None
+    return sender and receiver
+
+
+__all__ = ["ZERO_COPY_ROUTES", "SendResult", "SessionResult", "session_zero_copy", "zero_copy"]

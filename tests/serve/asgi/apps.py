@@ -256,6 +256,15 @@ async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/raw/bad-header":
         await _start(send, 200, [(b"x-bad", b"a\r\nInjected: yes")])
         return
+    if path == "/raw/never":
+        # Never answers and never asks: only the server can notice that the client has gone.
+        EVENTS.append("never")
+        await asyncio.Event().wait()
+    if path == "/raw/late":
+        # Answers after a short while without looking at receive(): a half-closed client still gets it.
+        await asyncio.sleep(float(query or "0.3"))
+        await _text(send, b"late but here")
+        return
     if path == "/raw/echo-header":
         # An app that echoes input into a header (a redirect, a filename): the query string is the value.
         from urllib.parse import unquote_to_bytes

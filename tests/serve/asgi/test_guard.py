@@ -21,13 +21,15 @@ UPGRADE = (
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 MAX_CONNECTIONS = 8
+WS_MAX = 1 << 16
 
 
 @pytest.fixture(scope="module", params=LOOPS)
 def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """A server of its own (its EVENTS and fds are this module's) with a small --max-connections."""
     data = make_data(tmp_path_factory.mktemp("guard"))
-    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS))
+    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS), "--grace", "0.5",
+                 "--ws-max-size", str(WS_MAX))  # fmt: skip
     yield s
     s.stop()
 
@@ -143,3 +145,76 @@ def test_upgrade_token_in_a_list(server: AppServer, connection: bytes) -> None:
     with server.connect() as s:
         s.sendall(head)
         assert recv_head(s)[0] == 101
+
+
+# -- F5: a FIN while the app has not answered ---------------------------------------------------------------
+def test_fin_while_the_app_never_answers_releases_the_connection(guarded: AppServer) -> None:
+    assert get_state(guarded) == 200
+    base = fds(guarded)
+    before = events(guarded).count("never")
+    n = MAX_CONNECTIONS + 2  # more than the server holds at once: the first ones must be let go
+    socks = []
+    for i in range(n):
+        s = guarded.connect()
+        s.sendall(b"GET /raw/never HTTP/1.1\r\nHost: x\r\n\r\n")
+        if i % 2:
+            s.close()  # FIN, and gone
+        else:
+            s.shutdown(socket.SHUT_WR)  # FIN, still reading: the server must end it
+            socks.append(s)
+    for s in socks:
+        assert read_until_close(s, 30) == b""
+        s.close()
+    assert settle(lambda: events(guarded).count("never") - before == n), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+    assert get_state(guarded) == 200
+
+
+def test_half_closed_client_still_gets_a_prompt_answer(guarded: AppServer) -> None:
+    with guarded.connect() as s:
+        s.sendall(b"GET /raw/late?0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        out = read_until_close(s)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"late but here"), out
+
+
+# -- WebSocket frame abuse -----------------------------------------------------------------------------------
+def frame(opcode: int, payload: bytes, fin: bool) -> bytes:
+    """One client frame (masked, as RFC 6455 §5.3 requires), payload < 126 bytes."""
+    mask = b"\x11\x22\x33\x44"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + body
+
+
+def close_code(sock: socket.socket, buf: bytes) -> int:
+    """Read server frames until a close frame; its status code."""
+    while True:
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed without a close frame: {buf[:40]!r}")
+            buf += chunk
+        n = buf[1] & 0x7F
+        assert n < 126, "this helper reads short frames only"
+        if buf[0] & 0x0F == 8:
+            return int.from_bytes(buf[2:4], "big")
+        buf = buf[2 + n :]
+
+
+def test_empty_continuation_frames_are_bounded(guarded: AppServer) -> None:
+    from zcopy.serve.asgi.websocket import max_frames
+
+    limit = max_frames(WS_MAX)
+    with guarded.connect() as s:
+        s.sendall(UPGRADE % b"/ws")
+        st, _, rest = recv_head(s)
+        assert st == 101
+        s.sendall(frame(1, b"a", False) + frame(0, b"", False) * (limit + 10))
+        assert close_code(s, rest) == 1009
+    with guarded.connect() as s:  # below the bound, a fragmented message is whole
+        s.sendall(UPGRADE % b"/ws")
+        st, _, rest = recv_head(s)
+        s.sendall(frame(1, b"a", False) + frame(0, b"", False) * (limit - 10) + frame(0, b"b", True))
+        s.sendall(frame(1, b"close:1000", True))
+        got = read_until_close(s)
+    assert b"ab" in rest + got
