@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--handshake-timeout", type=float, help="TLS: seconds from accept to a finished handshake (default: header)"
     )
     parser.add_argument(
+        "--body-timeout", type=float, help="--app: seconds between two pieces of a request body (default: header)"
+    )
+    parser.add_argument(
         "--keepalive-timeout", "--timeout-keep-alive", dest="keepalive_timeout", type=float, default=30.0,
         help="idle keep-alive seconds",
     )  # fmt: skip
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     server_kwargs = _pick(
         args, "header_timeout", "handshake_timeout", "keepalive_timeout", "send_timeout", "max_connections",
-        "max_header_bytes", "disk_threads",
+        "max_header_bytes", "disk_threads", "body_timeout",
     )  # fmt: skip
     app = None
     if args.app is not None:
