@@ -85,7 +85,9 @@ class Exchange:
         self.method = method
         self.target = target
         self.http10 = http10
-        self.response = ResponseCycle(head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive)
+        self.response = ResponseCycle(
+            head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive, defaults=conn.head_defaults
+        )
         self.body: list[bytes] = []
         self.body_size = 0
         self.complete = False  # the whole request body has been parsed
@@ -212,11 +214,12 @@ class Connection(H1Reader):
         config = host.app_config
         assert config is not None
         self.config = config
+        self.head_defaults = config.head
         self.app = config.app
         self.client = client
         self.server_addr = server
         self.scheme = scheme
-        self.peer = client[0] if client else "-"
+        self.peer = _peer(client)
         self.exchanges: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
@@ -532,7 +535,7 @@ class Connection(H1Reader):
         log = self.host.access_log
         if log is not None:
             version = b"1.0" if ex.http10 else b"1.1"
-            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route)
+            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route, ex.scope)
         if self.closed:
             return
         if resp.short:
@@ -621,6 +624,11 @@ async def _quietly(aw: Any) -> None:
     """Best effort (a reject or close frame to a peer that may be gone)."""
     with contextlib.suppress(OSError):
         await aw
+
+
+def _peer(client: scopes.Addr) -> str:
+    """The client as error lines name it: ``host:port`` (uvicorn's form), "-" on a unix socket."""
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 def _show(target: bytes) -> str:
@@ -792,7 +800,7 @@ class TLSConnection(Connection, asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self.peer = self.client[0] if self.client else "-"
+        self.peer = _peer(self.client)
         self.host.adopt(self)
 
     def data_received(self, data: bytes) -> None:
