@@ -14,7 +14,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SCRIPTS = ["core", "direct", "lab", "transfer", "replace", "serve", "asgi"]  # in this order; missing ones are skipped
+# In this order; missing ones are skipped.
+SCRIPTS = ["core", "direct", "tree", "lab", "transfer", "replace", "serve", "asgi"]
 
 HEADER = """# Benchmarks
 

@@ -3,9 +3,10 @@ over 127.0.0.1.
 
 Side by side in one run, warm page cache, medians of N rounds with the contenders' order shuffled each round.
 Three parts (--only picks one; each stays under the 12-minute bench-lock budget on its own):
-- plain: the zero-copy path (`--plain`): the measured side runs in this process pinned to CPU 0 (CPU = that
-  thread's user+sys, RUSAGE_THREAD); the peer is a separate process pinned to CPU 1. Checksums are excluded from
-  the CPU ratios (--checksum none) and their cost is reported separately, per algorithm. Every receiver fsyncs.
+- plain: `--plain` (sender by sendfile; receiver by O_DIRECT, or splice with --cache): the measured side runs in
+  this process pinned to CPU 0 (CPU = that thread's user+sys, RUSAGE_THREAD); the peer is a separate process
+  pinned to CPU 1. Checksums are excluded from the CPU ratios (--checksum none) and their cost is reported
+  separately, per algorithm. Every receiver fsyncs.
 - tree: 20,000 x 4 KiB files in 100 directories, zcopy (TLS and --plain) against tar c | nc -> nc | tar x.
 - scp: one large file, zcopy encrypted vs --plain vs scp to an sshd on 127.0.0.1 (installed with apt if missing).
 Usage: python bench/transfer.py [--quick] [--only plain|tree|scp] [--size BYTES] [--rounds N] [--out FILE.md]
@@ -667,7 +668,7 @@ def plain_section(tmp: str, size: int, rounds: int, have_nc: bool, cmd: str) -> 
     # contender uses only a handful of ticks, so the ratios are coarse.
     coarse = ("\n**Coarse:** at this size each CPU figure is a few scheduler ticks; the 1 GiB run is the measurement."
               if size < 256 * MiB else "")
-    return f"""### `--plain`: the zero-copy path
+    return f"""### `--plain`: sender by sendfile (zero-copy); receiver by O_DIRECT or, with --cache, splice
 
 Command: `{cmd}` (one {size / MiB:.0f} MiB file over 127.0.0.1, warm page cache, {rounds} rounds, order shuffled
 per round, medians; measured side on CPU 0, CPU = its thread's user+sys (RUSAGE_THREAD); peer process on CPU 1;

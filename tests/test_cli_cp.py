@@ -72,3 +72,14 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     finally:
         os.close(w)
     assert p.returncode == 141 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_cp_empty_file_by_the_first_route_without_a_fallback(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    for extra in ([], ["--no-fallback"], ["--route", "copy_file_range"]):
+        dst = tmp_path / f"out{len(extra)}"
+        r = zcopy("cp", str(tmp_path / "empty"), str(dst), "--json", *extra)
+        assert r.returncode == 0, (extra, r.stderr)
+        out = json.loads(r.stdout)
+        assert (out["bytes"], out["route"], out["skipped"]) == (0, "copy_file_range", []), extra
+        assert dst.read_bytes() == b""

@@ -311,7 +311,7 @@ def test_strace_shows_o_direct_and_no_page_cache_body(ddir: Path) -> None:
 
     if not shutil.which("strace"):
         pytest.skip("strace is not installed")
-    size = direct.CHUNK + 4096 * 3 + 100
+    size = 3 * direct.CHUNK + 4096 * 3 + 100  # several blocks: the writer's helper thread writes most of them
     make_file(ddir / "src", size)
     code = f"""
 from zcopy import FileChannel, read_file
@@ -321,9 +321,15 @@ with FileChannel.open({str(ddir / "src")!r}, direct=True) as ch:
     pass
 """
     trace = ddir / "trace"
-    subprocess.run(["strace", "-f", "-o", str(trace), "-e", "trace=openat,fcntl,preadv2,pwrite64,read,write",
-                    sys.executable, "-c", code], check=True, capture_output=True)  # fmt: skip
-    lines = trace.read_text().splitlines()
+    # One file per thread (-ff: no call split across lines), merged in time order (-ttt): the flag is per open
+    # file, set by one thread and used by another.
+    subprocess.run(["strace", "-f", "-ff", "-ttt", "-o", str(trace), "-e",
+                    "trace=openat,fcntl,preadv2,pwrite64,read,write", sys.executable, "-c", code],
+                   check=True, capture_output=True)  # fmt: skip
+    files = list(ddir.glob("trace.*"))
+    lines = [ln.split(" ", 1)[1] for ln in sorted(
+        (ln for f in files for ln in f.read_text().splitlines() if ln[:1].isdigit() and " " in ln),
+        key=lambda ln: float(ln.split(" ", 1)[0]))]  # fmt: skip
     assert any("openat(" in ln and "src" in ln and "O_DIRECT" in ln for ln in lines)  # direct=True open flags
     direct_on: dict[str, bool] = {}
     body = tail = 0
@@ -339,6 +345,7 @@ with FileChannel.open({str(ddir / "src")!r}, direct=True) as ch:
                 body += n
             else:
                 tail += n
+    assert len(files) >= 2  # the writes overlapped the reads: a helper thread made some of them
     # The aligned body moved only while O_DIRECT was on; only the partial last block went through the page cache.
     assert body == 2 * (size - size % a)
     assert tail == 2 * (size % a)
@@ -486,3 +493,137 @@ def test_hook_sees_each_byte_once_when_a_nonblocking_socket_takes_part(ddir: Pat
     sink.wait()
     assert bytes(sink.data) == data
     assert len(seen) == len(data) and bytes(seen) == data
+
+
+# ---------------------------------------------------------------- failures in the middle of the overlapped pipeline
+
+
+def _no_helper_left() -> bool:
+    from zcopy.routes.direct_writer import THREAD_NAME
+
+    return not [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("side", ["read", "write"])
+def test_eio_mid_pipeline_raises_with_bytes_moved(ddir: Path, monkeypatch: pytest.MonkeyPatch, side: str) -> None:
+    """EIO injected at the syscall boundary (os.preadv / os.pwrite) on the 3rd O_DIRECT call of one side, while the
+    other side runs ahead: raised with bytes_moved = what is on the disk, in order; no thread or fd left."""
+    size = 4 * direct.CHUNK + 5
+    (ddir / "src").write_bytes(data := os.urandom(size))
+    fds = _open_fds()
+    with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "w") as dst:
+        watched = src.fileno() if side == "read" else dst.fileno()
+        real = os.preadv if side == "read" else os.pwrite
+        calls = []
+
+        def fake(fd: int, buf: object, pos: int) -> int:
+            if fd == watched and _flags(fd) & os.O_DIRECT:
+                calls.append(pos)
+                if len(calls) == 3:
+                    raise OSError(errno.EIO, "injected EIO")
+            return real(fd, buf, pos)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "preadv" if side == "read" else "pwrite", fake)
+        before = (_flags(src.fileno()), _flags(dst.fileno()))
+        with pytest.raises(OSError) as exc:
+            src.transfer_to(0, size, dst, route="direct")
+        monkeypatch.undo()
+        assert (_flags(src.fileno()), _flags(dst.fileno())) == before
+    assert exc.value.errno == errno.EIO
+    moved = exc.value.bytes_moved  # type: ignore[attr-defined]
+    assert moved == 2 * direct.CHUNK  # two blocks landed before the failed call, none after it
+    assert (ddir / "dst").read_bytes()[:moved] == data[:moved]
+    assert _no_helper_left() and _open_fds() == fds
+
+
+def test_enospc_mid_pipeline_leaves_nothing_running(ddir: Path) -> None:
+    with small_ext4(16) as fs:
+        (ddir / "src").write_bytes(data := os.urandom(24 * MiB))
+        fds = _open_fds()
+        with FileChannel.open(ddir / "src") as src, FileChannel.open(fs / "dst", "w") as dst, \
+                pytest.raises(OSError) as exc:  # fmt: skip
+            src.transfer_to(0, 24 * MiB, dst, route="direct")
+        assert exc.value.errno == errno.ENOSPC
+        moved = exc.value.bytes_moved  # type: ignore[attr-defined]
+        assert 0 < moved < 16 * MiB and (fs / "dst").read_bytes()[:moved] == data[:moved]
+        assert _no_helper_left() and _open_fds() == fds
+
+
+def test_short_read_mid_pipeline_is_truncation(ddir: Path) -> None:
+    size = 4 * direct.CHUNK
+    (ddir / "src").write_bytes(data := os.urandom(size))
+    shrunk = []
+
+    def shrink(view: memoryview) -> None:
+        if not shrunk:  # after the first block was read; the writer has it while the next reads come short
+            os.truncate(ddir / "src", 2 * direct.CHUNK + 4096 + 10)
+            shrunk.append(1)
+
+    with FileChannel.open(ddir / "src") as src, FileChannel.open(ddir / "dst", "w") as dst, \
+            pytest.raises(TruncatedFileError) as exc:  # fmt: skip
+        src.transfer_to(0, size, dst, route="direct", on_chunk=shrink)
+    assert exc.value.bytes_moved == 2 * direct.CHUNK + 4096 + 10
+    assert (ddir / "dst").read_bytes() == data[: 2 * direct.CHUNK + 4096 + 10]
+    assert _no_helper_left()
+
+
+@pytest.mark.parametrize("size", [3 * direct.CHUNK + 7, 5 * direct.STREAM_CHUNK + 4096])
+def test_overlap_bytes_identical_random_data(ddir: Path, size: int) -> None:
+    """Random bytes (make_file's pattern repeats every 64 KiB and would hide a block written at the wrong place),
+    file → file and socket → file, through several buffers."""
+    (ddir / "src").write_bytes(data := os.urandom(size))
+    with observe() as obs:
+        zcopy.copy(ddir / "src", ddir / "dst", route="direct")
+    assert (ddir / "dst").read_bytes() == data
+    op = obs.operations[0]
+    assert op.route == "direct" and op.user_bytes == 2 * (size % dio_offset(ddir / "src"))
+    assert op.syscalls["pwrite64"] >= size // direct.CHUNK
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+    sender.start()
+    try:
+        with FileChannel.open(ddir / "rx", "w") as dst:
+            assert dst.transfer_from(s, 0, size, route="direct") == size
+    finally:
+        sender.join()
+        c.close()
+        s.close()
+    assert (ddir / "rx").read_bytes() == data
+    assert _no_helper_left()
+
+
+def test_socket_source_refused_at_the_first_dma_write_is_salvaged(ddir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that takes the flag and refuses the write (EINVAL): the received bytes cannot be read again,
+    so they land through the page cache and the next route continues after them; direct is skipped with why."""
+    size = 3 * direct.STREAM_CHUNK + 11
+    data = os.urandom(size)
+    real = os.pwrite
+
+    def refuse(fd: int, buf: memoryview, pos: int) -> int:
+        if _flags(fd) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "injected EINVAL")
+        return real(fd, buf, pos)
+
+    monkeypatch.setattr(os, "pwrite", refuse)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+    sender.start()
+    try:
+        with FileChannel.open(ddir / "dst", "w") as dst:
+            moved = routes.move(s.fileno(), dst.fileno(), None, size, dst_offset=0, prefer="direct", wait=True)
+    finally:
+        sender.join()
+        c.close()
+        s.close()
+    assert moved.nbytes == size and moved.route != "direct"
+    assert moved.skipped[0][0] == "direct" and "refused an aligned O_DIRECT write" in moved.skipped[0][1]
+    assert (ddir / "dst").read_bytes() == data
+    assert _no_helper_left()

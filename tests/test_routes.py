@@ -375,6 +375,62 @@ def test_procfs_file_is_copied_by_a_reading_route(tmp_path: Path) -> None:
     assert b"[stack]" in (tmp_path / "dst").read_bytes()
 
 
+@pytest.mark.parametrize("route", [None, "copy_file_range", "sendfile", "splice", "mmap", "readwrite"])
+def test_empty_file_moves_by_the_first_route_without_a_fallback(tmp_path: Path, route: str | None) -> None:
+    # Size 0 also describes procfs files (above); an empty regular file must not be taken for one.
+    (tmp_path / "empty").write_bytes(b"")
+    src = _open_r(tmp_path / "empty")
+    dst = os.open(tmp_path / "dst", os.O_RDWR | os.O_CREAT)
+    try:
+        m = move(src, dst, 0, 1 << 30, dst_offset=0, route=route)
+        first = move(src, dst, 0, 1 << 30, dst_offset=0, fallback=False)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (m.nbytes, m.skipped) == (0, []) and m.route == (route or "copy_file_range")
+    assert (first.nbytes, first.route, first.skipped) == (0, "copy_file_range", [])
+
+
+@pytest.mark.parametrize("case", ["src write-only", "dst read-only", "offset on a pipe"])
+def test_a_bad_fd_is_the_callers_bug_raised_by_the_first_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    # EBADF/ESPIPE are not "cannot do this pair": no other route may be tried after them.
+    from zcopy.routes import readwrite as readwrite_mod
+
+    tried: list[str] = []
+    for mod in (cfr_mod, sendfile_mod, splice_mod, readwrite_mod):
+        monkeypatch.setattr(mod, "move", lambda *a, _m=mod, _f=mod.move, **k: (tried.append(_m.NAME), _f(*a, **k))[1])
+    make_file(tmp_path / "src", 10_000)
+    fds = [os.open(tmp_path / "src", os.O_WRONLY if case == "src write-only" else os.O_RDONLY),
+           os.open(tmp_path / "dst", os.O_RDONLY | os.O_CREAT if case == "dst read-only" else os.O_RDWR | os.O_CREAT)]
+    r, w = os.pipe()
+    fds += [r, w]
+    os.write(w, b"x" * 100)
+    src = r if case == "offset on a pipe" else fds[0]
+    want = errno.ESPIPE if case == "offset on a pipe" else errno.EBADF
+    try:
+        with pytest.raises(OSError) as ei:
+            move(src, fds[1], 5 if src == r else 0, 100, dst_offset=0)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert ei.value.errno == want and len(tried) == 1, tried
+
+
+def test_copy_file_range_gives_up_on_an_o_append_target(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "src", 10_000)
+    src = _open_r(tmp_path / "src")
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        m = move(src, dst, 0, 10_000)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert m.skipped[0] == ("copy_file_range", "EBADF, copy_file_range refuses an O_APPEND target")
+    assert (tmp_path / "dst").read_bytes() == data
+
+
 # --- truncation ------------------------------------------------------------------------------------------------
 
 
@@ -604,3 +660,12 @@ def test_require_checks_a_forced_route_up_front() -> None:
         routes.require("copy_file_range", "file", "socket")
     with pytest.raises(ValueError, match="unknown route"):
         routes.require("teleport", "file", "file")
+
+
+def test_public_names_are_public_and_private_ones_stay_in_their_module() -> None:
+    # GiveUp never leaves move(); the hop kinds a copy model names are what lab/ and callers draw with.
+    assert "GiveUp" not in routes.__all__ and {"CPU", "DMA", "REF", "CopyModel", "Hop"} <= set(routes.__all__)
+    src = Path(routes.__file__).parent.parent
+    outside = [str(p.relative_to(src)) for p in src.rglob("*.py")
+               if p.parent.name != "routes" and "routes._base" in p.read_text()]
+    assert outside == []

@@ -19,11 +19,13 @@ _WHERE = {
     "ClosedChannelError": "zcopy.errors",
     "NonReadableChannelError": "zcopy.errors",
     "NonWritableChannelError": "zcopy.errors",
+    "NotRegularFileError": "zcopy.errors",
     "OverlappingFileLockError": "zcopy.errors",
     "RouteUnavailable": "zcopy.errors",
     "TruncatedFileError": "zcopy.errors",
     "ZeroCopyError": "zcopy.errors",
     "copy": "zcopy.fastcopy",
+    "copytree": "zcopy.tree",
     "aligned_buffer": "zcopy.aligned",
     "read_file": "zcopy.readfile",
     "MapMode": "zcopy.mapped",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
         ClosedChannelError,
         NonReadableChannelError,
         NonWritableChannelError,
+        NotRegularFileError,
         OverlappingFileLockError,
         RouteUnavailable,
         TruncatedFileError,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from zcopy.fastcopy import copy
     from zcopy.mapped import MapMode, MappedBuffer
     from zcopy.readfile import read_file
+    from zcopy.tree import copytree
 
 
 # Eager, unlike the rest: the class `observe` shares its name with its module, and importing the submodule sets
@@ -74,6 +78,7 @@ __all__ = [
     "MappedBuffer",
     "NonReadableChannelError",
     "NonWritableChannelError",
+    "NotRegularFileError",
     "OverlappingFileLockError",
     "RouteUnavailable",
     "SocketChannel",
@@ -82,6 +87,7 @@ __all__ = [
     "__version__",
     "aligned_buffer",
     "copy",
+    "copytree",
     "observe",
     "read_file",
 ]

@@ -12,11 +12,12 @@ import asyncio
 import os
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from zcopy import _sys
 from zcopy import observe as _observe  # not `from zcopy.observe import`: that rebinds zcopy.observe to the module
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice, Part
 
 # nginx sendfile_max_chunk default (2m since 1.21.4): large enough that per-call overhead vanishes against the
 # copy-free transfer, small enough that one client on loopback (~GB/s) yields the loop every ~1 ms.
@@ -24,19 +25,6 @@ MAX_CHUNK = 2 << 20
 
 # Linux: MSG_MORE = 0x8000 (socket.h); on other systems we send without it (head and body may leave apart).
 MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
-
-
-@dataclass(slots=True)
-class FileSlice:
-    """``count`` bytes of file descriptor ``fd`` from ``offset``, to be sent by sendfile; ``name`` for errors."""
-
-    fd: int
-    offset: int
-    count: int
-    name: str = "file"
-
-
-Part = bytes | FileSlice
 
 
 class Outbox:
@@ -48,14 +36,19 @@ class Outbox:
 
     __slots__ = (
         "_blocked",
+        "_chunk",
         "_extra",
         "_i",
         "_pos",
         "_sock",
         "body_bytes",
+        "cold",
         "copied",
+        "disk_chunks",
+        "disk_wait_s",
         "max_chunk",
         "parts",
+        "probe",
         "route",
         "sendfiles",
         "sends",
@@ -63,7 +56,13 @@ class Outbox:
         "sock_fd",
     )
 
-    def __init__(self, sock: socket.socket, parts: list[Part], max_chunk: int = MAX_CHUNK) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        parts: list[Part],
+        max_chunk: int = MAX_CHUNK,
+        probe: Callable[[int, int, int], bool] | None = None,
+    ) -> None:
         self._sock = sock
         self.sock_fd = sock.fileno()
         self.parts = parts
@@ -80,6 +79,13 @@ class Outbox:
         self.route = "sendfile"
         self.copied = 0  # bytes a fallback route moved through user space
         self._extra: dict[str, int] = {}
+        # probe(fd, offset, count): may this chunk be sent without waiting for the disk? When it says no, pump()
+        # stops with ``cold`` set, and the caller sends that chunk elsewhere (serve/transport.py: a disk thread).
+        self.probe = probe
+        self.cold = False
+        self._chunk = 0
+        self.disk_chunks = 0  # chunks that went by sendfile in a disk thread
+        self.disk_wait_s = 0.0  # how long they took, queue included
 
     @property
     def syscalls(self) -> dict[str, int]:
@@ -107,6 +113,7 @@ class Outbox:
         budget = self.max_chunk
         parts = self.parts
         self._blocked = False
+        self.cold = False
         while self._i < len(parts):
             part = parts[self._i]
             more = self._i + 1 < len(parts)
@@ -136,9 +143,14 @@ class Outbox:
                         self._blocked = True
                         return False
                 else:
+                    count = min(left, budget)
+                    if self.probe is not None and not self.probe(part.fd, part.offset + self._pos, count):
+                        self.cold = True
+                        self._chunk = count
+                        return False
                     self.sendfiles += 1
                     try:
-                        n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, min(left, budget))
+                        n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, count)
                     except (BlockingIOError, InterruptedError):
                         self._blocked = True
                         return False
@@ -161,6 +173,34 @@ class Outbox:
             self._i += 1
             self._pos = 0
         return True
+
+    def cold_chunk(self) -> tuple[FileSlice, int]:
+        """After pump() stopped with ``cold``: the file slice and how many bytes of it (from ``position``) to send."""
+        part = self.parts[self._i]
+        assert self.cold and isinstance(part, FileSlice)
+        return part, self._chunk
+
+    @property
+    def position(self) -> int:
+        """How far into the current part sending has got."""
+        return self._pos
+
+    def advance_cold(self, n: int) -> None:
+        """Account for the sendfile of the cold chunk done elsewhere: ``n`` bytes, or -1 (the socket was full)."""
+        part, _ = self.cold_chunk()
+        self.cold = False
+        self.sendfiles += 1
+        if n < 0:
+            self._blocked = True
+            return
+        if n == 0:
+            raise TruncatedFileError(part.name, part.offset + self._pos, part.offset + part.count, self._pos)
+        self.body_bytes += n
+        self.sent += n
+        self._pos += n
+        if self._pos >= part.count:
+            self._i += 1
+            self._pos = 0
 
     def _fallback(self, part: FileSlice, count: int) -> int:
         """Move by the core's route table (never sendfile again); -1 when the socket would block."""
@@ -192,6 +232,7 @@ class Outbox:
             syscalls=self.syscalls,
             user_bytes=self.sent - self.body_bytes + self.copied,
             wall_s=wall_s,
+            disk_wait_s=self.disk_wait_s,
         )
 
 

@@ -43,6 +43,11 @@ class TruncatedFileError(ZeroCopyError):
         )
 
 
+class NotRegularFileError(ZeroCopyError):
+    """A whole-file operation (read_file, replace) was given a FIFO, device, directory or socket; refused before
+    the file is opened for reading, so a FIFO never blocks the caller."""
+
+
 class OverlappingFileLockError(ZeroCopyError):
     """This channel already holds a lock overlapping the requested range (Java's OverlappingFileLockException).
 

@@ -78,7 +78,7 @@ class _Syscalls(Record):
 class Operation(_Syscalls):
     """One recorded operation: what was asked (op), how it was done (route) and what it cost."""
 
-    __slots__ = ("nbytes", "op", "route", "skipped", "syscalls", "usage", "user_bytes", "wall_s")
+    __slots__ = ("disk_wait_s", "nbytes", "op", "route", "skipped", "syscalls", "usage", "user_bytes", "wall_s")
 
     def __init__(
         self,
@@ -90,6 +90,7 @@ class Operation(_Syscalls):
         wall_s: float,
         skipped: list[tuple[str, str]] | None = None,
         usage: Usage | None = None,
+        disk_wait_s: float = 0.0,
     ) -> None:
         self.op = op  # "transfer_to", "copy", "read", "force", ...
         self.route = route  # "sendfile", "splice", "readwrite", ...
@@ -99,9 +100,13 @@ class Operation(_Syscalls):
         self.wall_s = wall_s
         self.skipped = skipped if skipped is not None else []  # routes tried first and why they gave up
         self.usage = usage if usage is not None else Usage()
+        # Time the body spent waiting for the disk off the event loop (the server's cold chunks in disk threads).
+        self.disk_wait_s = disk_wait_s
 
     def as_dict(self) -> dict[str, object]:
         d = self.fields()
+        if not self.disk_wait_s:
+            del d["disk_wait_s"]  # only operations that waited for the disk say so
         d.update(self._counts())
         d["skipped"] = [list(x) for x in self.skipped]
         d["usage"] = self.usage.as_dict()
@@ -275,11 +280,13 @@ def record(
     user_bytes: int = 0,
     wall_s: float = 0.0,
     skipped: Iterable[tuple[str, str]] = (),
+    disk_wait_s: float = 0.0,
 ) -> None:
     """For tools that make their own syscalls (e.g. the HTTP server's async sendfile): report one operation."""
     obs = _active.get()
     if obs is not None:
-        obs.operations.append(Operation(op, route, nbytes, dict(syscalls or {}), user_bytes, wall_s, list(skipped)))
+        op_ = Operation(op, route, nbytes, dict(syscalls or {}), user_bytes, wall_s, list(skipped), None, disk_wait_s)
+        obs.operations.append(op_)
 
 
 class observe(Observer):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 
 from zcopy import _sys, pagecache
 from zcopy import observe as _observe
-from zcopy.aligned import aligned_buffer, dio_alignment, is_aligned, page_cache_fs
-from zcopy.errors import RouteUnavailable, TruncatedFileError
+from zcopy.aligned import aligned_buffer, dio_alignment, is_aligned
+from zcopy.errors import NotRegularFileError, RouteUnavailable, TruncatedFileError
 from zcopy.routes import direct as _direct
 
 # Largest single read: the kernel's cap (man 2 read), rounded down to any block size (a multiple of 1 MiB).
@@ -39,10 +40,14 @@ def read_file(
     """
     pending = _observe.begin()
     name = os.fspath(path)
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-    calls: dict[str, int] = {"openat": 1, "fstat": 1}
+    _refuse_unless_regular(name, os.stat(name).st_mode)
+    # O_NONBLOCK: should the path become a FIFO after the stat, open() still returns (regular files ignore it).
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    calls: dict[str, int] = {"newfstatat": 1, "openat": 1, "fstat": 1}
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        _refuse_unless_regular(name, st.st_mode)
+        size = st.st_size
         view = None if into is None else memoryview(into).cast("B")
         if view is not None:
             if view.readonly:
@@ -78,16 +83,21 @@ def read_file(
     return out[:n]
 
 
+def _refuse_unless_regular(name: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; read_file reads one regular file", name)
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else (
+            "a socket")
+        raise NotRegularFileError(f"{name}: not a regular file ({kind}); read_file reads regular files only")
+
+
 def _why_not_direct(fd: int, size: int, view: memoryview | None, forced: bool) -> str | None:
     """Why this read should not (or cannot) go by O_DIRECT; None: it should."""
-    if not _sys.HAS_O_DIRECT:
-        return "O_DIRECT is not available on this platform"
-    kind = page_cache_fs(fd)
-    if kind is not None:
-        return f"{kind} keeps files in the page cache: there is no disk DMA to gain"
+    why = _direct.refusal(fd)
+    if why is not None:
+        return why
     need = dio_alignment(fd)
-    if need.offset == 0:
-        return "the file system reports no direct I/O for this file (statx dio_offset_align 0)"
     if view is not None and not is_aligned(view, need.memory):
         return f"into is not aligned to {need.memory} bytes (zcopy.aligned_buffer gives memory that is)"
     if size == 0:

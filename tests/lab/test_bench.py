@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +78,7 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
                "--sample-bytes", "16K", "--dir", str(tmp_path)])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "file-file: file → file" in out and "copy_file_range MiB/s" in out
+    assert "file-file: file → file" in out and "copy_file_range" in out and "── summary" in out
 
 
 def test_cli_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,5 +92,17 @@ def test_cli_renders_from_json(tmp_path: Path, bench: dict[str, Any], capsys: py
     src.write_text(json.dumps({k: v for k, v in bench.items() if k != "_progress"}))
     assert main(["bench", "--from", str(src)]) == 0
     assert "file-socket: file → loopback socket" in capsys.readouterr().out
+    for columns in (None, "60", "200"):  # piped: 80; a terminal's $COLUMNS otherwise
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | ({"COLUMNS": columns} if columns else {})
+        r = subprocess.run([sys.executable, "-m", "zcopy", "bench", "--from", str(src)], env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        lines = r.stdout.splitlines()
+        assert r.returncode == 0 and max(map(len, lines)) <= int(columns or 80), r.stdout
+        summary = lines[lines.index(next(x for x in lines if x.startswith("── summary"))) + 1 :]
+        assert summary[0].startswith("• file-socket: small (< 64 KiB): ")  # best route per size class ...
+        assert "× readwrite's MiB/s" in r.stdout or "readwrite itself" in r.stdout  # ... against the control
+    wide = subprocess.run([sys.executable, "-m", "zcopy", "bench", "--from", str(src), "--wide"],
+                          capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    assert "sendfile CPU s/GiB" in wide and "• file-socket: small" in wide
     (tmp_path / "bad.json").write_text("{}")
     assert main(["bench", "--from", str(tmp_path / "bad.json")]) == 2

@@ -128,10 +128,17 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert list(tmp_path.iterdir()) == []  # temp dir removed without --keep
 
 
-def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path)]) == 0
+def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # as when piped, whatever terminal runs pytest
+    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path), "--wide"]) == 0
     out = capsys.readouterr().out
     for part in ("── 1. traditional", "── 3. sendfile", "── comparison", "what the numbers show", "mode switches"):
+        assert part in out
+    assert "Dirty kB before→after force" in out  # the full table
+    assert main(["tour", "--size", "1M", "--repeats", "1", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out  # 80 columns (the command to run next, on a line of its own, may be longer)
+    assert max(len(line) for line in out.splitlines()[:-1]) <= 80
+    for part in ("1. traditional", "3. sendfile", "── comparison", "what the numbers show", "see it drawn"):
         assert part in out
 
 
@@ -141,6 +148,13 @@ def test_cli_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_user_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tour", *argv]) == 2
     assert "zcopy tour: error:" in capsys.readouterr().err
+
+
+def test_cli_file_missing_or_not_regular_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in (["tour", "--file"], ["explain", "--to", "pipe"]):
+        for path, says in ((tmp_path / "missing", "no such file"), (tmp_path, "not a regular file")):
+            assert main([*cmd, str(path)]) == 2
+            assert capsys.readouterr().err.strip().endswith(f"{path}: {says}"), (cmd, path)
 
 
 def test_a_refused_route_is_reported_with_the_fallback_that_ran(tmp_path: Path) -> None:

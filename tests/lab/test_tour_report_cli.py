@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +35,57 @@ def test_report_with_json_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not [p for p in out.iterdir() if p.name.startswith(".zcopy-report-")]  # staging folder removed
 
 
-def test_text_tour_suggests_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*TINY, "--dir", str(tmp_path)]) == 0
-    last = capsys.readouterr().out.rstrip().splitlines()[-1]
-    assert last.startswith("see it drawn: zcopy tour --report DIR")
+def test_text_tour_suggests_a_command_that_runs(tmp_path: Path) -> None:
+    """As after `make tour`: the venv's zcopy started by its path, `zcopy` not on PATH. The suggested command is
+    run as printed, from the same directory, and draws the report; every line fits 80 columns (piped)."""
+    zcopy = Path(sys.executable).parent / "zcopy"
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    env.pop("COLUMNS", None)
+    assert shutil.which("zcopy", path=env["PATH"]) is None
+    args = [str(zcopy), *TINY, "--dir", str(tmp_path)]
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.rstrip().splitlines()
+    command = lines[-1].strip()  # on a line of its own, never wrapped (its paths are as long as they are)
+    assert max(len(line) for line in lines[:-1]) <= 80
+    assert command.startswith(f"{zcopy} tour --size 1M --no-cold --repeats 1 --dir ") and "--report" in command
+    r = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "tour-report" / "index.html").is_file()
+
+
+def test_invocation_names_what_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zcopy.cli.tour import invocation
+
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    script = venv_bin / "zcopy"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [".venv/bin/zcopy", "tour"])
+    assert invocation() == ".venv/bin/zcopy"  # not on PATH: its path, as typed from here
+    monkeypatch.setattr(sys, "argv", [str(script), "tour"])
+    assert invocation() == ".venv/bin/zcopy"  # absolute under the current directory: shortened
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert invocation() == "zcopy"  # PATH finds this very program
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "zcopy").write_text("#!/bin/sh\n")
+    (other / "zcopy").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}:{venv_bin}")
+    assert invocation() == ".venv/bin/zcopy"  # PATH finds another zcopy: not that one
+    monkeypatch.setattr(sys, "argv", [str(Path(zcopy_module_main())), "tour"])
+    assert invocation().endswith(" -m zcopy")
+
+
+def zcopy_module_main() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("zcopy.__main__")  # (importing it would run zcopy)
+    assert spec is not None and spec.origin is not None
+    return spec.origin
 
 
 def test_from_redraws_without_measuring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,7 +106,7 @@ def test_from_redraws_without_measuring(tmp_path: Path, capsys: pytest.CaptureFi
 def test_from_prints_the_text_tour_or_the_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tour", "--from", str(FIXTURE)]) == 0
     out = capsys.readouterr().out
-    assert "── 1. traditional" in out and "what the numbers show" in out
+    assert "1. traditional" in out and "what the numbers show" in out
     assert main(["tour", "--from", str(FIXTURE), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(FIXTURE.read_text())
 

@@ -28,7 +28,7 @@ class Proc:
             text=True,
         )
         assert self.p.stderr is not None
-        line = self.p.stderr.readline()
+        self.line = line = self.p.stderr.readline()
         m = re.search(r"https?://([\d.]+):(\d+)/ .*route=(\w+) loop=(\w+)", line)
         assert m, line
         self.addr = (m.group(1), int(m.group(2)))
@@ -65,6 +65,21 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-key", "x"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "--ssl-keyfile needs --ssl-certfile" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--disk-threads", "0"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "--disk-threads must be at least 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_startup_line_says_how_to_list_directories(site: Path, procs: list[Proc]) -> None:
+    procs.append(Proc(site))
+    assert "listing=off (--list-dirs to list directories)" in procs[-1].line
+    procs.append(Proc(site, "--list-dirs"))
+    assert " listing=on " in procs[-1].line
+    c = http.client.HTTPConnection(*procs[-1].addr, timeout=5)
+    c.request("GET", "/nodir/")
+    resp = c.getresponse()
+    assert resp.status == 200 and b"Last modified" in resp.read()
 
 
 def test_sigterm_finishes_in_flight_and_exits_0(site: Path, procs: list[Proc]) -> None:
@@ -150,8 +165,9 @@ def test_tls_serves_correctly_and_reports_the_copy_route(
     cert, key = make_cert(tmp_path)  # skips, saying so, when openssl is missing
     log = tmp_path / "tls.log"
     p = Proc(
-        site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log-file", str(log), "--json-log", "--loop", loop
-    )
+        site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log-file", str(log), "--json-log",
+        "--loop", loop,
+    )  # fmt: skip
     procs.append(p)
     assert p.route == "readwrite"  # never claim zero-copy over TLS
     ctx = ssl.create_default_context()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.aio import FileSlice
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice
 from zcopy.serve.config import Limits
-from zcopy.serve.h1 import RECV_SIZE, TLS_CHUNK, UPGRADE, H1Reader, TlsCopy
+from zcopy.serve.h1 import RECV_SIZE, UPGRADE, H1Reader
+from zcopy.serve.transport import TLS_CHUNK, TlsCopy
 
 
 def limits(*, header_timeout: float = 10.0, max_header_bytes: int = 8192, max_url_bytes: int = 1024) -> Limits:

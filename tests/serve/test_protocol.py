@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -217,16 +218,23 @@ def test_directory_redirect_index_and_listing(serve: Serve) -> None:
     resp = get(r, "/docs?x=1")
     assert resp.status == 301 and resp.getheader("Location") == "/docs/?x=1"
     assert get(r, "/docs/").status == 200
-    assert get(r, "/nodir/").status == 404  # listing off by default
     assert get(r, "/hello.txt/").status == 404
+    c = http.client.HTTPConnection(*r.addr, timeout=5)
+    c.request("GET", "/nodir/")  # listing off by default: nginx's 403, saying how to turn it on
+    resp = c.getresponse()
+    assert resp.status == 403 and b"--list-dirs" in resp.read()
     r2 = serve(list_dirs=True)
     c = http.client.HTTPConnection(*r2.addr, timeout=5)
     c.request("GET", "/nodir/")
     resp = c.getresponse()
     page = resp.read()
     assert resp.status == 200 and b"a &lt;b&gt;&amp;.txt" in page and b".secret" not in page
+    assert b'<a href="../">../</a>' in page  # the parent link
+    assert re.search(rb"a%20%3Cb%3E&amp;.txt\">a &lt;b&gt;&amp;.txt</a></td><td>\d{4}-\d\d-\d\d \d\d:\d\d</td>"
+                     rb'<td class="n">1</td>', page)  # fmt: skip
     c.request("GET", "/")
-    assert b".secret" not in c.getresponse().read()
+    root_page = c.getresponse().read()
+    assert b".secret" not in root_page and b'href="../"' not in root_page and b'href="nodir/"' in root_page
 
 
 def test_dotfiles(serve: Serve) -> None:

@@ -482,3 +482,30 @@ def test_resume_of_a_complete_partial_sends_no_body(tmp_path: Path, start_receiv
     assert res.ok and res.files == 1 and res.bytes_sent == 0 and res.bytes_resumed == len(data)
     assert rres.routes == {}  # nothing moved, so no route is claimed
     assert (dst / "f.bin").read_bytes() == data and not partials(dst)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_disk_full_during_a_direct_receive(tmp_path: Path, start_receiver, plain: bool) -> None:  # type: ignore[no-untyped-def]
+    """ENOSPC from the overlapped O_DIRECT writer (a loop ext4: tmpfs has no direct I/O): a clear error naming the
+    bytes kept, the partial holds exactly them, and the writer's helper thread is gone."""
+    import threading
+
+    from direct_fs import small_ext4
+
+    from zcopy.routes.direct_writer import THREAD_NAME
+
+    src = tmp_path / "big.bin"
+    src.write_bytes(data := os.urandom(24 << 20))
+    with small_ext4(16) as fs:
+        rx = start_receiver(fs, plain=plain)
+        with pytest.raises(RemoteError, match="no space left") as info:
+            send([src], rx.address, plain=plain)
+        assert info.value.code == E_NOSPACE
+        res = rx.join()
+        assert res.error_code == E_NOSPACE
+        kept = partials(fs)
+        assert len(kept) == 1
+        size = kept[0].stat().st_size
+        assert 0 < size < (16 << 20) and kept[0].read_bytes() == data[:size]
+        assert f"{size} of {24 << 20} bytes kept" in (res.error or "")
+        assert not [t for t in threading.enumerate() if t.name == THREAD_NAME]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 SCENARIO_IDS = ("file-socket", "socket-file", "file-file")
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", metavar="DIR", help="where the temp files go (default: system temp dir)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout, no table)")
     p.add_argument("--report", metavar="DIR", help="write PNG plots and index.html (needs matplotlib)")
+    p.add_argument("--wide", action="store_true", help="full tables (MiB/s and CPU s/GiB with min–max) whatever "
+                   "the terminal's width (default: median MiB/s in what fits, 80 columns when piped)")  # fmt: skip
     p.add_argument("--from", dest="source", metavar="JSON", help="do not measure: render tables/report from a "
                    "bench JSON written earlier (e.g. DIR/bench.json)")  # fmt: skip
 
@@ -73,14 +76,21 @@ def run(args: argparse.Namespace) -> int:
         doc = run_bench(opts, argv)
         bar.close()
     if args.json == "-":
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     else:
-        print(render.bench_tables(doc))
+        from zcopy.lab import compact
+
+        width = compact.terminal_width()
+        if args.wide:
+            print(render.bench_tables(doc) + "\n")
+            print("\n".join(f"• {line}" for line in compact.bench_summary(doc)))
+        else:
+            print(compact.bench(doc, width))
         for note in doc["notes"]:
-            print(f"! {note}")
+            print("\n".join(compact.wrap(note, width if not args.wide else 1 << 20, first="! ")))
         if args.json:
-            Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+            Path(args.json).write_text(jsonout.dumps(doc, indent=2) + "\n")
             print(f"JSON written to {args.json}")
     if args.report:
         from zcopy.lab.report import write_report

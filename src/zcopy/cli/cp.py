@@ -1,4 +1,5 @@
-"""`zcopy cp SRC DST`: copy a file by the best route and say which route it took."""
+"""`zcopy cp SRC DST`: copy a file by the best route and say which route it took; `-r`/`-a` and several sources
+go to cli/cptree.py."""
 
 from __future__ import annotations
 
@@ -16,62 +17,92 @@ PROGRESS_MIN = 64 << 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from zcopy.routes import ROUTES
 
-    p.add_argument("src", metavar="SRC", help="file to copy")
-    p.add_argument("dst", metavar="DST", help="destination file or existing directory")
+    p.add_argument("src", metavar="SRC", nargs="+", help="file to copy (with -r or -a: also a directory tree)")
+    p.add_argument("dst", metavar="DST", help="destination file or directory (an existing one for several SRC)")
+    p.add_argument("-r", "-R", "--recursive", action="store_true", help="copy directories recursively")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="-r keeping mode, owner, times, symlinks as links, hard links, xattrs (as cp -a)")  # fmt: skip
+    p.add_argument("--sync", action="store_true",
+                   help="make the copy durable before exiting (a tree: one syncfs at the end, not an fsync a file)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads copying a tree's files (default 4); 1 copies one file at a time")
     p.add_argument("--route", choices=ROUTES, help="force one route (fails instead of falling back)")
     p.add_argument("--no-fallback", action="store_true", help="use only the best route for this pair, or fail")
     p.add_argument("--metadata", "-p", action="store_true", help="also copy mode and access/modify times")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.add_argument("--atomic", action="store_true",
+                   help="write a temp file and rename it over DST when complete (readers see old or new, "
+                        "never a part); refuses a DST that is not a regular file. Default: write into DST as "
+                        "cp does")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    from shutil import SameFileError
+
     from zcopy import RouteUnavailable, TruncatedFileError
     from zcopy.cli.progress import Progress, human_bytes
+    from zcopy.dest import DestinationRefused
     from zcopy.fastcopy import copy_result
 
-    src, dst = args.src, args.dst
+    if args.recursive or args.archive or len(args.src) > 1 or args.threads is not None:
+        from zcopy.cli import cptree
+
+        return cptree.run(args)
+    src, dst = args.src[0], args.dst
     if not os.path.exists(src):
         raise UserError(f"{src}: no such file")
     if os.path.isdir(src):
-        raise UserError(f"{src}: is a directory (cp copies one file)")
+        raise UserError(f"{src}: is a directory (-r not specified; -r or -a copies a tree)")
     if not os.path.isfile(src):
         raise UserError(f"{src}: not a regular file")
     parent = os.path.dirname(os.path.abspath(dst)) if not os.path.isdir(dst) else dst
     if not os.path.isdir(parent):
         raise UserError(f"{dst}: directory {parent} does not exist")
     size = os.path.getsize(src)
+    into = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
+    # What a failure leaves: an existing file written in place (as cp writes it) keeps what was written so far.
+    left = "it was partly written" if os.path.exists(into) and not args.atomic else "nothing was written to it"
     bar = Progress(f"cp {os.path.basename(src)}", enabled=None if size >= PROGRESS_MIN and not args.json else False)
     t0 = time.perf_counter()
     try:
         moved = copy_result(
-            src, dst, route=args.route, fallback=not args.no_fallback, metadata=args.metadata, progress=bar.update
+            src, dst, route=args.route, fallback=not args.no_fallback, metadata=args.metadata, progress=bar.update,
+            atomic=args.atomic,
         )
-    except RouteUnavailable as exc:
+    except (RouteUnavailable, DestinationRefused, SameFileError) as exc:
         raise UserError(str(exc)) from None
     except TruncatedFileError as exc:
-        raise UserError(f"{exc}; nothing was written to {dst}") from None
+        raise UserError(f"{exc}; {into}: {left}") from None
     except OSError as exc:
-        raise UserError(f"{exc.strerror or exc}: {exc.filename or dst}; nothing was written to {dst}") from None
+        raise UserError(f"{exc.strerror or exc}: {exc.filename or into}; {into}: {left}") from None
     finally:
         bar.close()
+    if args.sync and moved.dst_kind == "file":
+        fd = os.open(into, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     wall = time.perf_counter() - t0
     summary = {
         "src": src,
         "dst": dst,
         "bytes": moved.nbytes,
         "route": moved.route,
+        "dst_kind": moved.dst_kind,
         "why": moved.reason,
         "skipped": [{"route": r, "reason": why} for r, why in moved.skipped],
         "seconds": round(wall, 6),
     }
     if args.json:
-        import json
+        from zcopy import jsonout
 
-        json.dump(summary, sys.stdout)
+        jsonout.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
         rate = moved.nbytes / wall if wall > 0 else 0.0
-        print(f"{human_bytes(moved.nbytes)} copied by {moved.route} in {wall:.3f} s ({human_bytes(rate)}/s)")
+        into = {"pipe": " into a FIFO", "other": " into a device"}.get(moved.dst_kind, "")
+        print(f"{human_bytes(moved.nbytes)} copied by {moved.route}{into} in {wall:.3f} s ({human_bytes(rate)}/s)")
         if moved.reason:
             print(f"  why: {moved.reason}")
         for r, why in moved.skipped:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from zcopy.lab.explain import explain
 
     path = Path(args.file)
+    if not path.exists():
+        raise UserError(f"{args.file}: no such file")
     if not path.is_file():
         raise UserError(f"{args.file}: not a regular file")
     dest = None
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise UserError(f"{exc.filename or args.file}: permission denied") from None
     if args.json:
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     else:
         print(render.render_explain(doc))

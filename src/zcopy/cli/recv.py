@@ -1,12 +1,13 @@
-"""`zcopy recv [DIR]`: receive `zcopy send` sessions into DIR (splice bodies, verified atomic publish)."""
+"""`zcopy recv [DIR]`: receive `zcopy send` sessions into DIR (bodies by O_DIRECT, or by splice with --cache;
+verified atomic publish)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -21,16 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
     p.add_argument("--route", choices=ROUTES,
-                   help="force the body route (default: splice, fallbacks shown); readwrite = plain recv_into + write")
+                   help="force the body route (default: direct where the file system can, else splice with --plain, "
+                        "else readwrite; fallbacks shown); readwrite = plain recv_into + write")
     p.add_argument("--plain", action="store_true",
-                   help="no encryption (zero-copy splice bodies) for trusted networks; the sender needs --plain too")
+                   help="no encryption, for trusted networks; the sender needs --plain too (bodies land by O_DIRECT: "
+                        "one CPU copy into the receive buffer; with --cache by splice: none into user space)")
     p.add_argument("--tls-cert", metavar="PEM",
                    help="certificate (and key, if in the same file) to present (default: a key pair made on first "
                         "use in $XDG_CONFIG_HOME/zcopy, 0600)")
     p.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert, if it is a separate file")
     p.add_argument("--links", action="store_true", help="accept symlinks sent with `zcopy send --links`")
     p.add_argument("--cache", action="store_true",
-                   help="land large files through the page cache (splice with --plain) instead of by O_DIRECT")
+                   help="land large files through the page cache (splice with --plain: no copy into user space, one "
+                        "CPU copy in the kernel) instead of by O_DIRECT")
     p.add_argument("--json", action="store_true", help="print one JSON line per session on stdout")
 
 
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
     from zcopy.cli.send import parse_address
     from zcopy.transfer import Receiver, SessionResult, TransferError
+    from zcopy.transfer.results import zero_copy
 
     if not os.path.isdir(args.directory):
         raise UserError(f"{args.directory}: not an existing directory")
@@ -64,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             summary = res.as_dict()
             summary["route"] = res.routes
-            summary["zero_copy"] = res.encryption == "none" and set(res.routes) <= {"splice"}
-            print(json.dumps(summary), flush=True)
+            summary["zero_copy"] = zero_copy("receiver", res.routes, res.encryption)  # None: no body byte moved
+            print(jsonout.dumps(summary), flush=True)
         elif res.error:
             print(f"zcopy recv: session from {res.peer} failed: {res.error}", file=sys.stderr, flush=True)
         else:

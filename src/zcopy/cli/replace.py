@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from typing import TYPE_CHECKING
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(render(r))
     if args.json:
-        print(json.dumps({"files": [r.as_dict() for r in results], "errors": errors}, indent=2))
+        print(jsonout.dumps({"files": [r.as_dict() for r in results], "errors": errors}, indent=2))
     return exit_code(results, len(errors))
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
     from zcopy.cli.progress import Progress, human_bytes
     from zcopy.transfer import TransferError, UnsafeNameError, send
+    from zcopy.transfer.results import session_zero_copy, zero_copy
 
     for path in args.paths:
         if not os.path.exists(path):
@@ -83,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = result.as_dict()
         summary["routes"] = {"sender": result.routes, "receiver": rx.get("routes", {})}
-        summary["zero_copy"] = result.encryption == "none" and set(result.routes) <= {"sendfile"}
-        json.dump(summary, sys.stdout)
+        # The sender's claim about its own bytes, and the session's, which follows the receiver's report (BYE).
+        mine = zero_copy("sender", result.routes, result.encryption)
+        summary["zero_copy_sender"] = mine
+        summary["zero_copy"] = session_zero_copy(mine, zero_copy("receiver", rx.get("routes"), rx.get("encryption")))
+        jsonout.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
         for w in result.warnings:
@@ -114,6 +118,6 @@ def _routes(routes: object) -> str:
 
 def _report_error(args: argparse.Namespace, message: str, code: int) -> None:
     if args.json:
-        json.dump({"error": message, "code": code}, sys.stdout)
+        jsonout.dump({"error": message, "code": code}, sys.stdout)
         sys.stdout.write("\n")
     print(f"zcopy send: error: {message}", file=sys.stderr)

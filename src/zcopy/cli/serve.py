@@ -177,6 +177,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     z.add_argument("--send-timeout", type=float, default=60.0, help="seconds a reader may stall a send")
     z.add_argument("--max-connections", type=int, default=10_000, help="per worker; beyond, accept later")
     z.add_argument("--max-header-bytes", type=int, default=16 << 10, help="request head limit (→ 431)")
+    z.add_argument(
+        "--disk-threads", type=int, default=32, metavar="N",
+        help="per worker: threads that send body chunks not in the page cache, off the event loop",
+    )  # fmt: skip
     z.add_argument("--grace", type=float, default=10.0, help="SIGTERM: seconds to finish in-flight work")
     z.add_argument(
         "--access-log-file", metavar="PATH", help="Common Log Format lines to PATH ('-' = stderr), reopened on SIGHUP"
@@ -203,7 +207,7 @@ def _check(args: argparse.Namespace) -> None:
         args.dir = "." if args.dir is None else args.dir
         if not os.path.isdir(args.dir):
             raise UserError(f"not a directory: {args.dir}")
-    for name in ("workers", "max_connections", "max_header_bytes"):
+    for name in ("workers", "max_connections", "max_header_bytes", "disk_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -243,7 +247,9 @@ def settings_of(args: argparse.Namespace) -> Any:
             raise UserError(str(exc)) from None
     server_kwargs = {
         name: getattr(args, name)
-        for name in ("header_timeout", "handshake_timeout", "send_timeout", "max_connections", "max_header_bytes")
+        for name in (
+            "header_timeout", "handshake_timeout", "send_timeout", "max_connections", "max_header_bytes", "disk_threads"
+        )
     }
     return Settings(
         **given,

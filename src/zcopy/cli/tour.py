@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.cli import UserError
 
 DEFAULT_SIZE = "256M"
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help=f"warm runs per path; the median-CPU run is shown ({DEFAULT_REPEATS})")
     p.add_argument("--dir", metavar="DIR", help="where to make the temp directory (default: system temp dir)")
     p.add_argument("--json", action="store_true", help="print the whole tour as JSON (schema zcopy.tour/1)")
+    p.add_argument("--wide", action="store_true", help="every counter of every run and the full comparison table, "
+                   "whatever the terminal's width (default: what fits, 80 columns when piped)")  # fmt: skip
     p.add_argument("--report", metavar="DIR", help="also draw the tour as a page: DIR/index.html with one diagram "
                    "per path, a CPU/wall chart and the figures (opens offline from disk)")  # fmt: skip
     p.add_argument("--from", dest="source", metavar="JSON", help="do not measure: render a saved `zcopy tour "
@@ -38,7 +41,7 @@ MEASURING = {"size": "--size", "file": "--file", "keep": "--keep", "cold": "--no
 
 
 def run(args: argparse.Namespace) -> int:
-    from zcopy.lab import render
+    from zcopy.lab import compact, render
 
     report = Path(args.report) if args.report is not None else None
     if report is not None:
@@ -50,25 +53,51 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--from renders a saved run: {', '.join(given)} {verb} not apply (nothing is measured)")
         doc = load(args.source)
         if report is None and not args.json:
-            print(render.render_tour(doc))
+            print(render.render_tour(doc) if args.wide else compact.tour(doc, compact.terminal_width()))
     else:
         doc = measure(args)
     if args.json:
-        json.dump(doc, sys.stdout, indent=2)
+        jsonout.dump(doc, sys.stdout, indent=2)
         print()
     if report is not None:
         index = write_report(doc, report, _command(args))
         print(f"report: {index} (open it in a browser; it works offline)", file=sys.stderr if args.json else sys.stdout)
     elif not args.json and args.source is None:
-        print("see it drawn: zcopy tour --report DIR (one diagram per path, with these numbers)")
+        # On a line of its own, never wrapped: it is there to be copied and run.
+        print("see it drawn (this measures again, then draws each path with its numbers):")
+        print("  " + _command(args, report="tour-report", program=invocation()))
     return 0
 
 
-def _command(args: argparse.Namespace) -> str:
+def invocation() -> str:
+    """How to run this zcopy again from the user's shell: `zcopy` when PATH finds this very program, else its path
+    (`.venv/bin/zcopy` after `make tour`), or `PYTHON -m zcopy` when it was started that way."""
+    import shlex
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "zcopy"
+    if Path(argv0).name == "__main__.py":  # python -m zcopy
+        return f"{shlex.quote(_shown(sys.executable))} -m zcopy"
+    found = shutil.which("zcopy")
+    try:
+        if found is not None and os.path.samefile(found, argv0):
+            return "zcopy"
+    except OSError:
+        pass
+    return shlex.quote(_shown(argv0))
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the current directory when it is below it (short, and it runs from here), else absolute."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full)
+    return rel if not rel.startswith("..") and os.sep in rel else full
+
+
+def _command(args: argparse.Namespace, report: str | None = None, program: str = "zcopy") -> str:
     """The command line that made this report, for its footer (options as given, values quoted for a shell)."""
     import shlex
 
-    parts = ["zcopy", "tour"]
+    parts = [program, "tour"]
     for dest, flag in MEASURING.items():
         value = getattr(args, dest)
         if value is True or value is False:
@@ -77,12 +106,12 @@ def _command(args: argparse.Namespace) -> str:
             parts += [flag, shlex.quote(str(value))]
     if args.source is not None:
         parts += ["--from", shlex.quote(args.source)]
-    parts += ["--report", shlex.quote(args.report)]
+    parts += ["--report", shlex.quote(report if report is not None else args.report)]
     return " ".join(parts)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from zcopy.lab import render
+    from zcopy.lab import compact, render
     from zcopy.lab.stats import parse_size
     from zcopy.lab.tour import TourOptions, run_tour
 
@@ -93,6 +122,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     file = None
     if args.file is not None:
         file = Path(args.file)
+        if not file.exists():
+            raise UserError(f"{args.file}: no such file")
         if not file.is_file():
             raise UserError(f"{args.file}: not a regular file")
         if file.stat().st_size == 0:
@@ -108,17 +139,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     opts = TourOptions(size=size, file=file, keep=bool(args.keep), cold=args.cold is not False, workdir=workdir,
                        repeats=repeats)  # fmt: skip
 
+    width = compact.terminal_width()
+
     def show(i: int, step: dict[str, object]) -> None:
         if not args.json:
-            print(render.step_block(i, step) + "\n", flush=True)
+            print(render.step_block(i, step) + "\n" if args.wide else compact.tour_step(i, step, width), flush=True)
 
     def start(doc: dict[str, object]) -> None:
         if not args.json:
-            print(render.render_head(doc), flush=True)
+            print(render.render_head(doc) if args.wide else compact.tour_head(doc, width), flush=True)
 
     doc = run_tour(opts, on_step=show, on_start=start)
     if not args.json:
-        print(render.render_tail(doc))
+        print(render.render_tail(doc) if args.wide else "\n" + compact.tour_tail(doc, width))
     return doc
 
 

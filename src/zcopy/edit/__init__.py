@@ -7,10 +7,10 @@ from zcopy.edit.editor import (
     ConcurrentModificationError,
     FileLockedError,
     LengthChangeError,
-    NotRegularFileError,
     replace,
 )
 from zcopy.edit.result import ReplaceResult, exit_code
+from zcopy.errors import NotRegularFileError
 
 __all__ = [
     "ConcurrentModificationError",

@@ -31,7 +31,7 @@ from zcopy.edit.scan import (
     effective_window,
     scan,
 )
-from zcopy.errors import TruncatedFileError, ZeroCopyError
+from zcopy.errors import NotRegularFileError, TruncatedFileError, ZeroCopyError
 from zcopy.mapped import MapMode, MappedBuffer
 
 Mode = Literal["auto", "in-place", "safe"]
@@ -62,10 +62,6 @@ _TEMP_RANDOM = 8
 # A lock taken on a file that another `zcopy replace --safe` renamed away is stale; re-open and retry
 # (each retry means another run completed, so a handful is plenty).
 _LOCK_RETRIES = 8
-
-
-class NotRegularFileError(ZeroCopyError):
-    """replace edits regular files only (not pipes, devices, directories or sockets)."""
 
 
 class FileLockedError(ZeroCopyError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from zcopy.lab import flows, svg
 from zcopy.lab.render import fmt_bytes, fmt_secs
-from zcopy.routes._base import CPU, DMA, REF
+from zcopy.routes import CPU, DMA, REF
 
 Hop = Mapping[str, Any]  # {"from", "to", "kind", "note"}, as CopyModel.as_dict() writes it
 Run = Mapping[str, Any]

@@ -6,8 +6,7 @@ are not transfers between two fds, so their models are composed here from the sa
 
 from __future__ import annotations
 
-from zcopy.routes import CopyModel, Hop, copy_model
-from zcopy.routes._base import CPU, DMA, REF
+from zcopy.routes import CPU, DMA, REF, CopyModel, Hop, copy_model
 
 EDIT_MODELS: dict[str, CopyModel] = {
     # The article's figure 1-1: read() copies page cache → user buffer, write() copies it back.

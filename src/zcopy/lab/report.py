@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import html
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
+from zcopy import jsonout
 from zcopy.lab import render
 from zcopy.lab.render import Doc
 
@@ -99,7 +99,7 @@ def write_report(doc: Doc, outdir: Path) -> list[Path]:
     plt = _pyplot()
     outdir.mkdir(parents=True, exist_ok=True)
     written = [outdir / "bench.json"]
-    written[0].write_text(json.dumps(doc, indent=2) + "\n")
+    written[0].write_text(jsonout.dumps(doc, indent=2) + "\n")
     scens = doc["scenarios"]
     pngs = []
     for scen in scens:

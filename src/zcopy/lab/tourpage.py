@@ -1,6 +1,7 @@
 """`zcopy tour --report`: the tour JSON as a page — one diagram per path with its cold and warm figures, the
 CPU/wall chart, the computed sentences and the article's section names. Pure: JSON in, {file name: text} out;
-the caller writes the files (a single folder, opened from disk: no script, no CDN, no web font).
+the caller writes the files (a single folder, opened from disk: no script, no CDN; the few CJK glyphs it quotes
+travel with it, inline in report.css, so it reads without a CJK font: see cjkfont.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from zcopy.lab import chart, diagram, svg
+from zcopy import jsonout
+from zcopy.lab import chart, cjkfont, diagram, svg
 from zcopy.lab.render import cpu_s, fmt_bytes, fmt_rate, fmt_secs, route_note
 
 Doc = Mapping[str, Any]
@@ -199,9 +201,8 @@ def _article(step: Mapping[str, Any]) -> str:
     # or the whole text when it says more than the section name ("§三.1's copies applied to sending: ...").
     gloss = re.search(r"\(([^)]*)\)\s*$", text)
     rest = gloss.group(1) if gloss else text
-    return (
-        f"<p class=article><span class=sec><span lang=zh-CN>{e(zh)}</span></span> "
-        f"<span class=en>{e(en)}</span>"
+    return (  # the English first, the article's own words beside it
+        f"<p class=article><span class=en>{e(en)}</span> <span class=sec><span lang=zh-CN>{e(zh)}</span></span>"
         + (f" <span class=gloss>{e(rest)}</span>" if rest else "") + "</p>"
     )
 
@@ -254,7 +255,8 @@ def _glance(doc: Doc) -> str:
         run = step["runs"][-1]
         c = run["counters"]
         sec = article_section(step)
-        zh = f"<span class=zh lang=zh-CN>{e(sec[0])}</span>" if sec else "<span class=zh>beyond the article</span>"
+        zh = (f"<span class=zh>{e(sec[1])} <span lang=zh-CN>{e(sec[0])}</span></span>" if sec
+              else "<span class=zh>beyond the article</span>")  # fmt: skip
         copies = int(run["cpu_copies"])
         groups.setdefault(str(step.get("job") or "other"), []).append(
             f"<a class='card {'copies' if copies else 'nocopy'}' href='#path-{e(step['id'])}'>"
@@ -304,7 +306,7 @@ def build(doc: Doc, command: str = "zcopy tour --report DIR") -> dict[str, str]:
     """Every file of the report folder: index.html, report.css, one SVG per path, chart.svg, legend.svg and the
     tour JSON it was drawn from (so `--from DIR/tour.json` redraws it)."""
     sentences = {str(c["path"]): str(c["sentence"]) for c in doc.get("conclusions") or []}
-    files: dict[str, str] = {"report.css": CSS, "tour.json": json.dumps(doc, indent=2) + "\n"}
+    files = {"report.css": cjkfont.font_face_css() + CSS, "tour.json": jsonout.dumps(doc, indent=2) + "\n"}
     chart_svg = chart.draw(doc)
     legend_svg = diagram.legend()
     files["chart.svg"] = chart_svg
@@ -327,11 +329,11 @@ def build(doc: Doc, command: str = "zcopy tour --report DIR") -> dict[str, str]:
         _meta(doc), "</div></header><main class=wrap>",
         _glance(doc),
         "<section class='block intro'><div class=legend><h2>How to read the diagrams</h2><div>",
-        f"<p class=article><span class=sec><span lang=zh-CN>{e(ARTICLE_BASICS[0])}</span></span> "
-        f"<span class=en>{e(ARTICLE_BASICS[1])}</span></p>",
+        f"<p class=article><span class=en>{e(ARTICLE_BASICS[1])}</span> "
+        f"<span class=sec><span lang=zh-CN>{e(ARTICLE_BASICS[0])}</span></span></p>",
         legend_svg, "</div><div>",
-        f"<p class=article><span class=sec><span lang=zh-CN>{e(ARTICLE_LAYERS[0])}</span></span> "
-        f"<span class=en>{e(ARTICLE_LAYERS[1])}</span></p>",
+        f"<p class=article><span class=en>{e(ARTICLE_LAYERS[1])}</span> "
+        f"<span class=sec><span lang=zh-CN>{e(ARTICLE_LAYERS[0])}</span></span></p>",
         "<p>Lanes are the layers a byte passes: <b>user space</b> above the dashed kernel line, the kernel's "
         "buffers (page cache, pipe buffer, socket buffer) below it, the hardware (disk, NIC) at the bottom. "
         "Each arrow is one hop of the route's copy model, numbered in order. On it: the bytes this run "
@@ -364,7 +366,7 @@ def build(doc: Doc, command: str = "zcopy tour --report DIR") -> dict[str, str]:
 CSS = """\
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --bg:#f5f6f9; --card:#ffffff; --accent:#6d28d9;
   --cpu:#dc2626; --dma:#6d28d9; --ref:#059669;
-  font-family: """ + svg.FONT + """; color: var(--ink); }
+  font-family: '""" + cjkfont.FAMILY + "', " + svg.FONT + """; color: var(--ink); }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); line-height: 1.5; font-size: 15px; }
 .wrap { max-width: 1380px; margin: 0 auto; padding: 0 24px; }

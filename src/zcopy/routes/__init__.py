@@ -17,7 +17,8 @@ from zcopy._record import Record
 from zcopy.errors import RouteUnavailable, TruncatedFileError
 from zcopy.routes import copy_file_range, direct, readwrite, sendfile, splice, table
 from zcopy.routes import mmap as mmap_route
-from zcopy.routes._base import CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes._base import CPU, DMA, REF, CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes.direct_writer import DirectWriter
 
 _MODULES: dict[str, ModuleType] = {
     m.NAME: m for m in (sendfile, splice, copy_file_range, mmap_route, direct, readwrite)
@@ -109,6 +110,12 @@ def plan(
     return out
 
 
+def direct_refusal(fd: int) -> str | None:
+    """Why the direct route cannot (or should not) write or read this open regular file, or None when it can
+    (routes.direct.refusal: no O_DIRECT here, a page-cache file system, no direct I/O reported)."""
+    return direct.refusal(fd)
+
+
 def require(route: str | None, src_kind: str, dst_kind: str) -> None:
     """Check a forced route up front (before a session starts): ValueError for an unknown name,
     RouteUnavailable naming why it cannot move src_kind → dst_kind. None (no forcing) always passes."""
@@ -164,10 +171,13 @@ def move(
     if offset is not None and offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
     # Java's transferTo contract: a regular file moves at most size - position bytes. Size 0 also describes
-    # procfs/sysfs files that do have data, so then we read until EOF.
+    # procfs/sysfs files that do have data: one pread of a byte tells them from an empty file, which then moves
+    # nothing by the first route (procfs-like ones are read until EOF).
     sized = src_kind == "file" and src_st.st_size > 0
     if sized and offset is not None:
         count = max(0, min(count, src_st.st_size - offset))
+    elif src_kind == "file" and offset is not None and count > 0 and _empty_at(src_fd, offset, tally):
+        count = 0
     candidates = plan(src_kind, dst_kind, route, fallback, prefer=prefer, hooked=on_chunk is not None)
     skipped: list[tuple[str, str]] = []
     moved = 0
@@ -205,6 +215,18 @@ def move(
         result.user_bytes = tally.user_bytes
         pending.end(op, used, moved, tally.syscalls, tally.user_bytes, skipped)
     return result
+
+
+def _empty_at(fd: int, offset: int, tally: Tally | None) -> bool:
+    """A regular file that reports size 0: True when it has no byte at `offset` (empty), False when it does
+    (procfs/sysfs) or cannot say (a source not open for reading: the route will tell)."""
+    try:
+        data = os.pread(fd, 1, offset)
+    except OSError:
+        return False
+    if tally is not None:
+        tally.add("pread64")
+    return not data
 
 
 def _run(
@@ -251,6 +273,8 @@ def _run(
             raise
 
 
+# GiveUp stays private (in _base): it never leaves move(). CPU/DMA/REF name a copy model's hop kinds.
 __all__ = [
-    "COPY_MODELS", "ROUTES", "CopyModel", "GiveUp", "Hop", "Moved", "copy_model", "kind_of", "move", "plan", "require",
+    "COPY_MODELS", "CPU", "DMA", "REF", "ROUTES", "CopyModel", "DirectWriter", "Hop", "Moved", "copy_model",
+    "direct_refusal", "kind_of", "move", "plan", "require",
 ]

@@ -49,8 +49,6 @@ _WHY = {
     errno.ENOSYS: "this kernel does not implement the system call",
     errno.EOPNOTSUPP: "the filesystem does not support it",
     errno.ENOTSOCK: "an end is not a socket",
-    errno.EBADF: "an fd is not open the right way (e.g. O_APPEND target)",
-    errno.ESPIPE: "an end cannot seek",
 }
 
 

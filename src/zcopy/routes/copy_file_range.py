@@ -4,6 +4,8 @@ The kernel copies page cache to page cache, or shares blocks (reflink on btrfs/X
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 
 from zcopy import _sys
@@ -41,6 +43,8 @@ def move(
                 None if dst_offset is None else dst_offset + moved,
             )
         except OSError as exc:
+            if exc.errno == errno.EBADF and moved == 0 and fcntl.fcntl(dst_fd, fcntl.F_GETFL) & os.O_APPEND:
+                raise GiveUp("EBADF, copy_file_range refuses an O_APPEND target") from None
             raise give_up_or_raise(exc, moved, "copy_file_range refused these files") from None
         if tally is not None:
             tally.add(NAME)

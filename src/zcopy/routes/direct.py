@@ -7,6 +7,9 @@ page-aligned; file offsets are handled in three parts per call: an unaligned hea
 and the tail shorter than one block go through the page cache (buffered pread/pwrite), the aligned body goes by
 DMA. O_DIRECT is switched on for the call with fcntl(F_SETFL) on the caller's fds (and off around the buffered
 parts), and the flags are put back as found before returning, whatever happened.
+
+Into a file the writes overlap the reads: the caller's thread reads block n+1 (from the source file by DMA, or from
+the socket) while a helper thread (routes.direct_writer) has the disk DMA block n out of the other buffer.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from collections.abc import Callable
 
 from zcopy import _sys
 from zcopy.aligned import aligned_buffer, dio_alignment, page_cache_fs
+from zcopy.routes import direct_writer
 from zcopy.routes._base import CPU, DMA, CopyModel, GiveUp, Hop, Status, Tally, wait_fd
+from zcopy.routes.direct_writer import DirectWriter
 
 NAME = "direct"
 
-# Bytes per O_DIRECT request: 8 MiB. Measured here (virtio disk, 1 GiB cold file → file + fsync, 3 shuffled rounds),
-# 1 MiB requests took 1.36–1.41 s, 4 MiB 1.19–1.45, 8 MiB 1.12–1.26, 32 MiB 1.36–1.52; the buffer is per thread and
-# allocated once. Overlapping the next read with the current write (two buffers, a reader thread) gained nothing
-# there (1.03–1.21 s against 1.14–1.16): the disk's bandwidth is shared by both directions, so the loop stays serial.
-CHUNK = 8 << 20
+# Bytes per O_DIRECT request and buffers in flight (routes.direct_writer): chosen by bench/direct.py's sweep on this
+# machine, the numbers in docs/architecture.md ("The direct route").
+CHUNK = direct_writer.CHUNK
+DEPTH = direct_writer.DEPTH
 
 # A socket or pipe source fills only this much of the buffer before each O_DIRECT write: 2 MiB. Measured here
 # (1 GiB over loopback into a new file + fsync, receiver thread CPU, medians of 5 shuffled rounds): 1 MiB 0.36 s,
@@ -58,6 +62,23 @@ def choose(size: int, cached: float | None, threshold: int = THRESHOLD) -> tuple
                        "reading the disk again")  # fmt: skip
     return True, (f"the source is {mib:.0f} MiB and {cached:.0%} of it is in the page cache: the disk DMAs it "
                   "into a user buffer and out to the target, with no CPU copy and no page-cache pages")  # fmt: skip
+
+
+def refusal(fd: int) -> str | None:
+    """Why O_DIRECT on this open regular file cannot (or should not) be used, or None: the platform has no O_DIRECT,
+    the file system keeps files in the page cache, reports no direct I/O, or wants more than page alignment."""
+    if not _sys.HAS_O_DIRECT:
+        return "O_DIRECT is not available on this platform"
+    kind = page_cache_fs(fd)
+    if kind is not None:
+        return (f"{kind} keeps files in the page cache: O_DIRECT there (refused, or accepted since Linux 6.6 "
+                "and served from the same pages) has no disk DMA to gain")  # fmt: skip
+    need = dio_alignment(fd)
+    if need.offset == 0:
+        return "the file system reports no direct I/O for this file (statx dio_offset_align 0)"
+    if need.memory > _sys.PAGE_SIZE:
+        return f"O_DIRECT here needs memory aligned to {need.memory} bytes, more than a page"
+    return None
 
 
 # The user's callback for each piece of data read into the aligned buffer (see FileChannel.transfer_from).
@@ -126,7 +147,7 @@ class _Mover:
         self.align = 1
         self.flags: dict[int, int] = {}  # fd → flags as found
         self.direct_on: dict[int, bool] = {}
-        self.buf = _buffer()
+        self.writer: DirectWriter | None = None  # into a file: the overlapped O_DIRECT writer
         self.sparse = False  # skip the source's holes (SEEK_DATA/SEEK_HOLE) instead of reading and writing zeros
         self.src_pos = -1  # the source fd's file position, put back after SEEK_DATA/SEEK_HOLE moved it
 
@@ -141,18 +162,10 @@ class _Mover:
             raise GiveUp("direct needs a regular file at one end at least")
         ends = [fd for fd, is_file in ((self.src, self.src_file), (self.dst, self.dst_file)) if is_file]
         for fd in ends:
-            kind = page_cache_fs(fd)
-            if kind is not None:
-                raise GiveUp(
-                    f"{kind} keeps files in the page cache: O_DIRECT there (refused, or accepted since Linux 6.6 "
-                    "and served from the same pages) has no disk DMA to gain"
-                )
-            need = dio_alignment(fd)
-            if need.offset == 0:
-                raise GiveUp("the file system reports no direct I/O for this file (statx dio_offset_align 0)")
-            if need.memory > _sys.PAGE_SIZE:
-                raise GiveUp(f"O_DIRECT here needs memory aligned to {need.memory} bytes, more than a page")
-            self.align = max(self.align, need.offset)
+            why = refusal(fd)
+            if why is not None:
+                raise GiveUp(why)
+            self.align = max(self.align, dio_alignment(fd).offset)
         if self.dst_file:
             flags = fcntl.fcntl(self.dst, fcntl.F_GETFL)
             if flags & os.O_APPEND:
@@ -225,37 +238,23 @@ class _Mover:
         exc.bytes_moved = self.moved  # type: ignore[attr-defined]
         return exc
 
-    # -- writing from the buffer ---------------------------------------------------------------------------
+    # -- writing from the buffer into a stream -----------------------------------------------------------------
     def _write(self, view: memoryview) -> int:
-        """Write all of view (to a file: aligned blocks by DMA, the rest buffered); returns the bytes written. Fewer
-        than len(view): a non-blocking target filled up (only with a file source, which loses nothing: the caller
-        re-reads from the returned offset)."""
+        """Write all of view to the socket or pipe target; returns the bytes written. Fewer than len(view): a
+        non-blocking target filled up (only with a file source, which loses nothing: the caller re-reads from the
+        returned offset)."""
         done = 0
         total = len(view)
         while done < total:
-            rest = view[done:]
-            if self.dst_file:
-                assert self.dst_offset is not None
-                pos = self.dst_offset + self.moved
-                whole = len(rest) // self.align * self.align
-                direct = pos % self.align == 0 and done % self.align == 0 and whole > 0
-                part = rest[:whole] if direct else rest[: self.align - pos % self.align] if pos % self.align else rest
-                self._direct(self.dst, direct)
-                try:
-                    n = os.pwrite(self.dst, part, pos)
-                except OSError as exc:
-                    raise self._fail(exc, "the file system refused an aligned O_DIRECT write") from None
-                self._add("pwrite64", 0 if direct else n)
-            else:
-                try:
-                    n = os.write(self.dst, rest)
-                except BlockingIOError:
-                    self._add("write")
-                    if self.src_file:
-                        return done
-                    wait_fd(self.dst, True, None)  # bytes of a stream source must be delivered
-                    continue
-                self._add("write", n)
+            try:
+                n = os.write(self.dst, view[done:])
+            except BlockingIOError:
+                self._add("write")
+                if self.src_file:
+                    return done
+                wait_fd(self.dst, True, None)  # bytes of a stream source must be delivered
+                continue
+            self._add("write", n)
             done += n
             self.moved += n
         return done
@@ -292,12 +291,48 @@ class _Mover:
 
     def run(self, count: int) -> tuple[int, Status]:
         try:
-            return self._run(count)
+            if not self.dst_file:
+                return self._into_stream(count)
+            result = self._into_file(count)
+            err = self._close_writer()
+            if err is not None:
+                raise err
+            return result
+        except BaseException as exc:
+            self._close_writer()
+            if self.writer is not None and not isinstance(exc, GiveUp):
+                # What is on the disk: the pieces the helper wrote, in order (not what was read ahead of them).
+                assert self.dst_offset is not None
+                self.moved = 0 if self.writer.reached is None else self.writer.reached - self.dst_offset
+                if isinstance(exc, OSError):
+                    exc.bytes_moved = self.moved  # type: ignore[attr-defined]
+            raise
         finally:
             self._extend()
 
-    def _run(self, count: int) -> tuple[int, Status]:
+    def _close_writer(self) -> BaseException | None:
+        """Join the writer's helper (always), take over its flag state and counts; its pending error, if any."""
+        w = self.writer
+        if w is None or w.closed:
+            return None
+        err = w.finish()
+        self.direct_on[self.dst] = w.direct_on
+        if self.tally is not None:
+            for name, n in w.tally.syscalls.items():
+                self.tally.add(name, n)
+            self.tally.user_bytes += w.tally.user_bytes
+        return err
+
+    def _into_file(self, count: int) -> tuple[int, Status]:
+        """Into a file: read each piece into a free buffer of the writer, which DMAs it out while the next is read."""
         a = self.align
+        assert self.dst_offset is not None
+        self.writer = w = DirectWriter(
+            self.dst, chunk=CHUNK if self.src_file else STREAM_CHUNK, depth=DEPTH, align=a, salvage=not self.src_file,
+            restore=False,
+        )  # fmt: skip
+        # A file source read by DMA must sit at the same offset within a block as the target.
+        congruent = not self.src_file or (self.offset or 0) % a == self.dst_offset % a
         while self.moved < count:
             left = count - self.moved
             if self.sparse:
@@ -307,48 +342,45 @@ class _Mover:
                     return self.moved, Status.EOF
                 if left == 0:
                     continue
-            if self.dst_file:
-                assert self.dst_offset is not None
-                mis = (self.dst_offset + self.moved) % a
-                # A file source read by DMA must sit at the same offset within a block as the target.
-                congruent = not self.src_file or (self.offset or 0) % a == self.dst_offset % a
-            else:
-                assert self.offset is not None
-                mis = (self.offset + self.moved) % a
-                congruent = True
-            if mis or left < a:
+            pos = self.dst_offset + self.moved
+            view = w.buffer(pos, left)
+            if pos % a or len(view) < a:
                 # The head up to the next aligned offset, or the final partial block: through the page cache.
-                want = min(left, a - mis) if mis else left
-                got, status = self._read(self.buf[:want], False)
+                got, status = self._read(view, False)
             else:
-                room = len(self.buf) if self.src_file else min(len(self.buf), STREAM_CHUNK)
-                want = min(left, room) // a * a
-                got, status = self._read(self.buf[:want], congruent)
+                view = view[: len(view) // a * a]
+                got, status = self._read(view, congruent)
+            if got and self.hook is not None:
+                self.hook(view[:got])
+            w.submit(view[:got], pos)
+            self.moved += got
+            if w.refused is not None:
+                # Bytes of a stream source cannot be put back: the writer delivered them through the page cache;
+                # the next route continues after them.
+                raise GiveUp(w.refused, salvaged=self.moved)
+            if status is not Status.DONE:
+                return self.moved, status
+        return self.moved, Status.DONE
+
+    def _into_stream(self, count: int) -> tuple[int, Status]:
+        """A file source into a socket or pipe: O_DIRECT read, then an ordinary write (one buffer, one thread)."""
+        assert self.offset is not None
+        a = self.align
+        buf = _buffer()
+        while self.moved < count:
+            left = count - self.moved
+            mis = (self.offset + self.moved) % a
+            if mis or left < a:
+                want = min(left, a - mis) if mis else left
+                got, status = self._read(buf[:want], False)
+            else:
+                got, status = self._read(buf[: min(left, len(buf)) // a * a], True)
             if got:
-                # A file source into a stream target: the target may take only part, and the next call reads the
-                # rest again, so the hook sees only what was written (after the write) to see every byte once.
-                partial_ok = self.src_file and not self.dst_file
-                if self.hook is not None and not partial_ok:
-                    self.hook(self.buf[:got])
-                try:
-                    delivered = self._write(self.buf[:got])
-                except GiveUp as g:
-                    if self.src_file:
-                        raise
-                    # Bytes of a stream source cannot be put back: deliver them through the page cache, then let
-                    # the next route continue after them.
-                    self._direct(self.dst, False)
-                    assert self.dst_offset is not None
-                    for_next = self.buf[:got]
-                    done = 0
-                    while done < got:
-                        n = os.pwrite(self.dst, for_next[done:], self.dst_offset + done)
-                        self._add("pwrite64", n)
-                        done += n
-                    self.moved = got  # so that the target's position advances past them
-                    raise GiveUp(g.reason, salvaged=got) from None
-                if self.hook is not None and partial_ok and delivered:
-                    self.hook(self.buf[:delivered])
+                # The target may take only part, and the next call reads the rest again, so the hook sees only
+                # what was written (after the write) to see every byte once.
+                delivered = self._write(buf[:got])
+                if self.hook is not None and delivered:
+                    self.hook(buf[:delivered])
                 if delivered < got:
                     return self.moved, Status.DST_AGAIN
             if status is not Status.DONE:
@@ -379,5 +411,6 @@ def move(
 
 
 __all__ = [
-    "CACHED_FRACTION", "CHUNK", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "check", "choose", "model", "move",
+    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "check", "choose", "model",
+    "move", "refusal",
 ]

@@ -34,6 +34,8 @@ def move(
 ) -> tuple[int, Status]:
     if offset is None:
         raise GiveUp("mmap needs a source offset (a regular file)")
+    if count == 0:  # an empty file: nothing to map, and nothing missing
+        return 0, Status.DONE
     size = os.fstat(src_fd).st_size
     if size == 0:
         raise GiveUp("mmap cannot map an empty or procfs-like file")

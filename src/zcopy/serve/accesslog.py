@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any, TextIO
+
+from zcopy import jsonout
 
 _access = logging.getLogger("uvicorn.access")
 
@@ -89,7 +90,7 @@ class AccessLog:
             return
         now = time.time()
         if self.json_lines:
-            line = json.dumps(
+            line = jsonout.dumps(
                 {
                     "remote": peer,
                     "time": now,

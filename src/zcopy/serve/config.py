@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from zcopy.serve.accesslog import AccessLog
+    from zcopy.serve.transport import DiskPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Host(Protocol):
     closing: bool
     access_log: AccessLog | None
     log_level: int  # logs.py: compare before formatting a message that could be frequent
+    disk: DiskPool  # transport.py: where cold body chunks wait for the disk, off the loop
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -47,7 +49,7 @@ class Host(Protocol):
 
     def log_throttled(self, cause: str, message: str, level: int = ...) -> None: ...
 
-    def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None: ...
+    def record(self, op: str, route: str, nbytes: int, wall_s: float, disk_wait_s: float = ...) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

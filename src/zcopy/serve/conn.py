@@ -15,13 +15,15 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import FileSlice, Outbox
+from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice
 from zcopy.serve import logs
 from zcopy.serve.config import Host
 from zcopy.serve.errnos import EXHAUSTED
-from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TooLarge
 from zcopy.serve.handler import Handler, Request, Response
+from zcopy.serve.transport import TlsCopy, resident, send_cold
 
 # Pipelined requests parsed but not yet answered; beyond this we stop reading until the queue drains.
 MAX_PIPELINE = 32
@@ -221,6 +223,7 @@ class RawConnection(Session):
         self.loop.add_reader(self.fd, self._on_readable)
         self._writing = False
         self._box: Outbox | None = None
+        self._cold: asyncio.Task[None] | None = None  # a chunk on its way in a disk thread
 
     def _on_readable(self) -> None:
         try:
@@ -255,7 +258,7 @@ class RawConnection(Session):
             self.loop.add_reader(self.fd, self._on_readable)
 
     def start(self, resp: Response) -> bool:
-        box = Outbox(self.sock, resp.parts, self.limits.max_chunk)
+        box = Outbox(self.sock, resp.parts, self.limits.max_chunk, resident)
         try:
             if box.pump():
                 box.record("serve.response")
@@ -268,6 +271,10 @@ class RawConnection(Session):
         except OSError as exc:
             self._lost(exc)
             return True
+        if box.cold:
+            self._box = box
+            self._to_disk(box)
+            return False
         # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
         # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
         # a used-up budget it fires again on the next loop iteration, after the other ready connections.
@@ -292,17 +299,56 @@ class RawConnection(Session):
         if box.sent != before:
             # send_timeout is the longest gap between two successful writes (nginx send_timeout).
             self.deadline = time.monotonic() + self.limits.send_timeout
-        if not done:
-            return
+        if done:
+            self._done(box)
+        elif box.cold:
+            self._to_disk(box)
+        elif not self._writing:  # called from _from_disk: wait for writability again
+            self._writing = True
+            self.loop.add_writer(self.fd, self._on_writable)
+
+    def _done(self, box: Outbox) -> None:
         self._stop_writing()
         box.record("serve.response")
         resp = self.current
         assert resp is not None and self.current_req is not None
         if resp.route == "sendfile":
             resp.route = box.route
+        if box.disk_chunks and self.server.log_level <= logs.DISK_WAIT:
+            ms = box.disk_wait_s * 1e3
+            self.server.log(logs.DISK_WAIT, f"{self.peer}: body waited {ms:.1f} ms for the disk ({box.disk_chunks} "
+                            "chunk(s) sent by disk threads)")  # fmt: skip
         self.busy = False
         self.finish(self.current_req, resp)
         self.process()
+
+    def _to_disk(self, box: Outbox) -> None:
+        """The next chunk is not in the page cache: sendfile it in a disk thread while the loop serves the rest."""
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+        self.deadline = INF  # waiting for our disk is not the client's slowness (send_timeout resumes after)
+        task = self.loop.create_task(send_cold(self.server.disk, box))
+        task.add_done_callback(self._from_disk)
+        self._cold = task
+
+    def _from_disk(self, task: asyncio.Task[None]) -> None:
+        self._cold = None
+        if self.closed or task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, TruncatedFileError):
+            self._truncated(exc)
+            return
+        if isinstance(exc, OSError):
+            self._lost(exc)
+            return
+        if exc is not None:
+            self.server.log(logs.APP_ERROR, f"{self.peer}: sending a cold chunk failed: {exc!r}; closing")
+            self.close()
+            return
+        self.deadline = time.monotonic() + self.limits.send_timeout
+        self._on_writable()  # go on at once: the next chunk is most likely resident now (read-ahead)
 
     def _stop_writing(self) -> None:
         if self._writing:
@@ -346,6 +392,9 @@ class RawConnection(Session):
             self.loop.remove_reader(self.fd)
             self._reading = False
         self._stop_writing()
+        if self._cold is not None:
+            self._cold.cancel()  # the job itself finishes on its own duplicates of the descriptors
+            self._cold = None
         self.release_current()
         self.sock.close()
         self.server.forget(self)
@@ -417,7 +466,7 @@ class TLSConnection(Session, asyncio.Protocol):
 
     async def _write(self, resp: Response) -> None:
         assert self.transport is not None
-        copy = TlsCopy()
+        copy = TlsCopy(self.server.disk)
         t0 = time.perf_counter()
         try:
             for p in resp.parts:
@@ -437,7 +486,12 @@ class TLSConnection(Session, asyncio.Protocol):
             return
         finally:
             self._task = None
-            self.server.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0)
+            wall = time.perf_counter() - t0
+            self.server.record("serve.response", "readwrite", copy.moved, wall, copy.disk_wait_s)
+            if copy.disk_chunks and self.server.log_level <= logs.DISK_WAIT:
+                ms = copy.disk_wait_s * 1e3
+                self.server.log(logs.DISK_WAIT, f"{self.peer}: body waited {ms:.1f} ms for the disk "
+                                f"({copy.disk_chunks} read(s) by disk threads)")  # fmt: skip
         self.busy = False
         assert self.current_req is not None
         self.finish(self.current_req, resp)

@@ -4,20 +4,15 @@
 the Host count (RFC 9112 §3.2), and the slowloris deadline (a started head must be complete within
 ``header_timeout``). What a responder does with a header (keep a few, or all for the ASGI scope) is its
 ``header()``; what it does with a parsed request, a body or a malformed request is its own. No socket I/O here:
-the connection feeds the bytes it read to ``parse()``. ``TlsCopy`` is the copying route both use under TLS.
+the connection feeds the bytes it read to ``parse()``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
-from collections.abc import Awaitable, Callable
 
 import httptools
 
-from zcopy.aio import FileSlice
-from zcopy.errors import TruncatedFileError
 from zcopy.serve.config import Limits
 
 # One recv per readable event: 64 KiB holds dozens of pipelined requests, and bounds what an unfinished
@@ -26,9 +21,6 @@ RECV_SIZE = 1 << 16
 # After "Connection: close" we stop writing, then read and discard what the peer still sends for this long,
 # so our close does not turn into an RST that destroys the response in flight (nginx lingering_close).
 LINGER_SECONDS = 2.0
-# The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
-# write; past this the per-call overhead stops mattering against the copy and encryption.
-TLS_CHUNK = 1 << 18
 INF = float("inf")
 UPGRADE = -1  # parse(): httptools stopped at a protocol upgrade
 
@@ -123,28 +115,3 @@ class H1Reader:
             if self.head_bytes > self.limits.max_header_bytes + RECV_SIZE:
                 return 431
         return 0
-
-
-class TlsCopy:
-    """The copying route under TLS (sendfile cannot encrypt): pread TLS_CHUNK at a time and write it to the SSL
-    transport. ``moved`` counts the file bytes written so far, also when a write ends early (for the record)."""
-
-    __slots__ = ("moved",)
-
-    def __init__(self) -> None:
-        self.moved = 0
-
-    async def write(
-        self, transport: asyncio.Transport, part: FileSlice, wait_writable: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Write ``part``, awaiting ``wait_writable()`` before each chunk (it raises when the peer is too slow or
-        gone); a file shorter than ``part`` raises TruncatedFileError after what it had."""
-        pos, end = part.offset, part.offset + part.count
-        while pos < end:
-            await wait_writable()
-            chunk = os.pread(part.fd, min(TLS_CHUNK, end - pos), pos)
-            if not chunk:
-                raise TruncatedFileError(part.name, pos, end, pos - part.offset)
-            transport.write(chunk)
-            pos += len(chunk)
-            self.moved += len(chunk)

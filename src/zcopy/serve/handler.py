@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from zcopy.aio import FileSlice, Part
+from zcopy.parts import FileSlice, Part
 from zcopy.serve import conditional, head, listing, ranges
 from zcopy.serve.cache import FileCache, FileEntry, Group, make_group
 from zcopy.serve.resolve import Resolver
@@ -61,6 +61,10 @@ def _accepts(accept_encoding: bytes, coding: bytes) -> bool:
     return star
 
 
+# The body of the 403 for a directory without index.html while listings are off.
+NO_LISTING = b"This directory has no index.html, and directory listings are off (zcopy serve --list-dirs).\n"
+
+
 class Handler:
     """Answers GET/HEAD for files under ``resolver``'s root, using ``cache`` for open files."""
 
@@ -82,9 +86,15 @@ class Handler:
         return self._date
 
     def error(
-        self, status: int, req: Request | None, *, close: bool = False, extra: list[tuple[bytes, bytes]] | None = None
+        self,
+        status: int,
+        req: Request | None,
+        *,
+        close: bool = False,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        detail: bytes = b"",
     ) -> Response:
-        body = head.error_body(status)
+        body = head.error_body(status) + detail
         keep = req is not None and req.keep_alive and not close
         headers = [(b"Content-Type", _TEXT), (b"Content-Length", b"%d" % len(body)), *(extra or [])]
         h = head.build(status, self.date(), headers, keep_alive=keep, http10=req is not None and req.http10)
@@ -139,7 +149,7 @@ class Handler:
                 try:
                     if self.list_dirs:
                         return self._listing(req, target.url_path(), opened.fd)
-                    return self.error(404, req)
+                    return self.error(403, req, detail=NO_LISTING)  # nginx's answer, and how to change it
                 finally:
                     os.close(opened.fd)
             os.close(opened.fd)

@@ -14,6 +14,7 @@ REASONS: dict[int, bytes] = {
     301: b"Moved Permanently",
     304: b"Not Modified",
     400: b"Bad Request",
+    403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",

@@ -42,6 +42,7 @@ STOPPING = INFO  # shutdown progress: started, lifespan shutdown complete, stopp
 CONNECTION = DEBUG  # connection accepted / closed
 DISCONNECT = DEBUG  # the client went away before its response was complete
 ASGI_MESSAGE = TRACE  # every ASGI message an app receives or sends
+DISK_WAIT = TRACE  # a response body waited for the disk (cold chunks sent by disk threads), and for how long
 
 
 def level(value: str | int) -> int:

@@ -13,12 +13,36 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from zcopy.serve.server import BACKLOG, listen_unix
 
-if TYPE_CHECKING:
-    from zcopy.serve.workers import Options
+
+class Options(Protocol):
+    """What prepare() reads of the configuration (workers.Options has it; no import of workers, which imports us)."""
+
+    @property
+    def root(self) -> str | None: ...
+    @property
+    def tls_cert(self) -> str | None: ...
+    @property
+    def tls_key(self) -> str | None: ...
+    @property
+    def access_log(self) -> str | None: ...
+    @property
+    def uds(self) -> str | None: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def workers(self) -> int: ...
+    @property
+    def fd(self) -> int | None: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None: ...
 
 
 class ConfigError(Exception):

@@ -15,6 +15,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from zcopy.serve import listing
 from zcopy.serve.errnos import EXHAUSTED
 
 # Linux follows at most 40 symlinks in one lookup (MAXSYMLINKS, fs/namei.c); beyond → ELOOP. Same bound here.
@@ -197,8 +198,9 @@ class Resolver:
             return None
         return Opened(rfd, rst, False)
 
-    def list_dir(self, dir_fd: int) -> list[tuple[bytes, bool]]:
-        """(name, is_dir) of a directory opened by open(); dotfiles hidden unless allowed."""
+    def list_dir(self, dir_fd: int) -> list[listing.Entry]:
+        """The entries of a directory opened by open(); dotfiles hidden unless allowed. A symlink is shown as what
+        it points to when links are followed (its own size and date when not, or when it dangles)."""
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
         out = []
         try:
@@ -208,10 +210,13 @@ class Resolver:
                     if not self.dotfiles and name[:1] == b".":
                         continue
                     try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
+                        try:
+                            st = entry.stat(follow_symlinks=self.follow_symlinks)
+                        except FileNotFoundError:  # a dangling link
+                            st = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    out.append((name, is_dir))
+                    out.append(listing.Entry(name, stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
         finally:
             os.close(fd)
         return out

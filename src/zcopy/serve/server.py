@@ -30,6 +30,7 @@ from zcopy.serve.errnos import ACCEPT_RETRY, EXHAUSTED
 from zcopy.serve.handler import Handler
 from zcopy.serve.handshake import Handshake
 from zcopy.serve.resolve import Resolver
+from zcopy.serve.transport import DISK_THREADS, DiskPool
 
 if TYPE_CHECKING:
     from zcopy.serve.asgi.lifespan import Lifespan
@@ -95,6 +96,7 @@ class Server:
         max_header_bytes: int = MAX_HEADER_BYTES,
         max_url_bytes: int = MAX_URL_BYTES,
         max_chunk: int = MAX_CHUNK,
+        disk_threads: int = DISK_THREADS,
         access_log: AccessLog | None = None,
         ssl: ssl_module.SSLContext | None = None,
         backlog: int = BACKLOG,
@@ -163,6 +165,8 @@ class Server:
         # The TLS handshake is part of "sending the head" for a slowloris: by default it gets the same budget.
         self.handshake_timeout = header_timeout if handshake_timeout is None else handshake_timeout
         self.max_connections = max_connections
+        # Threads that send cold body chunks (not in the page cache) off the loop: serve/transport.py.
+        self.disk = DiskPool(disk_threads)
         self.access_log = access_log
         self.ssl = ssl
         self.backlog = backlog
@@ -375,6 +379,7 @@ class Server:
         if self.lifespan is not None:
             await self.lifespan.shutdown()
             self.lifespan = None
+        self.disk.close()
         if self.cache is not None:
             self.cache.clear()
         if self.resolver is not None:
@@ -428,8 +433,9 @@ class Server:
 
                 say(message + "\n" + traceback.format_exc().rstrip("\n"), level)
 
-    def record(self, op: str, route: str, nbytes: int, wall_s: float) -> None:
-        _observe.record(op, route, nbytes, user_bytes=nbytes if route == "readwrite" else 0, wall_s=wall_s)
+    def record(self, op: str, route: str, nbytes: int, wall_s: float, disk_wait_s: float = 0.0) -> None:
+        user_bytes = nbytes if route == "readwrite" else 0
+        _observe.record(op, route, nbytes, user_bytes=user_bytes, wall_s=wall_s, disk_wait_s=disk_wait_s)
 
 
 # uvicorn's logger name, so a uvicorn --log-config applies unchanged (logconfig.py says why).

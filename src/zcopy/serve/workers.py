@@ -126,6 +126,8 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
             extra = f" http={settings_parser()} ws={_ws_name(opts)}"
         else:
             what, extra = f"root={server.resolver.root}", ""  # type: ignore[union-attr]
+            # a directory without index.html: listed, or a 403 that says how to list it
+            what += " listing=on" if server.handler.list_dirs else " listing=off (--list-dirs to list directories)"
         say(f"{where} {what}{extra} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
     if server.log_level <= logs.STOPPING:

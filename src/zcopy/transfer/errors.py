@@ -6,6 +6,8 @@ other side exactly what went wrong in an ERROR frame.
 
 from __future__ import annotations
 
+import errno
+
 from zcopy.errors import ZeroCopyError
 
 # Error codes carried in ERROR frames and ACKs (docs/protocol.md). Stable across protocol versions.
@@ -81,5 +83,26 @@ class ModeError(TransferError):
     code = E_MODE
 
 
+class ConnectionDropped(TransferError):
+    """The sender went away in the middle of the session; partial files are kept for --resume."""
+
+    code = E_IO
+
+
 class RemoteError(TransferError):
     """The peer reported an error in an ERROR frame; ``code`` is what it sent."""
+
+
+# errno values that mean "the receiver's disk is full" (a quota counts as full).
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def from_os_error(exc: OSError, writing: str = "", kept: str = "") -> TransferError:
+    """The one translation of an OSError met while landing files into a wire error: ENOSPC/EDQUOT →
+    E_NOSPACE ("no space left writing WRITING" + KEPT, what stays for --resume), anything else → E_IO (the
+    OS message and the file name)."""
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno in NO_SPACE_ERRNOS:
+        return TransferError(f"no space left {f'writing {writing}' if writing else f'on the receiver{where}'}{kept}",
+                             E_NOSPACE)
+    return TransferError(f"{exc.strerror or exc}{where}", E_IO)

@@ -256,6 +256,22 @@ async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/raw/bad-header":
         await _start(send, 200, [(b"x-bad", b"a\r\nInjected: yes")])
         return
+    if path == "/raw/never":
+        # Never answers and never asks: only the server can notice that the client has gone.
+        EVENTS.append("never")
+        await asyncio.Event().wait()
+    if path == "/raw/late":
+        # Answers after a short while without looking at receive(): a half-closed client still gets it.
+        await asyncio.sleep(float(query or "0.3"))
+        await _text(send, b"late but here")
+        return
+    if path == "/raw/echo-header":
+        # An app that echoes input into a header (a redirect, a filename): the query string is the value.
+        from urllib.parse import unquote_to_bytes
+
+        await _start(send, 200, [(b"x-echo", unquote_to_bytes(query)), (b"content-length", b"2")])
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     await _text(send, b"no such raw route", 404)
 
 
@@ -268,6 +284,13 @@ async def raw_ws(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if path == "/raw-ws/bad-header":
         await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"bad name", b"x")]})
+        return
+    if path == "/raw-ws/split-header":
+        bad = b"x\r\nSet-Cookie: session=attacker"
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x-echo", bad)]})
+        return
+    if path == "/raw-ws/accept-split-header":
+        await send({"type": "websocket.accept", "headers": [(b"x-echo", b"x\r\nSet-Cookie: session=attacker")]})
         return
     await send({"type": "websocket.http.response.start", "status": 429, "headers": [(b"retry-after", b"7")]})
     await send({"type": "websocket.http.response.body", "body": b"slow ", "more_body": True})

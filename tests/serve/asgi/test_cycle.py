@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zcopy.aio import FileSlice
+from zcopy.parts import FileSlice
 from zcopy.serve.asgi.cycle import TRANSITIONS, AppError, Phase, ResponseCycle, error_response
 
 
@@ -101,6 +101,15 @@ def test_content_length_accounting() -> None:
         [(b"content-length", b"5"), (b"content-length", b"6")],
         [(b"content-length", b"1e3")],
         [(b"x", b"a\r\nb")],
+        [(b"x-echo", b"hello\r\nSet-Cookie: session=attacker")],  # a CR LF and a well-formed line after it
+        [(b"x-echo", b"x\r\nTransfer-Encoding: chunked"), (b"content-length", b"2")],
+        [(b"x", b"a\rb")],
+        [(b"x", b"a\nb")],
+        [(b"x", b"a\0b")],
+        [(b"x", b"a\x7fb")],
+        [(b"x: y\r\nz", b"v")],  # the split in the name
+        [(b"x:", b"v")],
+        [(b"", b"v")],
         [(b"bad name", b"v")],
         [("str", b"v")],
         [(b"x",)],
@@ -109,6 +118,17 @@ def test_content_length_accounting() -> None:
 def test_invalid_heads_are_app_errors(headers: list[tuple[bytes, ...]]) -> None:
     with pytest.raises(AppError):
         cyc().send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+def test_bad_header_error_names_the_header() -> None:
+    with pytest.raises(AppError, match="x-echo"):
+        cyc().send({"type": "http.response.start", "status": 200, "headers": [(b"x-echo", b"a\r\nb: c")]})
+    c = cyc()  # a refused start leaves nothing behind: a corrected one is sent alone
+    with pytest.raises(AppError):
+        c.send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1"), (b"x-b", b"\n")]})
+    start(c, 200, [(b"x-c", b"tab\there, obs-text \xe9, sp ")])
+    out = wire(c.send({"type": "http.response.body", "body": b""}))
+    assert b"x-a" not in out and b"x-c: tab\there, obs-text \xe9, sp \r\n" in out
 
 
 @pytest.mark.parametrize("status", [100, 101, 199, 1000, "200", True, None])

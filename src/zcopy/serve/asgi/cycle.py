@@ -10,21 +10,18 @@ The head is serialised with the first body message, so that decision can see it 
 from __future__ import annotations
 
 import enum
-import re
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from zcopy.aio import FileSlice, Part
-from zcopy.serve import conditional, head
+from zcopy.parts import FileSlice, Part
+from zcopy.serve import conditional, fields, head
 
 # A head and a body below this are joined into one bytes object (one send); above it they go as two parts,
 # the head with MSG_MORE, so a big body is never copied just to save a syscall.
 JOIN_BELOW = 16 << 10
 
-# Header lines as we serialise them: an RFC 9110 §5.6.2 token, ": ", a value without CR, LF or NUL (§5.5).
-_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\0]*\r\n)*")
 _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
 _SERVER_LINE = b"server: " + head.SERVER + b"\r\n"
 
@@ -178,11 +175,15 @@ class ResponseCycle:
         if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 999:
             # 1xx are not ASGI responses (100 Continue is the server's, answered on the first receive()).
             raise AppError(f"http.response.start: invalid status {status!r}")
-        lines = self._headers
+        lines: list[bytes] = []
         has_server = has_date = False
         length: int | None = None
+        name_ok, value_ok = fields.NAME_OK, fields.VALUE_OK
         try:
             for name, value in message.get("headers") or ():
+                # Each field on its own (fields.py): a CR LF inside a value must never start a line of its own.
+                if not name_ok(name) or not value_ok(value):
+                    fields.check(name, value)  # raises BadField, naming the header
                 low = name.lower()
                 if low in _SPECIAL:
                     if low == b"content-length":
@@ -202,13 +203,12 @@ class ResponseCycle:
                         has_server = True
                     else:
                         has_date = True
-                lines.append(name + b": " + value + b"\r\n")  # TypeError unless bytes-like
+                lines.append(name + b": " + value + b"\r\n")
+        except fields.BadField as exc:
+            raise AppError(f"http.response.start: {exc}") from None
         except (TypeError, ValueError, AttributeError):
             raise AppError(f"http.response.start: headers must be [name, value] pairs of bytes: {message!r}") from None
-        # One C-level match over the whole block: field-name tokens, no CR/LF/NUL in values (header injection).
-        if not _BLOCK.fullmatch(b"".join(lines)):
-            bad = next((x for x in lines if not _BLOCK.fullmatch(x)), b"")
-            raise AppError(f"http.response.start: invalid header {bytes(bad)!r}")
+        self._headers = lines
         self.status = status
         self.length = length
         defaults = self.defaults  # uvicorn's order: date, server, --header lines, then the app's

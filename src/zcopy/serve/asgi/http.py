@@ -12,7 +12,9 @@ ASGI lives in ``scope.py`` (the scope) and ``cycle.py`` (the response state mach
   route is reported as "readwrite", never as zero-copy.
 - Disconnects: once the client is gone (EOF, reset, a failed write) ``receive()`` returns ``http.disconnect``
   (after any body bytes already received); ``send()`` raises ``ClientDisconnected`` (an OSError, ASGI 2.4) only
-  when its bytes cannot be delivered. A client that half-closes after its request still gets its response.
+  when its bytes cannot be delivered. A client that half-closes after its request still gets its response if the
+  app writes within ``DISCONNECT_GRACE`` of the FIN and of each write after it; otherwise the connection closes
+  (the descriptor is released; the app task is left to return, as under uvicorn).
 - Pipelined requests are answered in order: one app task at a time per connection; reading pauses while a parsed
   request waits behind the one in the app.
 """
@@ -28,23 +30,25 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import FileSlice, Outbox, Part
+from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.parts import FileSlice, Part
 from zcopy.serve import logs
 from zcopy.serve.asgi import scope as scopes
 from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
+from zcopy.serve.asgi.errors import ClientDisconnected
 from zcopy.serve.config import AppConfig, Host
-from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TlsCopy, TooLarge
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TooLarge
+from zcopy.serve.transport import TlsCopy, resident, send_cold
 
 # Request body bytes buffered for the app before reading pauses: uvicorn's 64 KiB high-water mark. One recv can
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
 HIGH_WATER = 1 << 16
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class ClientDisconnected(OSError):
-    """send() could not deliver: the client has gone (ASGI spec 2.4 asks for an OSError subclass)."""
+# After the client's FIN (it gave up, or half-closed to wait for its answer), the longest the app may go without
+# writing before the connection is closed and its descriptor released; the app already got http.disconnect.
+DISCONNECT_GRACE = 2.0
 
 
 class AsgiHost(Host, Protocol):
@@ -257,11 +261,12 @@ class Connection(H1Reader):
         method: bytes = p.get_method()
         target = self.target()
         headers = self._headers
-        if self._upgrade and method == b"GET" and websocket.is_upgrade(headers):
+        # Both must agree, or the request would wait for a switch httptools never makes (no answer, responses
+        # out of step): httptools' own upgrade flag and our reading of the Connection tokens.
+        if self._upgrade and method == b"GET" and p.should_upgrade() and websocket.is_upgrade(headers):
             if self.config.ws != "none" and websocket.available():
                 self._ws_head = (target, version, headers)  # taken over when httptools stops at the upgrade
-                self.deadline = INF
-                return
+                return  # the head's deadline holds until then (a body announced before the switch must come)
             _warn_no_websockets(self.host)
         client, scheme = self.client, self.scheme
         if self.config.proxy_headers:
@@ -362,6 +367,17 @@ class Connection(H1Reader):
             ex.wake()
         if not self.exchanges:
             self.close()
+        else:
+            # The client has given up, or half-closed and waits: the app, told http.disconnect, has
+            # DISCONNECT_GRACE to make progress (each write renews it) before the connection is closed anyway.
+            self.deadline = time.monotonic() + DISCONNECT_GRACE
+
+    def written(self) -> None:
+        """A write completed: no deadline while the app works on, unless the client has sent its FIN."""
+        if self.eof:
+            self.deadline = time.monotonic() + DISCONNECT_GRACE
+        elif self.deadline != INF and not self.in_request:
+            self.deadline = INF
 
     # -- WebSockets -----------------------------------------------------------------------------------
     def start_websocket(self, leftover: bytes) -> None:
@@ -436,7 +452,8 @@ class Connection(H1Reader):
                 await _quietly(ws.close(1011))  # RFC 6455 §7.4.1: internal error
         else:
             if ws.phase is websocket.Phase.CONNECTING:
-                host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
+                if not ws.eof_pending:  # (a peer that left before the answer got websocket.disconnect)
+                    host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned without accepting the WebSocket")
                 await _quietly(ws.reject(403))
             elif ws.phase is websocket.Phase.RESPONDING:
                 host.log(logs.APP_ERROR, f"{self.peer}: ASGI application returned mid-way through its denial response")
@@ -504,6 +521,10 @@ class Connection(H1Reader):
         finally:
             host.in_app -= 1
         self.finished(ex)
+
+    def _disk_waited(self, seconds: float, chunks: int, what: str) -> None:
+        msg = f"{self.peer}: body waited {seconds * 1e3:.1f} ms for the disk ({chunks} {what} by disk threads)"
+        self.host.log(logs.DISK_WAIT, msg)
 
     def _trace(self, message: str) -> None:
         self.host.log(logs.ASGI_MESSAGE, message)
@@ -697,10 +718,15 @@ class RawConnection(Connection):
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
         if self.closed:
             raise ClientDisconnected("the client has disconnected")
-        box = Outbox(self.sock, parts, self.limits.max_chunk)
+        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
         try:
             while not box.pump():
-                if box.blocked:
+                if box.cold:
+                    # Not in the page cache: sendfile this chunk in a disk thread while the loop serves the rest.
+                    self.deadline = INF  # waiting for our disk is not the client's slowness
+                    await send_cold(self.host.disk, box)
+                    self.deadline = time.monotonic() + self.limits.send_timeout
+                elif box.blocked:
                     # send_timeout is the longest gap between two successful writes (nginx send_timeout); the
                     # sweeper enforces it by closing us, which fails this wait.
                     self.deadline = time.monotonic() + self.limits.send_timeout
@@ -734,8 +760,9 @@ class RawConnection(Connection):
                 box.record("serve.response")
                 if ex is not None:
                     ex.route = box.route
-        if self.deadline != INF and not self.in_request:
-            self.deadline = INF
+            if box.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
+                self._disk_waited(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
+        self.written()
 
     def write_now(self, data: bytes) -> int:
         if self.closed:
@@ -844,7 +871,7 @@ class TLSConnection(Connection, asyncio.Protocol):
         t = self.transport
         if self.closed or t is None or t.is_closing():
             raise ClientDisconnected("the client has disconnected")
-        copy = TlsCopy()
+        copy = TlsCopy(self.host.disk)
         t0 = time.perf_counter()
         try:
             for p in parts:
@@ -864,11 +891,13 @@ class TLSConnection(Connection, asyncio.Protocol):
             self.close()
         finally:
             if copy.moved:
-                self.host.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0)
+                wall = time.perf_counter() - t0
+                self.host.record("serve.response", "readwrite", copy.moved, wall, copy.disk_wait_s)
+            if copy.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
+                self._disk_waited(copy.disk_wait_s, copy.disk_chunks, "read(s)")
         if self.closed and (ex is None or not ex.response.done):
             raise ClientDisconnected("the client has disconnected")
-        if self.deadline != INF and not self.in_request:
-            self.deadline = INF
+        self.written()
 
     def write_nowait(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

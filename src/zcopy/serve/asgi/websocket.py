@@ -22,8 +22,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from zcopy.serve import fields
 from zcopy.serve.accesslog import client_addr, full_path
 from zcopy.serve.asgi.cycle import AppError
+from zcopy.serve.asgi.errors import ClientDisconnected
 
 if TYPE_CHECKING:
     from zcopy.serve.asgi.http import Connection
@@ -44,13 +46,14 @@ def available() -> bool:
 
 
 def is_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
-    """A WebSocket upgrade request: ``Upgrade: websocket`` with ``Connection: upgrade`` (RFC 6455 §4.2.1)."""
+    """A WebSocket upgrade request: ``Upgrade: websocket`` with ``upgrade`` as one of the comma-separated tokens
+    of ``Connection`` (RFC 6455 §4.2.1, RFC 9110 §7.6.1), case-insensitive; "upgraded" is not "upgrade"."""
     upgrade = connection = False
     for name, value in headers:
         if name == b"upgrade":
             upgrade = upgrade or value.strip().lower() == b"websocket"
         elif name == b"connection":
-            connection = connection or b"upgrade" in value.lower()
+            connection = connection or any(t.strip() == b"upgrade" for t in value.lower().split(b","))
     return upgrade and connection
 
 
@@ -96,6 +99,7 @@ class WebSocket:
         self.incoming: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.leftover = leftover
+        self.eof_pending = False  # the peer's FIN came before the app accepted: fed to wsproto after the 101
         self.close_code = 1006
         self.close_reason = ""
         self.handshake_ok = True
@@ -120,7 +124,7 @@ class WebSocket:
 
     async def receive(self) -> dict[str, Any]:
         while not self.incoming:
-            if self.phase is Phase.CLOSED:
+            if self.phase is Phase.CLOSED or (self.eof_pending and self.phase is Phase.CONNECTING):
                 return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
             self.waiter = self.conn.loop.create_future()
             try:
@@ -135,8 +139,6 @@ class WebSocket:
         kind = message.get("type") if isinstance(message, dict) else None
         name = SEND.get((self.phase, kind))  # type: ignore[arg-type]
         if name is None:
-            from zcopy.serve.asgi.http import ClientDisconnected
-
             if self.phase in (Phase.CLOSED, Phase.CLOSING) and kind in ("websocket.send", "websocket.close"):
                 raise ClientDisconnected("the WebSocket is closed")
             raise AppError(f"unexpected ASGI message {kind!r} in WebSocket phase {self.phase.value}")
@@ -146,7 +148,10 @@ class WebSocket:
         from wsproto.events import AcceptConnection
         from wsproto.extensions import PerMessageDeflate
 
-        headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers") or ()]
+        try:
+            headers = [(k.lower(), v) for k, v in fields.check_all(message.get("headers"))]
+        except fields.BadField as exc:
+            raise AppError(f"websocket.accept: {exc}") from None
         # wsproto answers permessage-deflate only when the client offered it (RFC 7692 §5).
         extensions: list[Any] = [PerMessageDeflate()] if self.deflate else []
         accept = AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers, extensions=extensions)
@@ -159,6 +164,8 @@ class WebSocket:
         if self.leftover:
             leftover, self.leftover = self.leftover, b""
             self.feed(leftover)
+        if self.eof_pending:
+            self.feed(None)
         self.conn.update_reading()
         self._schedule_ping()
 
@@ -173,10 +180,9 @@ class WebSocket:
         if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
             raise AppError(f"websocket.http.response.start: invalid status {status!r}")
         try:
-            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
-        except (TypeError, ValueError):
-            bad = f"websocket.http.response.start: headers must be [name, value] pairs of bytes: {message!r}"
-            raise AppError(bad) from None
+            headers = fields.check_all(message.get("headers"))
+        except fields.BadField as exc:
+            raise AppError(f"websocket.http.response.start: {exc}") from None
         headers.append((b"connection", b"close"))  # the connection ends with this response
         try:
             data = self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
@@ -281,11 +287,22 @@ class WebSocket:
 
     def feed(self, data: bytes | None) -> None:
         """Bytes from the peer (None: EOF) → wsproto events → ASGI messages for the app."""
+        from wsproto.connection import ConnectionState
         from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
         from wsproto.utilities import RemoteProtocolError
 
         if self.phase is Phase.CONNECTING:
-            self.leftover += data or b""  # frames before our 101 are parsed once the app accepts
+            if data is None:
+                self.eof_pending = True
+                self.wake()
+            else:
+                self.leftover += data  # frames before our 101 are parsed once the app accepts
+            return
+        if self.ws.state is ConnectionState.CLOSED:
+            # Both close frames have passed (or the peer vanished before): nothing the peer sends matters now,
+            # and wsproto refuses bytes after its CLOSED state.
+            if data is None:
+                self.lost()
             return
         try:
             self.ws.receive_data(data)
@@ -316,10 +333,13 @@ class WebSocket:
             self.lost()
 
     def _peer_closed(self, code: int, reason: str) -> None:
+        """The peer's close frame, or its vanishing (EOF: wsproto reports 1006 and is CLOSED, nothing to echo)."""
+        from wsproto.connection import ConnectionState
         from wsproto.events import CloseConnection
 
         if self.phase is Phase.OPEN:
-            self._write_soon(self.ws.send(CloseConnection(code=code, reason=reason or None)))  # echo (RFC 6455 §5.5.1)
+            if self.ws.state is ConnectionState.REMOTE_CLOSING:  # a real close frame: echo it (RFC 6455 §5.5.1)
+                self._write_soon(self.ws.send(CloseConnection(code=code, reason=reason or None)))
             self.close_code, self.close_reason = code, reason
         self._finish()
         self.conn.loop.call_soon(self.conn.close_gracefully)  # after the echo's task had its turn
@@ -345,6 +365,10 @@ class WebSocket:
             _log.info('%s - "WebSocket %s" %s', client_addr(self.scope), full_path(self.scope), outcome)
 
     def _finish(self) -> None:
+        """The app learns of the end once: one websocket.disconnect, however many ways the end is noticed."""
+        if self.phase is Phase.CLOSED:
+            self._cancel_ping()
+            return
         if self.opened:
             self.opened = False
             _log.info("connection closed")

@@ -1,0 +1,176 @@
+"""Issue #20's guard of `zcopy serve --app` against a hostile client or a careless app, each case on the wire of a
+real server subprocess: response splitting through app headers (F2), WebSocket peers that vanish (F1), upgrade
+tokens (F3), clients that give up on a slow app (F5), request framing errors, body deadlines."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import LOOPS
+from .conftest import AppServer, make_data, read_until_close, recv_head, response
+
+APP = "tests.serve.asgi.apps:app"
+UPGRADE = (
+    b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+MAX_CONNECTIONS = 8
+
+
+@pytest.fixture(scope="module", params=LOOPS)
+def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """A server of its own (its EVENTS and fds are this module's) with a small --max-connections."""
+    data = make_data(tmp_path_factory.mktemp("guard"))
+    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS), "--grace", "0.5")
+    yield s
+    s.stop()
+
+
+def fds(server: AppServer) -> int:
+    return len(os.listdir(f"/proc/{server.pid}/fd"))
+
+
+def settle(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll ``check`` until it holds (True) or ``seconds`` pass (False): the server works at its own pace."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def events(server: AppServer) -> str:
+    with server.connect() as s:
+        s.sendall(b"GET /raw/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return response(s)[2].decode()
+
+
+def get_state(server: AppServer) -> int:
+    with server.connect() as s:
+        s.sendall(STATE)
+        return response(s)[0]
+
+
+STATE = b"GET /state HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+# -- F2: header fields are checked one by one ----------------------------------------------------------------
+def test_response_splitting_by_an_echoed_header_is_a_500(server: AppServer) -> None:
+    # A CR LF followed by a well-formed line passed the old check of the joined header block.
+    for value in (b"hello%0D%0ASet-Cookie:%20session=attacker", b"x%0D%0ATransfer-Encoding:%20chunked",
+                  b"a%0Ab", b"a%0Db", b"a%00b"):  # fmt: skip
+        with server.connect() as s:
+            s.sendall(b"GET /raw/echo-header?%s HTTP/1.1\r\nHost: x\r\n\r\n" % value + STATE)
+            st, h, _, rest = response(s)
+            assert st == 500 and "set-cookie" not in h and "transfer-encoding" not in h and "x-echo" not in h, value
+            assert response(s, rest)[:3:2] == (200, b"hello from lifespan")  # nothing half-written: still in step
+    with server.connect() as s:  # HTAB, SP and obs-text are field content
+        s.sendall(b"GET /raw/echo-header?a%09b%20c%E9 HTTP/1.1\r\nHost: x\r\n\r\n")
+        st, h, body, _ = response(s)
+    assert st == 200 and body == b"ok" and h["x-echo"] == "a\tb c\xe9"
+
+
+def test_bad_header_is_logged_with_its_name(tmp_path: Path) -> None:
+    srv = AppServer(APP, make_data(tmp_path / "d"))
+    try:
+        with srv.connect() as s:
+            s.sendall(b"GET /raw/echo-header?a%0D%0AX-Evil:%201 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert response(s)[0] == 500
+    finally:
+        _, err = srv.stop()
+    assert "exception in ASGI application" in err and "invalid value for header b'x-echo'" in err, err
+
+
+def test_websocket_headers_are_checked_too(server: AppServer) -> None:
+    # The denial response and the 101's extra headers: a split value is the app's error (500), never written.
+    for path in (b"/raw-ws/split-header", b"/raw-ws/accept-split-header"):
+        with server.connect() as s:
+            s.sendall(UPGRADE % path)
+            got = read_until_close(s)
+        assert got.startswith(b"HTTP/1.1 500 ") and b"set-cookie" not in got.lower(), (path, got)
+
+
+# -- F1: a WebSocket peer that vanishes with a FIN -----------------------------------------------------------
+def test_websocket_peer_vanishing_with_fin_is_released(guarded: AppServer) -> None:
+    assert get_state(guarded) == 200
+    base = fds(guarded)
+    before = events(guarded).count("ws-disconnect:1006")
+    n = 3 * MAX_CONNECTIONS  # more than the server can hold at once: every one must be released
+    for i in range(n):
+        with guarded.connect() as s:
+            s.sendall(UPGRADE % b"/ws")
+            assert recv_head(s)[0] == 101
+            if i % 2:
+                s.shutdown(socket.SHUT_WR)  # a half-close: the FIN alone, the socket still open for reading
+                assert read_until_close(s) == b""  # the server closes its side too
+        # (else: close() right after the 101, as the attack did)
+    assert settle(lambda: events(guarded).count("ws-disconnect:1006") - before == n), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+    assert get_state(guarded) == 200  # not full
+    # The FIN before the app accepted: the app still gets its disconnect once it accepts or asks.
+    with guarded.connect() as s:
+        s.sendall(UPGRADE % b"/ws")
+        s.shutdown(socket.SHUT_WR)
+        got = read_until_close(s)
+    assert got == b"" or got.startswith(b"HTTP/1.1 101 "), got
+    assert settle(lambda: events(guarded).count("ws-disconnect:1006") - before == n + 1), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+
+
+# -- F3: an upgrade needs the "upgrade" token ----------------------------------------------------------------
+@pytest.mark.parametrize("connection", [b"keep-alive, upgraded", b"upgradex", b"x-upgrade", b"keep-alive"])
+def test_upgrade_needs_the_token(server: AppServer, connection: bytes) -> None:
+    # Not an upgrade: plain HTTP, answered in order with the request after it (uvicorn answers 200 too).
+    head = UPGRADE.replace(b"Connection: Upgrade", b"Connection: " + connection) % b"/state"
+    with server.connect() as s:
+        s.sendall(head + b"GET /scope HTTP/1.1\r\nHost: x\r\n\r\n")
+        st, _, body, rest = response(s)
+        assert (st, body) == (200, b"hello from lifespan")
+        st, _, body, _ = response(s, rest)
+        assert st == 200 and b'"path": "/scope"' in body.replace(b'":"', b'": "')
+
+
+@pytest.mark.parametrize("connection", [b"keep-alive, Upgrade", b"UPGRADE", b"close ,upgrade"])
+def test_upgrade_token_in_a_list(server: AppServer, connection: bytes) -> None:
+    head = UPGRADE.replace(b"Connection: Upgrade", b"Connection: " + connection) % b"/ws"
+    with server.connect() as s:
+        s.sendall(head)
+        assert recv_head(s)[0] == 101
+
+
+# -- F5: a FIN while the app has not answered ---------------------------------------------------------------
+def test_fin_while_the_app_never_answers_releases_the_connection(guarded: AppServer) -> None:
+    assert get_state(guarded) == 200
+    base = fds(guarded)
+    before = events(guarded).count("never")
+    n = MAX_CONNECTIONS + 2  # more than the server holds at once: the first ones must be let go
+    socks = []
+    for i in range(n):
+        s = guarded.connect()
+        s.sendall(b"GET /raw/never HTTP/1.1\r\nHost: x\r\n\r\n")
+        if i % 2:
+            s.close()  # FIN, and gone
+        else:
+            s.shutdown(socket.SHUT_WR)  # FIN, still reading: the server must end it
+            socks.append(s)
+    for s in socks:
+        assert read_until_close(s, 30) == b""
+        s.close()
+    assert settle(lambda: events(guarded).count("never") - before == n), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+    assert get_state(guarded) == 200
+
+
+def test_half_closed_client_still_gets_a_prompt_answer(guarded: AppServer) -> None:
+    with guarded.connect() as s:
+        s.sendall(b"GET /raw/late?0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        out = read_until_close(s)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"late but here"), out
