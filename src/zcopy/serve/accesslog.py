@@ -32,8 +32,13 @@ def client_addr(scope: dict[str, Any]) -> str:
 
 
 def full_path(scope: dict[str, Any]) -> str:
-    """The request's path and query as uvicorn's lines show them (raw bytes, a quote escaped as %22)."""
-    path: str = scope["raw_path"].decode("latin-1")
+    """The request's path and query as uvicorn's lines show them: as received (without the --root-path that
+    zcopy's ``raw_path`` carries), raw bytes, a quote escaped as %22."""
+    raw: bytes = scope["raw_path"]
+    root: str = scope.get("root_path", "")
+    if root and raw.startswith(root.encode()):
+        raw = raw[len(root) :]
+    path = raw.decode("latin-1")
     query: bytes = scope.get("query_string", b"")
     if query:
         path = f"{path}?{query.decode('latin-1')}"

@@ -192,7 +192,7 @@ class Server:
         assert self._sock is not None, "server not started"
         addr: Any = self._sock.getsockname()
         if isinstance(addr, str):
-            return self.uds or addr, 0  # a unix socket: its path (listen_unix binds under a temporary name)
+            return addr, 0  # a unix socket: its path
         return str(addr[0]), int(addr[1])
 
     def _listen(self) -> socket.socket:
@@ -469,22 +469,8 @@ def listen_unix(path: str, backlog: int) -> socket.socket:
         if stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # Bound and listening under a temporary name first, then renamed: between bind(2) and listen(2) a client
-    # that sees the path would be refused. (Too long a name for that: bound in place.)
-    tmp = f"{path}.{os.getpid()}~"
-    if len(os.fsencode(tmp)) >= 108 or os.path.lexists(path):
-        s.bind(path)  # an existing non-socket file: EADDRINUSE, as before
-        s.listen(backlog)
-        return s
-    try:
-        s.bind(tmp)
-        s.listen(backlog)
-        os.rename(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        s.close()
-        raise
+    s.bind(path)
+    s.listen(backlog)
     return s
 
 

@@ -287,7 +287,7 @@ def plan(s: Settings, app: Any, label: str, notes: list[tuple[int, str]]) -> Pla
     options = Options(
         app=app,
         app_label=label,
-        uds=s.uds,
+        uds=s.uds if s.fd is None else None,  # uvicorn's precedence: fd, then uds, then host:port
         fd=s.fd,
         host=s.host,
         port=s.port,

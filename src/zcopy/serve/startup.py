@@ -84,7 +84,7 @@ def static_plan(s: Settings, args: argparse.Namespace) -> Plan:
     workers = s.workers if s.workers is not None else 1
     options = Options(
         root=args.dir,
-        uds=s.uds,
+        uds=s.uds if s.fd is None else None,
         fd=s.fd,
         host=s.host,
         port=s.port,
