@@ -1,9 +1,12 @@
 """Direct-route benchmark: O_DIRECT against the page-cache ways, on cold data (and a warm-source control).
 
-Four jobs, 1 GiB by default, every contender in one run with the order shuffled per round, medians with min–max:
-durable cold copy (zcopy cp vs cp + sync FILE vs copy_file_range + fsync), the same with a warm source (where zcopy cp
-must not choose direct), cold whole-file reads (zcopy.read_file vs readinto vs numpy.fromfile), and a receiver
-writing a new file from a socket, fsync included (transfer_from by direct vs recv_into + write vs splice).
+Every contender in one run with the order shuffled per round; per-round ratios (median, min–max) against the peer
+measured in the same round. 1 GiB by default. Jobs: the issue's probes (O_DIRECT read and write at QD1, 8 and 32 MiB
+blocks), the sweep that picks the direct route's block size and buffers in flight, durable cold copy (zcopy cp vs
+cp + sync FILE, wall and the whole machine's busy time from /proc/stat), the same with a warm source (zcopy cp must
+pick copy_file_range), cold whole-file reads (zcopy.read_file vs readinto, and the read_file queue-depth sweep), and
+a receiver writing a new file from a socket, fsync included (direct overlapped vs direct serial vs recv_into + write
+vs splice; the receiving process's CPU, its writer thread included).
 Usage: python bench/direct.py [--quick] [--size BYTES] [--rounds N] [--out FILE.md]
 """
 
@@ -11,12 +14,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import mmap
 import os
+import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (
@@ -34,7 +42,6 @@ from _common import (
     source_file,
     start_peer,
     table,
-    thread_cpu,
     timed,
     warm,
     write_report,
@@ -43,6 +50,68 @@ from _common import (
 import zcopy
 from zcopy import FileChannel, pagecache
 from zcopy.aligned import fs_type
+from zcopy.routes import direct
+
+Busy = dict[str, list[float]]  # contender → the whole machine's busy seconds, one per round
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat, all CPUs: everything but idle and iowait), so the
+    kernel's writeback threads count for whoever made the dirty pages."""
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(t) - t[3] - t[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> float:
+    """CPU seconds of this whole process (every thread: the direct writer's helper included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_timed(fn: Callable[[], object]) -> Sample:
+    c0, t0 = process_cpu(), time.perf_counter()
+    fn()
+    return Sample(time.perf_counter() - t0, process_cpu() - c0)
+
+
+def with_busy(busy: Busy, name: str, fn: Callable[[], Sample]) -> Callable[[], Sample]:
+    def run() -> Sample:
+        b0 = machine_busy()
+        sample = fn()
+        busy.setdefault(name, []).append(machine_busy() - b0)
+        return sample
+
+    return run
+
+
+def per_round(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median, min and max of the ratios a[i] / b[i] of the same rounds."""
+    rs = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    return (statistics.median(rs), min(rs), max(rs)) if rs else (float("nan"),) * 3
+
+
+def ratio(results: dict[str, Result], a: str, b: str, attr: str) -> tuple[float, float, float]:
+    return per_round([getattr(x, attr) for x in results[a].samples], [getattr(x, attr) for x in results[b].samples])
+
+
+def fmt(r: tuple[float, float, float]) -> str:
+    return f"{r[0]:.2f}× ({r[1]:.2f}–{r[2]:.2f})"
+
+
+class Tuned:
+    """The direct route's block size and buffers in flight set for one contender (module constants the route reads
+    at each call), put back after."""
+
+    def __init__(self, chunk: int, depth: int) -> None:
+        self.chunk, self.depth = chunk, depth
+
+    def __enter__(self) -> None:
+        self.saved = direct.CHUNK, direct.DEPTH
+        direct.CHUNK, direct.DEPTH = self.chunk, self.depth
+
+    def __exit__(self, *exc: object) -> None:
+        direct.CHUNK, direct.DEPTH = self.saved
 
 
 def evict(path: str) -> float | None:
@@ -71,12 +140,16 @@ class Cold:
             self.worst = max(self.worst, left)
 
 
-def copies(src: str, tmp: str, rounds: int, cold: bool) -> tuple[dict[str, Result], dict[str, str], float]:
-    """Durable file → file copies. Returns results, the route `zcopy cp` (auto) chose, worst residency."""
+def copies(
+    src: str, tmp: str, rounds: int, cold: bool
+) -> tuple[dict[str, Result], Busy, dict[str, list[str]], float]:
+    """Durable (cold) or plain (warm) file → file copies. Returns results, the whole machine's busy time per round,
+    the routes `zcopy cp` chose in each round, and the worst residency seen before a cold contender."""
     dst = os.path.join(tmp, "copy")
     zcopy_exe = shutil.which("zcopy") or os.path.join(os.path.dirname(sys.executable), "zcopy")
-    chose: dict[str, str] = {}
+    chose: dict[str, list[str]] = {}
     prep = Cold(src) if cold else (lambda: (drop_dirty(), warm(src)))
+    busy: Busy = {}
 
     def then_clean(sample: Sample) -> Sample:
         os.unlink(dst)
@@ -87,7 +160,7 @@ def copies(src: str, tmp: str, rounds: int, cold: bool) -> tuple[dict[str, Resul
         out = subprocess.run([zcopy_exe, "cp", "--json", *extra, src, dst], check=True, capture_output=True, text=True)
         sample = Sample(time.perf_counter() - t0, _children() - c0)
         doc = json.loads(out.stdout)
-        chose[" ".join(extra) or "auto"] = doc["route"]
+        chose.setdefault(" ".join(extra) or "auto", []).append(doc["route"])
         return then_clean(sample)
 
     def cfr_fsync() -> None:
@@ -95,14 +168,125 @@ def copies(src: str, tmp: str, rounds: int, cold: bool) -> tuple[dict[str, Resul
             s.transfer_to(0, s.size(), d, route="copy_file_range")
             d.force()
 
-    contenders = {
-        "zcopy cp --route direct (CLI, fsyncs)": lambda: zcopy_cli("--route", "direct"),
+    contenders: dict[str, Callable[[], Sample]] = {
         "zcopy cp (CLI, chooses)": lambda: zcopy_cli(),
+        "zcopy cp --route direct (CLI, fsyncs)": lambda: zcopy_cli("--route", "direct"),
         "cp + sync FILE": lambda: then_clean(sh(["sh", "-c", 'cp "$0" "$1" && sync "$1"', src, dst])),
-        "copy_file_range + fsync": lambda: then_clean(timed(cfr_fsync)),
     }
-    results = run_rounds({n: _before(prep, f) for n, f in contenders.items()}, rounds, between=drop_dirty)
-    return results, chose, prep.worst if isinstance(prep, Cold) else 1.0
+    if cold:
+        contenders["copy_file_range + fsync"] = lambda: then_clean(timed(cfr_fsync))
+    else:
+        contenders["cp"] = lambda: then_clean(sh(["cp", src, dst]))
+    timed_ = {n: with_busy(busy, n, f) for n, f in contenders.items()}
+    results = run_rounds({n: _before(prep, f) for n, f in timed_.items()}, rounds, between=drop_dirty)
+    return results, busy, chose, prep.worst if isinstance(prep, Cold) else 1.0
+
+
+def probes(src: str, tmp: str, size: int, rounds: int) -> dict[str, Result]:
+    """The issue's probes: the whole file by O_DIRECT at queue depth 1 (one request at a time), cold reads and
+    durable writes (fsync at the end), 8 and 32 MiB requests."""
+    dst = os.path.join(tmp, "probe")
+    prep = Cold(src)
+
+    def read(bs: int) -> Sample:
+        prep()
+        buf = memoryview(mmap.mmap(-1, bs))
+        fd = os.open(src, os.O_RDONLY | os.O_DIRECT)
+        try:
+            def go() -> None:
+                off = 0
+                while off < size and (n := os.preadv(fd, [buf], off)):
+                    off += n
+
+            return proc_timed(go)
+        finally:
+            os.close(fd)
+
+    def write(bs: int) -> Sample:
+        buf = memoryview(mmap.mmap(-1, bs))
+        buf[:] = os.urandom(bs)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT)
+        try:
+            def go() -> None:
+                off = 0
+                while off < size:
+                    off += os.pwritev(fd, [buf[: min(bs, size - off)]], off)
+                os.fsync(fd)
+
+            return proc_timed(go)
+        finally:
+            os.close(fd)
+            os.unlink(dst)
+
+    contenders: dict[str, Callable[[], Sample]] = {}
+    for mib in (8, 32):
+        contenders[f"O_DIRECT read, QD1, {mib} MiB"] = lambda mib=mib: read(mib * MiB)  # type: ignore[misc]
+        contenders[f"O_DIRECT write + fsync, QD1, {mib} MiB"] = lambda mib=mib: write(mib * MiB)  # type: ignore[misc]
+    return run_rounds(contenders, rounds, between=drop_dirty)
+
+
+SWEEP_CHUNKS = (2, 4, 8, 16, 32)  # MiB per O_DIRECT request
+SWEEP_DEPTHS = (1, 2, 3, 4)  # buffers in flight: 1 = read, write, read... (the route before issue #22)
+
+
+def sweep(src: str, tmp: str, rounds: int) -> dict[str, Result]:
+    """Cold durable file → file by the direct route (transfer_to + fsync, in process), block size × buffers."""
+    dst = os.path.join(tmp, "sweep")
+    prep = Cold(src)
+
+    def run(chunk: int, depth: int) -> Sample:
+        prep()
+        with Tuned(chunk, depth), FileChannel.open(src) as s, FileChannel.open(dst, "w") as d:
+            def go() -> None:
+                assert s.transfer_to(0, s.size(), d, route="direct") == s.size()
+                d.force()
+
+            sample = proc_timed(go)
+        os.unlink(dst)
+        return sample
+
+    contenders: dict[str, Callable[[], Sample]] = {
+        f"{c} MiB × {q}": (lambda c=c, q=q: run(c * MiB, q))  # type: ignore[misc]
+        for c in SWEEP_CHUNKS for q in SWEEP_DEPTHS
+    }
+    return run_rounds(contenders, rounds, between=drop_dirty)
+
+
+def read_sweep(src: str, size: int, rounds: int) -> dict[str, Result]:
+    """Cold whole-file O_DIRECT reads into one reused aligned buffer: read_file's single preadv (the block layer
+    splits it and keeps the pieces in flight together) against 8 MiB requests from 1, 2 or 4 threads."""
+    out = zcopy.aligned_buffer(size)
+    out[:] = bytes(size)  # touched once: every contender reads into resident memory
+    prep = Cold(src)
+
+    def threads(bs: int, qd: int) -> None:
+        fd = os.open(src, os.O_RDONLY | os.O_DIRECT)
+        nxt = [0]
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    off = nxt[0]
+                    nxt[0] += bs
+                if off >= size:
+                    return
+                os.preadv(fd, [out[off : off + bs]], off)
+
+        ts = [threading.Thread(target=worker) for _ in range(qd)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        os.close(fd)
+
+    contenders: dict[str, Callable[[], Sample]] = {
+        "read_file(into=) (one preadv)": lambda: proc_timed(lambda: zcopy.read_file(src, into=out, direct=True)),
+    }
+    for qd in (1, 2, 4):
+        contenders[f"8 MiB requests, {qd} thread(s)"] = lambda qd=qd: proc_timed(  # type: ignore[misc]
+            lambda: threads(8 * MiB, qd))
+    return run_rounds({n: _before(prep, f) for n, f in contenders.items()}, rounds)  # type: ignore[arg-type]
 
 
 def _children() -> float:
@@ -140,15 +324,15 @@ def reads(src: str, size: int, rounds: int) -> tuple[dict[str, Result], float]:
         assert len(view) == size
 
     contenders = {
-        "reused: zcopy.read_file(into=aligned)": lambda: timed(lambda: check(zcopy.read_file(src, into=reused))),
-        "reused: readinto the same buffer": lambda: timed(lambda: readinto(reused)),
-        "new: zcopy.read_file()": lambda: timed(lambda: check(zcopy.read_file(src))),
-        "new: readinto bytearray(size)": lambda: timed(lambda: readinto(bytearray(size))),
+        "reused: zcopy.read_file(into=aligned)": lambda: proc_timed(lambda: check(zcopy.read_file(src, into=reused))),
+        "reused: readinto the same buffer": lambda: proc_timed(lambda: readinto(reused)),
+        "new: zcopy.read_file()": lambda: proc_timed(lambda: check(zcopy.read_file(src))),
+        "new: readinto bytearray(size)": lambda: proc_timed(lambda: readinto(bytearray(size))),
     }
     try:
         import numpy
 
-        contenders["new: numpy.fromfile"] = lambda: timed(lambda: numpy.fromfile(src, dtype=numpy.uint8))
+        contenders["new: numpy.fromfile"] = lambda: proc_timed(lambda: numpy.fromfile(src, dtype=numpy.uint8))
     except ImportError:
         pass
     results = run_rounds({n: _before(prep, f) for n, f in contenders.items()}, rounds)  # type: ignore[arg-type]
@@ -165,17 +349,18 @@ def receive(src: str, size: int, rounds: int, tmp: str) -> dict[str, Result]:
         sock = socket.create_connection(addr)
         try:
             with FileChannel.open(dst, "w") as out:
-                c0, t0 = thread_cpu(), time.perf_counter()
+                c0, t0 = process_cpu(), time.perf_counter()  # the whole receiving process: its writer thread too
                 recv(sock, out)  # type: ignore[operator]
                 out.force()
-                return Sample(time.perf_counter() - t0, thread_cpu() - c0)
+                return Sample(time.perf_counter() - t0, process_cpu() - c0)
         finally:
             sock.close()
             os.unlink(dst)
 
-    def by(route: str | None) -> object:
+    def by(route: str | None, depth: int | None = None) -> object:
         def go(sock: socket.socket, out: FileChannel) -> None:
-            assert out.transfer_from(sock, 0, size, route=route) == size
+            with Tuned(direct.CHUNK, depth or direct.DEPTH):
+                assert out.transfer_from(sock, 0, size, route=route) == size
 
         return go
 
@@ -190,6 +375,7 @@ def receive(src: str, size: int, rounds: int, tmp: str) -> dict[str, Result]:
 
     contenders = {
         "transfer_from(route=\"direct\")": lambda: measure(by("direct")),
+        "transfer_from(route=\"direct\"), serial (1 buffer)": lambda: measure(by("direct", 1)),
         "recv_into + write 1 MiB": lambda: measure(recv_into_write),
         "transfer_from (splice)": lambda: measure(by("splice")),
     }
@@ -216,74 +402,115 @@ def _ratio(results: dict[str, Result], a: str, b: str, attr: str) -> float:
     return results[a].med(attr) / results[b].med(attr)
 
 
+def _route_counts(routes_seen: list[str]) -> str:
+    return ", ".join(f"{r} × {routes_seen.count(r)}" for r in sorted(set(routes_seen))) or "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     args, size, rounds = file_bench_args(argv, __doc__, 5)
+    cache = os.path.join(os.environ.get("ZCOPY_BENCH_DIR") or "/tmp", ".zcopy-bench-cache")
+    os.environ["XDG_CACHE_HOME"] = cache
+    shutil.rmtree(cache, ignore_errors=True)  # zcopy cp measures the routes afresh in the first round
     with source_file("zcopy-bench-direct-", size) as (tmp, src):
         fd = os.open(src, os.O_RDONLY)
         try:
             fs = fs_type(fd)
         finally:
             os.close(fd)
-        cold, chose_cold, worst_copy = copies(src, tmp, rounds, cold=True)
-        warmr, chose_warm, _ = copies(src, tmp, rounds, cold=False)
+        pr = probes(src, tmp, size, rounds)
+        sw = sweep(src, tmp, max(3, rounds - 2))
+        cold, busy_cold, chose_cold, worst_copy = copies(src, tmp, rounds, cold=True)
+        warmr, _, chose_warm, _ = copies(src, tmp, rounds, cold=False)
         rd, worst_read = reads(src, size, rounds)
+        rs = read_sweep(src, size, max(3, rounds - 2))
         rx = receive(src, size, rounds, tmp)
+    shutil.rmtree(cache, ignore_errors=True)
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = command_line("bench/direct.py", argv)
     h2 = ["contender", "CPU s", "min – max", "vs base", "wall s", "min – max", "vs base"]
-    d, cp, cfr = "zcopy cp --route direct (CLI, fsyncs)", "cp + sync FILE", "copy_file_range + fsync"
-    cpu_cp = _ratio(cold, d, cp, "cpu_s")
-    wall_cp = _ratio(cold, d, cp, "wall_s")
+    auto, d, cp, cfr = "zcopy cp (CLI, chooses)", "zcopy cp --route direct (CLI, fsyncs)", "cp + sync FILE", \
+        "copy_file_range + fsync"
     r_new, r_old = "reused: zcopy.read_file(into=aligned)", "reused: readinto the same buffer"
     n_new, n_old = "new: zcopy.read_file()", "new: readinto bytearray(size)"
-    dx, rw, sp = "transfer_from(route=\"direct\")", "recv_into + write 1 MiB", "transfer_from (splice)"
+    dx, ds, rw, sp = ("transfer_from(route=\"direct\")", "transfer_from(route=\"direct\"), serial (1 buffer)",
+                      "recv_into + write 1 MiB", "transfer_from (splice)")
 
-    def spread(r: Result) -> float:
-        return r.hi("cpu_s") / r.lo("cpu_s") if r.lo("cpu_s") > 0 else float("inf")
+    def met(r: tuple[float, float, float], target: float) -> str:
+        return f"**{fmt(r)}** (target ≤ {target}×, {'met' if r[0] <= target else '**not met**'})"
 
-    def met(ok: bool) -> str:
-        return "met" if ok else "**not met**"
+    wall_auto = ratio(cold, auto, cp, "wall_s")
+    busy_auto = per_round(busy_cold[auto], busy_cold[cp])
+    wall_warm = ratio(warmr, auto, "cp", "wall_s")
+    probe_rows = [[n, f"{r.med('wall_s'):.3f}", f"{r.lo('wall_s'):.3f} – {r.hi('wall_s'):.3f}",
+                   f"{size / r.med('wall_s') / MiB:.0f}"] for n, r in pr.items()]  # fmt: skip
+    best = min(sw, key=lambda n: sw[n].med("wall_s"))
+    serial8 = "8 MiB × 1"
+    sweep_rows = [[n, f"{r.med('wall_s'):.3f}", f"{r.lo('wall_s'):.3f} – {r.hi('wall_s'):.3f}",
+                   fmt(ratio(sw, n, serial8, "wall_s")), f"{r.med('cpu_s'):.3f}"]
+                  for n, r in sorted(sw.items(), key=lambda kv: kv[1].med("wall_s"))]  # fmt: skip
+    rs_rows = [[n, f"{r.med('wall_s'):.3f}", f"{r.lo('wall_s'):.3f} – {r.hi('wall_s'):.3f}",
+                fmt(ratio(rs, n, "read_file(into=) (one preadv)", "wall_s"))] for n, r in rs.items()]  # fmt: skip
+    busy_rows = [[n, f"{statistics.median(v):.3f}", f"{min(v):.3f} – {max(v):.3f}",
+                  fmt(per_round(v, busy_cold[cp]))] for n, v in busy_cold.items()]  # fmt: skip
 
     text = f"""## Direct route: O_DIRECT vs the page cache ({when})
 
 Machine: {machine()}; load average at end {load_average()}; shared with other work (other sessions ran tests
 and benchmarks on this VM at the same time). File system of the files: {fs}.
-Command: `{cmd}` (file {size / MiB:.0f} MiB, {rounds} rounds, order shuffled per round, medians with min–max).
-Process pinned to CPU 0; the socket peer to CPU 1. "Cold": before every contender the source is fsynced and dropped
-with posix_fadvise(DONTNEED), then probed with mincore (worst residency seen: copies {worst_copy:.1%}, reads
-{worst_read:.1%}). CPU: in-process contenders the thread's user+sys (RUSAGE_THREAD); CLI contenders their children's
-(`zcopy cp` includes Python's start-up and imports, `cp + sync` runs under `sh`).
+Command: `{cmd}` (file {size / MiB:.0f} MiB, {rounds} rounds unless said, order shuffled per round; ratios are
+the median of per-round ratios against the base measured in the same round, with min–max). Process pinned to CPU 0;
+the socket peer to CPU 1. "Cold": before every contender the source is fsynced and dropped with
+posix_fadvise(DONTNEED), then probed with mincore (worst residency seen: copies {worst_copy:.1%}, reads
+{worst_read:.1%}). CPU: in-process contenders the whole process's user+sys (RUSAGE_SELF: the direct writer's helper
+thread counts), CLI contenders their children's (`zcopy cp` includes Python's start-up and imports, `cp + sync` runs
+under `sh`); "machine busy" is /proc/stat's busy time of all CPUs over the contender (writeback threads included,
+other sessions' work too).
+
+### The issue's probes: O_DIRECT at queue depth 1
+{table(["probe (whole file)", "wall s", "min – max", "MiB/s"], probe_rows)}
+
+### Sweep: the direct route's block size × buffers in flight
+Cold durable copy by the route in process, {max(3, rounds - 2)} rounds.
+
+{table(["block × buffers", "wall s", "min – max", "vs 8 MiB × 1 (serial)", "CPU s"], sweep_rows)}
+
+Fastest here: **{best}**; the route uses {direct.CHUNK >> 20} MiB × {direct.DEPTH} (docs/architecture.md says why).
 
 ### Cold source, durable copy (data on the disk when it returns)
 {table(h2, _rows(cold, cp))}
 
-`zcopy cp --route direct` / `cp + sync FILE`: CPU **{cpu_cp:.2f}×** (target ≤ 0.25×, {met(cpu_cp <= 0.25)}),
-wall **{wall_cp:.2f}×** (target ≤ 1.0×, {met(wall_cp <= 1.0)}); / `copy_file_range + fsync`: CPU
-{_ratio(cold, d, cfr, "cpu_s"):.2f}×, wall {_ratio(cold, d, cfr, "wall_s"):.2f}×. `zcopy cp` without `--route` chose
-**{chose_cold.get("auto", "?")}** for the cold source.
+Machine busy (s):
+{table(["contender", "busy s", "min – max", "vs cp + sync"], busy_rows)}
 
-### Warm source (every page cached), durable copy
-{table(h2, _rows(warmr, cp))}
+`zcopy cp` (it chooses) / `cp + sync FILE`: wall {met(wall_auto, 0.8)}, machine busy {met(busy_auto, 0.5)}.
+`zcopy cp --route direct` / `cp + sync FILE`: wall {fmt(ratio(cold, d, cp, "wall_s"))}, machine busy
+{fmt(per_round(busy_cold[d], busy_cold[cp]))}; / `copy_file_range + fsync`: wall {fmt(ratio(cold, d, cfr, "wall_s"))}.
+`zcopy cp` chose: {_route_counts(chose_cold.get("auto", []))} (the first round measured the routes; later rounds used
+that measurement, as a user's next copies would).
 
-`zcopy cp` without `--route` chose **{chose_warm.get("auto", "?")}** for the cached source (it must not choose direct:
-O_DIRECT reads the disk again). Forced direct / copy_file_range + fsync here: wall
-{_ratio(warmr, d, cfr, "wall_s"):.2f}×.
+### Warm source (every page cached), plain copy
+{table(h2, _rows(warmr, "cp"))}
+
+`zcopy cp` chose: {_route_counts(chose_warm.get("auto", []))} (it must not choose direct: O_DIRECT reads the disk
+again); wall / `cp`: {met(wall_warm, 1.0)} (no regression).
 
 ### Cold whole-file read
 {table(h2, _rows(rd, r_old))}
 
-Into a reused buffer: `read_file` / `readinto` CPU **{_ratio(rd, r_new, r_old, "cpu_s"):.2f}×** (target ≤ 0.4×,
-{met(_ratio(rd, r_new, r_old, "cpu_s") <= 0.4)}), wall **{_ratio(rd, r_new, r_old, "wall_s"):.2f}×** (target ≤ 1.1×,
-{met(_ratio(rd, r_new, r_old, "wall_s") <= 1.1)}). Into new memory (both pay the first touch of every page): CPU
-**{_ratio(rd, n_new, n_old, "cpu_s"):.2f}×** (target ≤ 0.6×, {met(_ratio(rd, n_new, n_old, "cpu_s") <= 0.6)}).
+`read_file(into=)` / `readinto` wall {met(ratio(rd, r_new, r_old, "wall_s"), 0.8)}, CPU
+{fmt(ratio(rd, r_new, r_old, "cpu_s"))}; into new memory: wall {met(ratio(rd, n_new, n_old, "wall_s"), 0.8)}, CPU
+{fmt(ratio(rd, n_new, n_old, "cpu_s"))}.
 
-### socket → new file, receiver thread CPU including fsync (sender: sendfile from a warm file, CPU 1)
+Queue depth of a cold read (O_DIRECT into one resident buffer, {max(3, rounds - 2)} rounds):
+{table(["reader", "wall s", "min – max", "vs read_file"], rs_rows)}
+
+### socket → new file, receiving process CPU including fsync (sender: sendfile from a warm file, CPU 1)
 {table(h2, _rows(rx, rw))}
 
-`transfer_from(route="direct")` / recv_into+write: CPU **{_ratio(rx, dx, rw, "cpu_s"):.2f}×** (target ≤ 0.6×,
-{met(_ratio(rx, dx, rw, "cpu_s") <= 0.6)}); / splice {_ratio(rx, dx, sp, "cpu_s"):.2f}×. CPU spread (max/min):
-direct {spread(rx[dx]):.2f}, recv_into+write {spread(rx[rw]):.2f}, splice {spread(rx[sp]):.2f}.
+Direct (overlapped) / recv_into + write: CPU {met(ratio(rx, dx, rw, "cpu_s"), 0.6)}; wall / serial direct (one
+buffer, as before issue #22): {fmt(ratio(rx, dx, ds, "wall_s"))} (throughput ≥ today's: ratio ≤ 1); / splice CPU
+{fmt(ratio(rx, dx, sp, "cpu_s"))}.
 """
     write_report(text, args.out)
     return 0

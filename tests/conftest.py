@@ -90,6 +90,13 @@ def pipe() -> Iterator[tuple[int, int]]:
             os.close(fd)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zcopy keeps measured disk rates in $XDG_CACHE_HOME/zcopy: every test (and the zcopy processes it starts)
+    gets its own, never the machine user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture
 def ddir(tmp_path: Path) -> Iterator[Path]:
     """A directory on a disk file system, where O_DIRECT does real DMA (the direct route's tests)."""

@@ -12,7 +12,7 @@ import shutil
 import stat
 from collections.abc import Callable
 
-from zcopy import dest, pagecache, routes
+from zcopy import dest, diskrates, pagecache, routes
 from zcopy.routes import direct
 
 # Copy in steps of this size when a progress callback wants updates; one step otherwise.
@@ -96,12 +96,15 @@ def copy_into(
     for a large cold source (then fsynced), a sparse source extent by extent so its holes stay holes, else the
     table's order; into a device or FIFO as a stream. Metadata and publishing are the caller's."""
     regular = out.regular
-    prefer, why = select(sfd, st.st_size) if route is None and fallback and regular else (None, None)
+    prefer, why = select(sfd, st.st_size, out.fd) if route is None and fallback and regular else (None, None)
     if regular and route is None and prefer is None and 0 < st.st_blocks * 512 < st.st_size:
         sparse = _copy_sparse(sfd, out.fd, st.st_size, name, fallback, progress)
         if sparse is not None:
             return sparse
-    result = _copy_fds(sfd, out.fd, st.st_size, name, route, fallback, progress, prefer, why, stream=not regular)
+    if prefer == direct.NAME and diskrates.should_measure(sfd, out.fd, st.st_size):
+        result = diskrates.measured_copy(sfd, out.fd, st.st_size, name, progress)
+    else:
+        result = _copy_fds(sfd, out.fd, st.st_size, name, route, fallback, progress, prefer, why, stream=not regular)
     if result.route == direct.NAME and regular:
         # The body is on the disk already (O_DIRECT): one fsync for the tail and the metadata makes the
         # copy durable for little more, which is what a cold copy of a large file usually wants.
@@ -196,10 +199,13 @@ def _copy_fds(
     return first
 
 
-def select(fd: int, size: int) -> tuple[str | None, str]:
+def select(fd: int, size: int, dst_fd: int | None = None) -> tuple[str | None, str]:
     """Which route a whole-file copy should try first, and why: direct for a large source not in the page cache
-    (probed with mincore), else the table's order (copy_file_range first)."""
+    (probed with mincore) unless durable cold copies between these file systems were measured faster through the
+    page cache (zcopy.diskrates; `dst_fd`: the target), else the table's order (copy_file_range first)."""
     if size < direct.THRESHOLD:
         return None, direct.choose(size, None)[1]
-    use, why = direct.choose(size, pagecache.residency(fd).fraction)
+    rates = diskrates.lookup(fd, dst_fd) if dst_fd is not None else None
+    use, why = direct.choose(size, pagecache.residency(fd).fraction, direct.THRESHOLD,
+                             measured=rates.as_choice() if rates is not None else None)  # fmt: skip
     return (direct.NAME if use else None), why

@@ -63,12 +63,14 @@ def _kill_once(tree: Path, dst: Path, rng: random.Random, victim: str, window: f
         stats["killed_running"] += 1
     _wait(target)
     if victim == "sender":
-        # A sender killed after it connected: the --once receiver must end by itself (EOF/RST). Killed before:
-        # the receiver still waits for its one session, and an empty connection of ours is that session. So
-        # poke it instead of guessing how long "at once" takes here; a receiver hung in the dead sender's
-        # session never sees the poke and trips the hang detector below.
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        # A sender killed after it authenticated: the --once receiver must end by itself (EOF/RST). Killed
+        # before: the receiver still waits for its one session (a connection lost before authenticating does not
+        # end --once). So poke it with a client that is refused on its merits (not zcopy's protocol), which ends
+        # --once while no session runs, instead of guessing how long "at once" takes here; a receiver hung in the
+        # dead sender's session holds its one session slot, does not end on the poke, and trips the hang
+        # detector below.
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=10) as poke:
+            poke.sendall(b"GET / HTTP/1.0\r\n\r\n")
         try:
             recv.communicate(timeout=60)
         except subprocess.TimeoutExpired:

@@ -63,7 +63,7 @@ def explain(path: Path, to: str, route: str | None = None, dest_dir: Path | None
         if to == "file" and route is None and path.is_file():
             # The same choice zcopy cp makes for a whole-file copy: direct for a large source not in the page
             # cache, else the table's order (copy_file_range first). Probed before the transfer touches the file.
-            prefer, why = fastcopy.select(ch.fileno(), size)
+            prefer, why = fastcopy.select(ch.fileno(), size, target.fileno())
             selection = {"preferred": prefer, "reason": why}
         with observe() as obs:
             if selection is not None:

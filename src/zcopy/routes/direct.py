@@ -20,6 +20,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 from zcopy import _sys
 from zcopy.aligned import aligned_buffer, dio_alignment, page_cache_fs
@@ -48,9 +49,22 @@ THRESHOLD = 32 << 20
 CACHED_FRACTION = 0.5
 
 
-def choose(size: int, cached: float | None, threshold: int = THRESHOLD) -> tuple[bool, str]:
+class Measured(NamedTuple):
+    """What durable cold copies achieved between two file systems here (zcopy.diskrates): bytes/s by direct and by
+    the page cache (`via`: the route measured), and how many seconds ago."""
+
+    direct_bps: float
+    cache_bps: float
+    age_s: float
+    via: str = "copy_file_range"
+
+
+def choose(
+    size: int, cached: float | None, threshold: int = THRESHOLD, measured: Measured | None = None
+) -> tuple[bool, str]:
     """Pure: should a whole-file copy of `size` bytes, `cached` of it in the page cache (None: unknown), go by
-    direct rather than copy_file_range? Returns the decision and the sentence explaining it."""
+    direct rather than copy_file_range? `measured`: what each achieved here (None: not measured yet, direct).
+    Returns the decision and the sentence explaining it."""
     mib = size / (1 << 20)
     if size < threshold:
         return False, (f"the source is {mib:.1f} MiB, below the direct threshold ({threshold >> 20} MiB): "
@@ -60,8 +74,15 @@ def choose(size: int, cached: float | None, threshold: int = THRESHOLD) -> tuple
     if cached >= CACHED_FRACTION:
         return False, (f"{cached:.0%} of the source is in the page cache: copying it from memory beats "
                        "reading the disk again")  # fmt: skip
-    return True, (f"the source is {mib:.0f} MiB and {cached:.0%} of it is in the page cache: the disk DMAs it "
-                  "into a user buffer and out to the target, with no CPU copy and no page-cache pages")  # fmt: skip
+    cold = f"the source is {mib:.0f} MiB and {cached:.0%} of it is in the page cache"
+    dma = "the disk DMAs it into a user buffer and out to the target, with no CPU copy and no page-cache pages"
+    if measured is None:
+        return True, f"{cold}: {dma} (not measured on these file systems yet)"
+    rates = (f"direct {measured.direct_bps / (1 << 20):.0f} MiB/s against {measured.via} + fdatasync "
+             f"{measured.cache_bps / (1 << 20):.0f} MiB/s, measured {measured.age_s:.0f} s ago")  # fmt: skip
+    if measured.direct_bps >= measured.cache_bps:
+        return True, f"{cold}; durable cold copies are faster by direct here ({rates}): {dma}"
+    return False, f"{cold}, but durable cold copies are faster through the page cache here ({rates})"
 
 
 def refusal(fd: int) -> str | None:
@@ -411,6 +432,6 @@ def move(
 
 
 __all__ = [
-    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "check", "choose", "model",
-    "move", "refusal",
+    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "Measured", "check",
+    "choose", "model", "move", "refusal",
 ]

@@ -1,9 +1,8 @@
-"""One static-file connection: in-order answers to pipelined requests, deadlines, writes (head rules: h1.py).
+"""One static-file connection: in-order answers to pipelined requests (head rules: h1.py; socket side: transport.py).
 
-RawConnection (the fast path) owns a plain non-blocking socket: reads via loop.add_reader, answers by
-aio.Outbox (send + sendfile) straight from the read callback and only spawns a task when the socket is full.
-TLSConnection is an asyncio Protocol over an SSL transport: sendfile cannot encrypt, so file bytes are
-pread into memory and written (route "readwrite", reported as such).
+``Session`` is the protocol: the request queue, the handler's answers, keep-alive and the access log. The socket
+side is the transport's (``RawTransport``: add_reader and sendfile straight from the read callback, a task only
+for a chunk that waits for the disk; ``TLSTransport``: the copy route, reported as "readwrite").
 """
 
 from __future__ import annotations
@@ -15,15 +14,13 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
-from zcopy.parts import FileSlice
 from zcopy.serve import logs
 from zcopy.serve.config import Host
 from zcopy.serve.errnos import EXHAUSTED
-from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TooLarge
+from zcopy.serve.h1 import UPGRADE, H1Reader, TooLarge
 from zcopy.serve.handler import Handler, Request, Response
-from zcopy.serve.transport import TlsCopy, resident, send_cold
+from zcopy.serve.transport import RawTransport, TLSTransport, Transport
 
 # Pipelined requests parsed but not yet answered; beyond this we stop reading until the queue drains.
 MAX_PIPELINE = 32
@@ -54,12 +51,15 @@ class StaticHost(Host, Protocol):
     handler: Handler
 
 
-class Session(H1Reader):
-    """The request queue and the answers, shared by the raw and the TLS connection (head rules: h1.H1Reader)."""
+class Session(H1Reader, Transport):
+    """The request queue and the answers, shared by the raw and the TLS connection (head rules: h1.H1Reader; the
+    socket side: transport.py)."""
 
     def __init__(self, server: StaticHost, peer: str) -> None:
-        super().__init__(server.limits)
+        H1Reader.__init__(self, server.limits)
         self.server = server
+        self.host = server
+        self.route: str | None = None
         self.loop = server.loop
         self.peer = peer
         self.pending: deque[Request] = deque()
@@ -96,7 +96,7 @@ class Session(H1Reader):
         if not self.host_ok(http10):
             self.error = 400
             raise TooLarge
-        self.pending.append(Request(method, self.target(), http10, bool(p.should_keep_alive()), self._headers))
+        self.pending.append(Request(method, self.target(), http10, self.keep_alive(http10), self._headers))
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -182,21 +182,56 @@ class Session(H1Reader):
         if not resp.keep_alive:
             self.close_gracefully()
 
-    # -- to be provided by the transport flavour ------------------------------------------------------
+    # -- the transport's hooks (serve/transport.py does the socket side) ------------------------------
     def start(self, resp: Response) -> bool:
-        raise NotImplementedError
+        """Send ``resp``; False when it goes on in the background (send_done or send_failed follow)."""
+        if self.send(resp.parts):
+            if self.route is not None:
+                resp.route = self.route  # the route the transport used for the body
+            return True
+        return False
+
+    def send_done(self) -> None:
+        resp, req = self.current, self.current_req
+        assert resp is not None and req is not None
+        if self.route is not None:
+            resp.route = self.route
+        self.busy = False
+        self.finish(req, resp)
+        self.process()
+
+    def send_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TruncatedFileError):
+            # The head promised more bytes than the file now has: this connection cannot be reused.
+            self.server.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
+        elif isinstance(exc, OSError) and self.server.log_level <= logs.DISCONNECT:
+            msg = f"{self.peer}: client disconnected mid-response ({exc.strerror or exc})"
+            self.server.log(logs.DISCONNECT, msg)
+        self.abort()
+
+    def on_data(self, data: bytes) -> None:
+        self.feed(data)
+
+    def on_eof(self) -> None:
+        self.pause_reading()
+        if self.idle:
+            self.close()
+        else:
+            self._close_after_pending()
+
+    def on_linger(self) -> None:
+        self.pending.clear()
+
+    def on_closed(self) -> None:
+        self.release_current()
+        self.server.forget(self)
 
     def pause_reading(self) -> None:
-        raise NotImplementedError
+        self.set_reading(False)
 
     def resume_reading(self) -> None:
-        raise NotImplementedError
-
-    def close_gracefully(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
+        if not self.eof:
+            self.set_reading(True)
 
     def release_current(self) -> None:
         if self.current is not None and self.current.entry is not None:
@@ -212,304 +247,22 @@ class Session(H1Reader):
         return not self.in_request and not self.busy and not self.pending
 
 
-class RawConnection(Session):
-    """A plain TCP connection driven by add_reader and aio.Outbox (sendfile)."""
+class RawConnection(Session, RawTransport):
+    """A plain TCP connection: add_reader, and aio.Outbox (send + sendfile) from the callbacks (transport.py)."""
 
     def __init__(self, server: StaticHost, sock: socket.socket, peer: str) -> None:
-        super().__init__(server, peer)
-        self.sock = sock
-        self.fd = sock.fileno()
-        self._reading = True
-        self.loop.add_reader(self.fd, self._on_readable)
-        self._writing = False
-        self._box: Outbox | None = None
-        self._cold: asyncio.Task[None] | None = None  # a chunk on its way in a disk thread
-
-    def _on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close()
-            return
-        if self.lingering:
-            if not data:
-                self.close()
-            return
-        if not data:
-            self.eof = True
-            self.pause_reading()
-            if self.idle:
-                self.close()
-            else:
-                self._close_after_pending()
-            return
-        self.feed(data)
-
-    def pause_reading(self) -> None:
-        if self._reading and not self.closed:
-            self._reading = False
-            self.loop.remove_reader(self.fd)
-
-    def resume_reading(self) -> None:
-        if not self._reading and not self.closed and not self.eof:
-            self._reading = True
-            self.loop.add_reader(self.fd, self._on_readable)
-
-    def start(self, resp: Response) -> bool:
-        box = Outbox(self.sock, resp.parts, self.limits.max_chunk, resident)
-        try:
-            if box.pump():
-                box.record("serve.response")
-                if resp.route == "sendfile":
-                    resp.route = box.route  # a file that refused sendfile went by the core's fallback route
-                return True
-        except TruncatedFileError as exc:
-            self._truncated(exc)
-            return True
-        except OSError as exc:
-            self._lost(exc)
-            return True
-        if box.cold:
-            self._box = box
-            self._to_disk(box)
-            return False
-        # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
-        # write event handler. No task, no future: one callback per writable event. Level-triggered, so after
-        # a used-up budget it fires again on the next loop iteration, after the other ready connections.
-        self._box = box
-        self.deadline = time.monotonic() + self.limits.send_timeout
-        self._writing = True
-        self.loop.add_writer(self.fd, self._on_writable)
-        return False
-
-    def _on_writable(self) -> None:
-        box = self._box
-        assert box is not None
-        before = box.sent
-        try:
-            done = box.pump()
-        except TruncatedFileError as exc:
-            self._truncated(exc)
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if box.sent != before:
-            # send_timeout is the longest gap between two successful writes (nginx send_timeout).
-            self.deadline = time.monotonic() + self.limits.send_timeout
-        if done:
-            self._done(box)
-        elif box.cold:
-            self._to_disk(box)
-        elif not self._writing:  # called from _from_disk: wait for writability again
-            self._writing = True
-            self.loop.add_writer(self.fd, self._on_writable)
-
-    def _done(self, box: Outbox) -> None:
-        self._stop_writing()
-        box.record("serve.response")
-        resp = self.current
-        assert resp is not None and self.current_req is not None
-        if resp.route == "sendfile":
-            resp.route = box.route
-        if box.disk_chunks and self.server.log_level <= logs.DISK_WAIT:
-            ms = box.disk_wait_s * 1e3
-            self.server.log(logs.DISK_WAIT, f"{self.peer}: body waited {ms:.1f} ms for the disk ({box.disk_chunks} "
-                            "chunk(s) sent by disk threads)")  # fmt: skip
-        self.busy = False
-        self.finish(self.current_req, resp)
-        self.process()
-
-    def _to_disk(self, box: Outbox) -> None:
-        """The next chunk is not in the page cache: sendfile it in a disk thread while the loop serves the rest."""
-        if self._writing:
-            self._writing = False
-            self.loop.remove_writer(self.fd)
-        self.deadline = INF  # waiting for our disk is not the client's slowness (send_timeout resumes after)
-        task = self.loop.create_task(send_cold(self.server.disk, box))
-        task.add_done_callback(self._from_disk)
-        self._cold = task
-
-    def _from_disk(self, task: asyncio.Task[None]) -> None:
-        self._cold = None
-        if self.closed or task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, TruncatedFileError):
-            self._truncated(exc)
-            return
-        if isinstance(exc, OSError):
-            self._lost(exc)
-            return
-        if exc is not None:
-            self.server.log(logs.APP_ERROR, f"{self.peer}: sending a cold chunk failed: {exc!r}; closing")
-            self.close()
-            return
-        self.deadline = time.monotonic() + self.limits.send_timeout
-        self._on_writable()  # go on at once: the next chunk is most likely resident now (read-ahead)
-
-    def _stop_writing(self) -> None:
-        if self._writing:
-            self._writing = False
-            self.loop.remove_writer(self.fd)
-        self._box = None
-
-    def _truncated(self, exc: TruncatedFileError) -> None:
-        # The head promised more bytes than the file now has: this connection cannot be reused.
-        self.server.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
-        self.close()
-
-    def _lost(self, exc: OSError) -> None:
-        """A send failed (reset, broken pipe): the client left mid-response."""
-        if self.server.log_level <= logs.DISCONNECT:
-            self.server.log(logs.DISCONNECT, f"{self.peer}: client disconnected mid-response ({exc.strerror or exc})")
-        self.close()
-
-    def close_gracefully(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self.close()
-            return
-        self.lingering = True
-        self.pending.clear()
-        self.deadline = time.monotonic() + LINGER_SECONDS
-        if not self._reading and not self.eof:
-            self._reading = True
-            self.loop.add_reader(self.fd, self._on_readable)
-        elif self.eof:
-            self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self._reading:
-            self.loop.remove_reader(self.fd)
-            self._reading = False
-        self._stop_writing()
-        if self._cold is not None:
-            self._cold.cancel()  # the job itself finishes on its own duplicates of the descriptors
-            self._cold = None
-        self.release_current()
-        self.sock.close()
-        self.server.forget(self)
+        Session.__init__(self, server, peer)
+        self._raw_init(sock)
 
 
-class TLSConnection(Session, asyncio.Protocol):
-    """A TLS connection over an asyncio SSL transport; file bodies by pread + write (a copy, honestly named)."""
+class TLSConnection(Session, TLSTransport):
+    """A TLS connection over an asyncio SSL transport; file bodies by read + write (a copy, honestly named)."""
 
     def __init__(self, server: StaticHost) -> None:
         Session.__init__(self, server, "-")
-        self.transport: asyncio.Transport | None = None
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._task: asyncio.Task[None] | None = None
+        self._tls_init()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
-        self.transport = transport  # type: ignore[assignment]
+    def on_made(self, transport: asyncio.BaseTransport) -> None:
         peer: Any = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "-"
         self.server.adopt(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.lingering:
-            return
-        self.feed(data)
-
-    def eof_received(self) -> bool:
-        # Under TLS the transport closes after EOF whatever we return (asyncio sslproto warns on True), so a
-        # client that half-closes gets what is already written; TLS clients close with close_notify anyway.
-        self.eof = True
-        if self.idle:
-            self.close()
-        else:
-            self._close_after_pending()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.close()
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    async def _wait_writable(self) -> None:
-        if not self._can_write.is_set():
-            await asyncio.wait_for(self._can_write.wait(), self.limits.send_timeout)
-
-    def pause_reading(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed and not self.eof:
-            self.transport.resume_reading()
-
-    def start(self, resp: Response) -> bool:
-        assert self.transport is not None
-        if all(isinstance(p, bytes) for p in resp.parts):
-            for p in resp.parts:
-                self.transport.write(p)  # type: ignore[arg-type]
-            return True
-        resp.route = "readwrite"  # never claim zero-copy over TLS: every file byte is copied to encrypt it
-        self.deadline = INF
-        self._task = self.loop.create_task(self._write(resp))
-        return False
-
-    async def _write(self, resp: Response) -> None:
-        assert self.transport is not None
-        copy = TlsCopy(self.server.disk)
-        t0 = time.perf_counter()
-        try:
-            for p in resp.parts:
-                if isinstance(p, bytes):
-                    self.transport.write(p)
-                    continue
-                assert isinstance(p, FileSlice)
-                await copy.write(self.transport, p, self._wait_writable)
-        except TruncatedFileError as exc:
-            self.server.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
-            self.transport.abort()
-            self.close()
-            return
-        except (OSError, TimeoutError, asyncio.TimeoutError, asyncio.CancelledError):  # two classes before 3.11
-            self.transport.abort()
-            self.close()
-            return
-        finally:
-            self._task = None
-            wall = time.perf_counter() - t0
-            self.server.record("serve.response", "readwrite", copy.moved, wall, copy.disk_wait_s)
-            if copy.disk_chunks and self.server.log_level <= logs.DISK_WAIT:
-                ms = copy.disk_wait_s * 1e3
-                self.server.log(logs.DISK_WAIT, f"{self.peer}: body waited {ms:.1f} ms for the disk "
-                                f"({copy.disk_chunks} read(s) by disk threads)")  # fmt: skip
-        self.busy = False
-        assert self.current_req is not None
-        self.finish(self.current_req, resp)
-        self.process()
-
-    def close_gracefully(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()  # flushes what is buffered, then closes (TLS close_notify)
-        self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.release_current()
-        task = self._task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-        self.server.forget(self)

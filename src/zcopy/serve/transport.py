@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import socket
 import threading
 import time
 from collections import deque
@@ -31,7 +32,10 @@ from typing import Any
 
 from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
-from zcopy.parts import FileSlice
+from zcopy.parts import FileSlice, Part
+from zcopy.serve import logs
+from zcopy.serve.config import Host, Limits
+from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE
 
 DISK_THREADS = 32  # nginx's default thread pool ("thread_pool default threads=32 max_queue=65536")
 
@@ -263,3 +267,375 @@ class TlsCopy:
             self.disk_wait_s += time.perf_counter() - t0
             self.disk_chunks += 1
         return data
+
+
+class Transport:
+    """The socket side of one connection, for both responders: reading, sending, deadlines, closing.
+
+    A responder (static ``conn.Session``, ASGI ``asgi.http.Connection``) subclasses one flavour (``RawTransport``:
+    a plain socket and sendfile; ``TLSTransport``: an asyncio SSL transport and the copy route) and implements the
+    hooks: ``on_data``, ``on_eof`` (``eof`` is already set), ``on_closed``, ``on_linger``, ``send_done`` and
+    ``send_failed``. ``send(parts)`` is the one way out: True when everything left (or the send failed, and
+    ``send_failed`` was called), False when it goes on in the background (then ``send_done``/``send_failed``
+    follow, on the loop). The route a body took is decided here and left in ``route`` (None: no file part).
+    """
+
+    host: Host
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    peer: str
+    closed: bool
+    eof: bool
+    lingering: bool
+    deadline: float
+    route: str | None
+    _reading: bool  # reading from the socket now
+
+    # -- hooks for the responder ----------------------------------------------------------------------
+    def on_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_eof(self) -> None:
+        raise NotImplementedError
+
+    def on_closed(self) -> None:
+        """The socket side is closed (``closed`` is set): release what the responder holds."""
+
+    def on_linger(self) -> None:
+        """The write side is shut (``lingering`` is set): nothing more will be answered."""
+
+    def send_done(self) -> None:
+        raise NotImplementedError
+
+    def send_failed(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    # -- provided by the flavours ---------------------------------------------------------------------
+    def send(self, parts: list[Part], whole: bool = True) -> bool:
+        raise NotImplementedError
+
+    def set_reading(self, want: bool) -> None:
+        raise NotImplementedError
+
+    def write_now(self, data: bytes) -> int:
+        """Send what the socket takes now, without waiting; the caller send()s the rest (errors included)."""
+        return 0
+
+    def write_nowait(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close_gracefully(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Close at once, without flushing: the bytes on the wire no longer match their framing."""
+        self.close()
+
+    def _log_disk_wait(self, seconds: float, chunks: int, what: str) -> None:
+        if chunks and self.host.log_level <= logs.DISK_WAIT:
+            msg = f"{self.peer}: body waited {seconds * 1e3:.1f} ms for the disk ({chunks} {what} by disk threads)"
+            self.host.log(logs.DISK_WAIT, msg)
+
+
+class RawTransport(Transport):
+    """A plain non-blocking socket: loop.add_reader for input; aio.Outbox (send + sendfile) for output, from the
+    read callback while the socket takes it, then from a writability callback (no task, no future), cold chunks
+    by a disk thread."""
+
+    def _raw_init(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._reading = True
+        self._writing = False
+        self._box: Outbox | None = None
+        self._whole = True
+        self._cold: asyncio.Task[None] | None = None  # a chunk on its way in a disk thread
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if self.lingering:
+            if not data:
+                self.close()
+            return
+        if not data:
+            self.eof = True
+            self.on_eof()
+            return
+        self.on_data(data)
+
+    def set_reading(self, want: bool) -> None:
+        if want != self._reading and not self.closed:
+            self._reading = want
+            if want:
+                self.loop.add_reader(self.fd, self._on_readable)
+            else:
+                self.loop.remove_reader(self.fd)
+
+    def send(self, parts: list[Part], whole: bool = True) -> bool:
+        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
+        self._whole = whole
+        try:
+            if box.pump():
+                self._report(box)
+                return True
+        except (TruncatedFileError, OSError) as exc:
+            self._report(box)
+            self.send_failed(exc)
+            return True
+        self._box = box
+        if box.cold:
+            self._to_disk(box)
+        else:
+            # The socket is full (or the chunk budget is used): go on from a writability callback, like nginx's
+            # write event handler. Level-triggered, so after a used-up budget it fires again on the next loop
+            # iteration, after the other ready connections.
+            self.deadline = time.monotonic() + self.limits.send_timeout
+            self._writing = True
+            self.loop.add_writer(self.fd, self._on_writable)
+        return False
+
+    def _on_writable(self) -> None:
+        box = self._box
+        assert box is not None
+        before = box.sent
+        try:
+            done = box.pump()
+        except (TruncatedFileError, OSError) as exc:
+            self._stop_writing()
+            self._report(box)
+            self.send_failed(exc)
+            return
+        if box.sent != before:
+            # send_timeout is the longest gap between two successful writes (nginx send_timeout).
+            self.deadline = time.monotonic() + self.limits.send_timeout
+        if done:
+            self._stop_writing()
+            self._report(box)
+            self.send_done()
+        elif box.cold:
+            self._to_disk(box)
+        elif not self._writing:  # back from a disk thread: wait for writability again
+            self._writing = True
+            self.loop.add_writer(self.fd, self._on_writable)
+
+    def _to_disk(self, box: Outbox) -> None:
+        """The next chunk is not in the page cache: sendfile it in a disk thread while the loop serves the rest."""
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+        self.deadline = INF  # waiting for our disk is not the client's slowness (send_timeout resumes after)
+        task = self.loop.create_task(send_cold(self.host.disk, box))
+        task.add_done_callback(self._from_disk)
+        self._cold = task
+
+    def _from_disk(self, task: asyncio.Task[None]) -> None:
+        self._cold = None
+        if self.closed or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            box = self._box
+            assert box is not None
+            self._box = None
+            self._report(box)
+            self.send_failed(exc)
+            return
+        self.deadline = time.monotonic() + self.limits.send_timeout
+        self._on_writable()  # go on at once: the next chunk is most likely resident now (read-ahead)
+
+    def _report(self, box: Outbox) -> None:
+        """The route of this send, decided once: what the Outbox used for the file parts (None: none had any)."""
+        self._box = None
+        files = box.sendfiles or box.route != "sendfile"
+        self.route = box.route if files else None
+        if files or self._whole:
+            box.record("serve.response")
+        self._log_disk_wait(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.fd)
+
+    @property
+    def sending(self) -> bool:
+        return self._box is not None
+
+    def write_now(self, data: bytes) -> int:
+        if self.closed:
+            return 0
+        try:
+            return self.sock.send(data)
+        except OSError:
+            return 0  # EAGAIN, or an error that send() meets again and reports
+
+    def write_nowait(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(data)  # a small error response on an idle socket: one best-effort send
+
+    def close_gracefully(self) -> None:
+        """Shut the write side, then read and discard for LINGER_SECONDS (nginx lingering_close), so our close
+        does not turn into an RST that destroys the response in flight."""
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.lingering = True
+        self.deadline = time.monotonic() + LINGER_SECONDS
+        self.on_linger()
+        if self.eof:
+            self.close()
+        else:
+            self.set_reading(True)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+        self._stop_writing()
+        self._box = None
+        if self._cold is not None:
+            self._cold.cancel()  # the job itself finishes on its own duplicates of the descriptors
+            self._cold = None
+        self.sock.close()
+        self.on_closed()
+
+
+class TLSTransport(Transport, asyncio.Protocol):
+    """An asyncio SSL transport (sendfile cannot encrypt): file bodies are read and written, route "readwrite"."""
+
+    def _tls_init(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._reading = True
+        self._task: asyncio.Task[None] | None = None
+
+    def on_made(self, transport: asyncio.BaseTransport) -> None:
+        """The connection is up (``transport`` set): the responder learns its addresses and registers."""
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
+        self.transport = transport  # type: ignore[assignment]
+        self.on_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        self.on_data(data)
+
+    def eof_received(self) -> bool:
+        # Under TLS the transport closes after EOF whatever we return (asyncio sslproto warns on True), so a
+        # client that half-closes gets what is already written; TLS clients close with close_notify anyway.
+        self.eof = True
+        self.on_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def set_reading(self, want: bool) -> None:
+        if want != self._reading and self.transport is not None and not self.closed:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    async def _wait_writable(self) -> None:
+        if not self._can_write.is_set():
+            # send_timeout is the longest wait for room; the sweeper enforces it by closing us, which wakes this.
+            self.deadline = time.monotonic() + self.limits.send_timeout
+            await self._can_write.wait()
+            if self.closed:
+                raise ConnectionResetError("the connection is closed")
+
+    def send(self, parts: list[Part], whole: bool = True) -> bool:
+        t = self.transport
+        if t is None or self.closed or t.is_closing():
+            self.send_failed(ConnectionResetError("the connection is closed"))
+            return True
+        if self._can_write.is_set() and all(type(p) is bytes for p in parts):
+            for p in parts:
+                t.write(p)  # type: ignore[arg-type]
+            self.route = None
+            return True
+        self._task = self.loop.create_task(self._copy(t, parts))
+        return False
+
+    async def _copy(self, t: asyncio.Transport, parts: list[Part]) -> None:
+        copy = TlsCopy(self.host.disk)
+        self.route = None
+        self.deadline = INF  # from here on, waits for room (_wait_writable) and the sweeper bound the copy
+        t0 = time.perf_counter()
+        try:
+            for p in parts:
+                if isinstance(p, bytes):
+                    t.write(p)
+                    continue
+                self.route = "readwrite"  # every file byte is copied to be encrypted: never called zero-copy
+                await copy.write(t, p, self._wait_writable)
+            await self._wait_writable()
+        except (TruncatedFileError, OSError, asyncio.CancelledError) as exc:
+            self._task = None
+            self.send_failed(exc)
+            return
+        finally:
+            if copy.moved:
+                self.host.record("serve.response", "readwrite", copy.moved, time.perf_counter() - t0, copy.disk_wait_s)
+            self._log_disk_wait(copy.disk_wait_s, copy.disk_chunks, "read(s)")
+        self._task = None
+        self.send_done()
+
+    @property
+    def sending(self) -> bool:
+        return self._task is not None
+
+    def write_nowait(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close_gracefully(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # flushes what is buffered, then closes (TLS close_notify)
+        self.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._can_write.set()  # a copy waiting for room wakes and sees the connection closed
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.on_closed()

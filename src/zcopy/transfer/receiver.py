@@ -20,10 +20,13 @@ Every path is walked with dir_fd + O_NOFOLLOW below the target root.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
+import selectors
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from zcopy.transfer.errors import (
     from_os_error,
 )
 from zcopy.transfer.recv_files import Files
+from zcopy.transfer.recv_gate import AUTH_TIMEOUT, MAX_HANDSHAKES, MAX_SESSIONS, Busy, Claims, Deadline, Gate, Ticket
 from zcopy.transfer.recv_publish import PUBLISH_BYTES, PUBLISH_FILES, Publisher
 from zcopy.transfer.recv_tree import Tree
 from zcopy.transfer.results import SessionResult
@@ -74,18 +78,22 @@ class Policy:
     timeout: float | None
     publish_files: int  # partials per publish batch (bounded by the descriptor limit)
     fd_budget: int  # descriptors a session may hold: queued partials + directory fds
+    claims: Claims  # target paths running sessions write (shared by the receiver's sessions)
 
 
 class Receiver:
     """Accept zcopy sessions on `listen` and land files under `directory`.
 
-    Sessions run one after another (serve_once / serve_forever), so two senders never race on the same
-    partial file. Encrypted (TLS 1.3) unless `plain`, with the key pair `tls_cert`/`tls_key` or the one kept in
-    the user's config directory (made on first use). `token` turns on HMAC challenge-response authentication
-    bound to the certificate; `overwrite` allows replacing existing files; `links` accepts symlink entries;
-    `cache` lands large files through the page cache (splice in plain mode) instead of by O_DIRECT.
-    `route` forces the body route of large files in plain mode (e.g. "readwrite", a plain recv_into + pwrite,
-    to compare); by default splice, with any fallback visible in each session's `routes`.
+    Sessions run at once, each in a thread, up to `max_sessions` authenticated ones; connections still in their
+    handshake count against a separate, small `max_handshakes`, and each has `auth_timeout` seconds in all to
+    finish TLS and the token proofs, so idle or drip-feeding peers never hold a real sender up. Two sessions never
+    write the same target path: the second is refused before it writes anything (and an OFD lock on each partial
+    keeps two receiver processes apart too). Encrypted (TLS 1.3) unless `plain`, with the key pair
+    `tls_cert`/`tls_key` or the one kept in the user's config directory (made on first use). `token` turns on HMAC
+    challenge-response authentication bound to the certificate; `overwrite` allows replacing existing files;
+    `links` accepts symlink entries; `cache` lands large files through the page cache (splice in plain mode)
+    instead of by O_DIRECT. `route` forces the body route of large files in plain mode (e.g. "readwrite", a plain
+    recv_into + pwrite, to compare); by default splice, with any fallback visible in each session's `routes`.
     """
 
     def __init__(
@@ -102,18 +110,29 @@ class Receiver:
         tls_key: str | os.PathLike[str] | None = None,
         links: bool = False,
         cache: bool = False,
+        max_sessions: int = MAX_SESSIONS,
+        max_handshakes: int = MAX_HANDSHAKES,
+        auth_timeout: float | None = AUTH_TIMEOUT,
     ) -> None:
         routes.require(route, "socket", "file")
         if route not in (None, "readwrite") and not plain:
             raise RouteUnavailable(route, "an encrypted session decrypts every body in user space: --route only "
                                           "chooses among zero-copy routes with --plain")
+        if max_sessions < 1 or max_handshakes < 1:
+            raise ValueError("max_sessions and max_handshakes must be at least 1")
+        if auth_timeout is not None and auth_timeout <= 0:
+            raise ValueError("auth_timeout must be positive (or None for no deadline)")
         self.directory = os.fspath(directory)
         self.fingerprint = ""
+        self.max_sessions = max_sessions
+        self.max_handshakes = max_handshakes
+        self.auth_timeout = auth_timeout
         self.publish_files = _descriptor_budget(PUBLISH_FILES)
         # Descriptors a session may hold (queued partials + directory fds): the soft limit less a reserve for the
-        # socket, the listener, the pipe and whatever the embedding program keeps open.
+        # sockets, the listener, the pipes and whatever the embedding program keeps open, shared by the sessions
+        # that may run at once.
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        fd_budget = 1 << 20 if soft == resource.RLIM_INFINITY else max(64, soft - _FD_RESERVE)
+        fd_budget = 1 << 20 if soft == resource.RLIM_INFINITY else max(64, (soft - _FD_RESERVE) // max_sessions)
         context: ssl.SSLContext | None = None
         fp = b""
         if not plain:
@@ -125,12 +144,20 @@ class Receiver:
         self.policy = Policy(
             root=self._root, plain=plain, context=context, fingerprint=fp,
             token=token.encode() if isinstance(token, str) else token, overwrite=overwrite, links=links,
-            cache=cache, route=route, timeout=timeout, publish_files=self.publish_files, fd_budget=fd_budget)
+            cache=cache, route=route, timeout=timeout, publish_files=min(self.publish_files, fd_budget // 2),
+            fd_budget=fd_budget, claims=Claims())
+        self._live: dict[int, SessionResult] = {}  # sessions past authentication, by thread id (see sessions())
+        self._live_lock = threading.Lock()
+        # close() from another thread wakes a serving loop through this pipe (closing a socket wakes no select).
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closed = False
+        self._serving = False
         try:
             family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
             self._listener = socket.create_server(listen, family=family)
         except BaseException:
-            os.close(self._root)
+            for fd in (self._root, self._wake_r, self._wake_w):
+                os.close(fd)
             raise
         host, port = self._listener.getsockname()[:2]
         self.address: tuple[str, int] = (host, port)
@@ -143,31 +170,152 @@ class Receiver:
         conn, peer = self._listener.accept()
         return conn, f"{peer[0]}:{peer[1]}"
 
-    def serve_once(self) -> SessionResult:
-        return self.handle(*self.accept())
+    def serve_once(self, on_other: Callable[[SessionResult], None] | None = None) -> SessionResult:
+        """Serve until one session has run (or was refused on its merits: a wrong token, a mode mismatch, a bad
+        stream) and return its result. Connections that go away or time out before authenticating do not end
+        it (each is reported to `on_other`), and a second sender that authenticates meanwhile is told the
+        receiver is busy."""
+        result = self._serve(on_other, once=True)
+        assert result is not None
+        return result
 
     def serve_forever(self, on_session: Callable[[SessionResult], None] | None = None) -> None:
-        while True:
-            result = self.serve_once()
-            if on_session is not None:
-                on_session(result)
+        """Serve sessions at once (see the class) until interrupted; `on_session` gets each one's result, from
+        the session's own thread."""
+        self._serve(on_session, once=False)
+
+    def sessions(self) -> list[SessionResult]:
+        """The results, still being filled in, of the sessions running now (past authentication)."""
+        with self._live_lock:
+            return list(self._live.values())
 
     def handle(self, conn: socket.socket, peer: str = "") -> SessionResult:
-        """Run one session on an accepted connection (closes it). Errors are reported to the sender and in
-        the result, not raised."""
-        session = _Session(self.policy, conn)
+        """Run one session on a connection the caller accepted (closes it), under the auth deadline but no
+        limits. Errors are reported to the sender and in the result, not raised."""
+        return self._handle(conn, peer, Gate(1, 1).ticket())[0]
+
+    def _handle(self, conn: socket.socket, peer: str, ticket: Ticket) -> tuple[SessionResult, bool, bool]:
+        """One session on its ticket; also whether it was admitted (authenticated, given a slot), and whether it
+        ended on its merits (admitted, or refused for what the peer said) rather than lost, timed out or turned
+        away busy."""
+        deadline = Deadline(conn, self.auth_timeout)
+        me = threading.get_ident()
+
+        def authenticated(result: SessionResult) -> None:
+            deadline.cancel()
+            ticket.admit()  # raises Busy when every session slot is taken
+            with self._live_lock:
+                self._live[me] = result
+
+        session = _Session(self.policy, conn, authenticated)
         session.result.peer = peer
         t0 = time.perf_counter()
         try:
             session.run()
         finally:
+            deadline.cancel()
+            with self._live_lock:
+                self._live.pop(me, None)
+            ticket.release()
             session.close()
             session.st.sock.close()
             conn.close()
+        lost = session.lost or deadline.expired or session.busy
+        if deadline.expired and not session.admitted:
+            session.result.error = (f"no authentication within {self.auth_timeout:g} s (--auth-timeout); "
+                                    "connection closed")
         session.result.seconds = time.perf_counter() - t0
-        return session.result
+        return session.result, session.admitted, session.admitted or not lost
+
+    def _serve(self, on_session: Callable[[SessionResult], None] | None, once: bool) -> SessionResult | None:
+        """The accept loop: each connection in a thread of its own, admitted by a Gate. With `once`, return the
+        session's result (see serve_once), after ending the connections still in their handshake."""
+        gate = Gate(1 if once else self.max_sessions, self.max_handshakes)
+        listener = self._listener
+        wake_r, wake_w = self._wake_r, self._wake_w
+        done: list[SessionResult] = []
+        conns: dict[socket.socket, threading.Thread] = {}
+        lock = threading.Lock()
+
+        def work(conn: socket.socket, peer: str, ticket: Ticket) -> None:
+            try:
+                result, admitted, merits = self._handle(conn, peer, ticket)
+                # With once, the session that authenticated is the one; a refusal on its merits (a wrong token,
+                # a bad stream) ends it too while no session runs. Lost and timed-out connections never do.
+                ends = once and (admitted or (merits and gate.sessions == 0))
+                if ends:
+                    with lock:
+                        done.append(result)
+                    with contextlib.suppress(OSError):
+                        os.write(wake_w, b"!")
+                elif on_session is not None:
+                    on_session(result)
+            finally:
+                with lock:
+                    conns.pop(conn, None)
+
+        with self._live_lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the receiver is closed")
+            if self._serving:
+                raise RuntimeError("this receiver is already serving in another thread")
+            self._serving = True
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ)
+        sel.register(wake_r, selectors.EVENT_READ)
+        listener.setblocking(False)
+        try:
+            while True:
+                for key, _ in sel.select():
+                    if key.fileobj == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 4096)
+                        if self._closed:
+                            raise OSError(errno.EBADF, "the receiver was closed while serving")
+                        with lock:
+                            if done:
+                                return done[0]
+                        continue
+                    try:
+                        conn, addr = listener.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        continue
+                    conn.setblocking(True)
+                    ticket = gate.enter()
+                    if ticket is None:  # too many connections in their handshake: this one is not heard
+                        conn.close()
+                        continue
+                    t = threading.Thread(target=work, args=(conn, f"{addr[0]}:{addr[1]}", ticket), daemon=True,
+                                         name=f"zcopy-recv {addr[0]}:{addr[1]}")
+                    with lock:
+                        conns[conn] = t
+                    t.start()
+        finally:
+            with contextlib.suppress(OSError):
+                listener.setblocking(True)
+            sel.close()
+            with lock:
+                left = list(conns.items())
+            for conn, _ in left:  # whoever is still connected (in its handshake, with once) is let go
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            for _, t in left:
+                t.join(5)
+            with self._live_lock:
+                self._serving = False
+                if self._closed:
+                    os.close(wake_r)
+                    os.close(wake_w)
 
     def close(self) -> None:
+        with self._live_lock:
+            if not self._closed:
+                self._closed = True
+                if self._serving:  # a serving loop in another thread ends, and closes the pipe
+                    os.write(self._wake_w, b"!")
+                else:
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
         self._listener.close()
         if self._root >= 0:
             os.close(self._root)
@@ -200,16 +348,24 @@ class _Session:
     """One session on an accepted connection, phase by phase: authentication (handshake), manifest, plan,
     files, done. Errors are turned into the result (and an ERROR frame to the sender) by run()."""
 
-    def __init__(self, policy: Policy, conn: socket.socket) -> None:
+    def __init__(self, policy: Policy, conn: socket.socket,
+                 on_authenticated: Callable[[SessionResult], None] | None = None) -> None:
         self.policy = policy
+        self.on_authenticated = on_authenticated
         self.st = Stream(conn, "sender", exact=True, buffer_size=_RECV_BUFFER,
                          on_eof=ConnectionDropped("the sender closed the connection in the middle of the session"))
         self.result = SessionResult(encryption="none" if policy.plain else "tls1.3")
         self.tree = Tree(policy.root, policy.fd_budget)
         self.pub = Publisher(self.st, self.tree, self.result, overwrite=policy.overwrite,
                              batch_files=policy.publish_files)
+        self.admitted = False  # authenticated and given a session slot
+        self.busy = False  # authenticated, but every session slot was taken
+        self.lost = False  # the connection failed (EOF, reset, timeout, TLS), rather than the sender's word
+        self.claimed: frozenset[tuple[bytes, ...]] = frozenset()
 
     def close(self) -> None:
+        self.policy.claims.release(self.claimed)
+        self.claimed = frozenset()
         self.pub.close()
         self.tree.close()
 
@@ -219,11 +375,17 @@ class _Session:
             self._run()
         except ModeError as exc:
             self._refuse(exc.code, str(exc), reply=False)  # the sender read our OPEN and says so itself
+        except Busy as exc:
+            self.busy = True
+            self._refuse(exc.code, str(exc))
         except TransferError as exc:
+            self.lost = isinstance(exc, ConnectionDropped)
             self._refuse(exc.code, str(exc), reply=not isinstance(exc, PeerError))
         except ssl.SSLError as exc:
+            self.lost = True
             self._refuse(E_IO, f"TLS failed: {exc.reason or exc}", reply=False)
         except (ConnectionError, TimeoutError) as exc:
+            self.lost = True
             self._refuse(E_IO, f"connection lost: {exc.strerror or exc}", reply=False)
         except OSError as exc:
             err = from_os_error(exc)
@@ -252,9 +414,16 @@ class _Session:
         pol = self.policy
         agreed = handshake.receiver(self.st, token=pol.token, plain=pol.plain, context=pol.context,
                                     fingerprint=pol.fingerprint)
+        if self.on_authenticated is not None:
+            self.on_authenticated(self.result)
+        self.admitted = True
         self.pub.key = agreed.key
         self.result.checksum = checksum.NAMES[agreed.algo]
         manifest = recv_manifest.read(self.st, agreed, links=pol.links)
+        # Nothing is written before every file and link of this manifest is ours alone.
+        self.claimed = pol.claims.claim(parts for e, parts in zip(manifest.entries, manifest.parts, strict=True)
+                                        if not e.is_dir)
+        self.result.bytes_total = sum(e.size for e in manifest.entries if e.is_file)
         plan = recv_plan.make(self.st, agreed, manifest, self.tree, self.pub, self.result, overwrite=pol.overwrite)
         files = Files(self.st, agreed, manifest, plan, self.tree, self.pub, self.result, plain=pol.plain,
                       cache=pol.cache, route=pol.route)

@@ -44,6 +44,7 @@ class SessionResult:
     peer: str = ""
     files: int = 0
     dirs: int = 0
+    bytes_total: int = 0  # what the manifest announced (file bodies), known once it has arrived
     links: int = 0
     skipped: int = 0
     bytes: int = 0

@@ -1,15 +1,16 @@
 """An ASGI HTTP/1.1 connection on the serve engine: httptools → scope, one app task per request, receive/send.
 
-Reading, deadlines, limits and the lingering close are the engine's (same rules as the static server); what is
-ASGI lives in ``scope.py`` (the scope) and ``cycle.py`` (the response state machine). This file is the glue:
+The socket side (reading, sending, deadlines, the lingering close, TLS, cold chunks off the loop) is
+``serve/transport.py``'s, shared with the static server; what is ASGI lives in ``scope.py`` (the scope) and
+``cycle.py`` (the response state machine). This file is the glue:
 
 - ``receive()`` streams the request body (Content-Length or chunked, as httptools decodes it). Reading pauses
   while more than ``HIGH_WATER`` body bytes wait for the app, so a big upload to a slow app keeps memory bounded.
   ``Expect: 100-continue`` is answered the first time the app asks for body bytes that have not come yet.
 - ``send()`` writes what the cycle returns: bytes by send(2), ``http.response.pathsend`` and
-  ``http.response.zerocopysend`` by sendfile(2) through ``aio.Outbox`` (head with MSG_MORE, the per-call chunk
-  cap, EAGAIN → wait for writability, truncation → close). Under TLS the file bytes are pread and written: the
-  route is reported as "readwrite", never as zero-copy.
+  ``http.response.zerocopysend`` by sendfile(2) through the transport (head with MSG_MORE, the per-call chunk
+  cap, EAGAIN → wait for writability, a cold chunk → a disk thread, truncation → close). Under TLS the file
+  bytes are read and written: the route is reported as "readwrite", never as zero-copy.
 - Disconnects: once the client is gone (EOF, reset, a failed write) ``receive()`` returns ``http.disconnect``
   (after any body bytes already received); ``send()`` raises ``ClientDisconnected`` (an OSError, ASGI 2.4) only
   when its bytes cannot be delivered. A client that half-closes after its request still gets its response if the
@@ -30,17 +31,16 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
-from zcopy.parts import FileSlice, Part
+from zcopy.parts import Part
 from zcopy.serve import logs
 from zcopy.serve.asgi import scope as scopes
 from zcopy.serve.asgi import websocket
 from zcopy.serve.asgi.cycle import AppError, ResponseCycle, error_response
 from zcopy.serve.asgi.errors import ClientDisconnected
 from zcopy.serve.config import AppConfig, Host
-from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE, UPGRADE, H1Reader, TooLarge
-from zcopy.serve.transport import TlsCopy, resident, send_cold
+from zcopy.serve.h1 import INF, UPGRADE, H1Reader, TooLarge
+from zcopy.serve.transport import RawTransport, TLSTransport, Transport
 
 # Request body bytes buffered for the app before reading pauses: uvicorn's 64 KiB high-water mark. One recv can
 # overshoot it, so memory per connection is bounded by HIGH_WATER + RECV_SIZE.
@@ -75,6 +75,7 @@ class Exchange:
         "expect_100",
         "http10",
         "method",
+        "refused",
         "response",
         "route",
         "scope",
@@ -97,6 +98,7 @@ class Exchange:
         self.complete = False  # the whole request body has been parsed
         self.delivered_end = False  # the app has been told more_body=False
         self.disconnected = False
+        self.refused = False  # its body broke the framing and the server answered 400 in the app's place
         self.expect_100 = expect_100
         self.continue_sent = False
         self.waiter: asyncio.Future[None] | None = None
@@ -137,7 +139,7 @@ class Exchange:
     async def send(self, message: Any) -> None:
         conn = self.conn
         resp = self.response
-        if conn.closed:
+        if conn.closed or self.refused:
             raise ClientDisconnected("the client has disconnected")
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.body" and resp.started and not resp.done:
@@ -205,15 +207,17 @@ class Exchange:
             os.lseek(fd, offset + count, os.SEEK_SET)  # like a read of those bytes would have left it
 
 
-class Connection(H1Reader):
-    """The exchange queue and the app tasks (head rules: h1.H1Reader); the transport flavours below do the I/O."""
+class Connection(H1Reader, Transport):
+    """The exchange queue and the app tasks (head rules: h1.H1Reader; the socket side: transport.py)."""
 
-    closed: bool
-    reading: bool  # the flavour is reading from its socket now
+    host: AsgiHost
 
     def __init__(self, host: AsgiHost, client: scopes.Addr, server: scopes.Addr, scheme: str) -> None:
-        super().__init__(host.limits)
+        H1Reader.__init__(self, host.limits)
         self.host = host
+        self.route: str | None = None
+        self._wfut: asyncio.Future[None] | None = None  # write() waiting for the transport's send
+        self._werr: BaseException | None = None
         self.loop = host.loop
         config = host.app_config
         assert config is not None
@@ -279,7 +283,7 @@ class Connection(H1Reader):
         except scopes.BadTarget:
             self.error = 400
             raise TooLarge from None
-        keep_alive = bool(p.should_keep_alive()) and not self.host.closing
+        keep_alive = self.keep_alive(http10) and not self.host.closing
         ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
         self.parsing = ex
         exchanges = self.exchanges
@@ -326,11 +330,31 @@ class Connection(H1Reader):
     def _malformed(self, status: int) -> None:
         self.stopped = status
         ex = self.parsing
-        if ex is not None:  # broken inside a body the app is reading: it sees a disconnect, we close after
-            self.parsing = None
-            ex.disconnected = True
-            ex.wake()
-            self.stopped = -1
+        if ex is None:
+            return
+        self.parsing = None
+        if ex not in self.exchanges:
+            self.stopped = -1  # the app answered without reading the body, and the connection closes after it
+            return
+        if ex is not self.exchanges[0]:
+            self.exchanges.remove(ex)  # queued behind another request, never started: answered in order (400)
+            return
+        # Broken inside a body the app is reading (a bad chunk size, a missing CRLF): the framing error is the
+        # client's. Unless the app has begun its answer, a 400 goes in its place (as uvicorn does) and the app
+        # sees a disconnect; either way the connection closes after.
+        ex.disconnected = True
+        ex.wake()
+        self.stopped = -1
+        resp = ex.response
+        if not resp.head_sent and not self.closed:
+            ex.refused = True
+            self.write_nowait(error_response(status, keep_alive=False, http10=ex.http10, head_only=False))
+            resp.abandon()
+            resp.status = status
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: malformed request body ({status}); closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
+            self.close_gracefully()
 
     def answer_stopped(self) -> None:
         """All answers before a malformed request are out: answer it (400/414/431) and close."""
@@ -497,7 +521,7 @@ class Connection(H1Reader):
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            if _from_disconnect(exc):
+            if ex.refused or _from_disconnect(exc):
                 # Our ClientDisconnected turned into the framework's own exception (Starlette's ClientDisconnect
                 # is raised from it): a client that went away is not an application error worth a traceback.
                 resp.abandon()
@@ -521,10 +545,6 @@ class Connection(H1Reader):
         finally:
             host.in_app -= 1
         self.finished(ex)
-
-    def _disk_waited(self, seconds: float, chunks: int, what: str) -> None:
-        msg = f"{self.peer}: body waited {seconds * 1e3:.1f} ms for the disk ({chunks} {what} by disk threads)"
-        self.host.log(logs.DISK_WAIT, msg)
 
     def _trace(self, message: str) -> None:
         self.host.log(logs.ASGI_MESSAGE, message)
@@ -580,7 +600,7 @@ class Connection(H1Reader):
             return
         if not self.in_request:
             self.deadline = time.monotonic() + self.limits.keepalive_timeout
-        if not self.reading:
+        if not self._reading:
             self.update_reading()
 
     def on_deadline(self) -> None:
@@ -590,28 +610,62 @@ class Connection(H1Reader):
     def idle(self) -> bool:
         return not self.in_request and not self.exchanges
 
-    # -- to be provided by the transport flavour ------------------------------------------------------
+    # -- the transport's hooks (serve/transport.py does the socket side) ------------------------------
     def update_reading(self) -> None:
-        raise NotImplementedError
+        self.set_reading(self.want_reading() or (self.lingering and not self.eof and not self.closed))
+
+    def on_data(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.feed(data)
+            return
+        self.feed(data)
 
     async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
-        raise NotImplementedError
+        """Send ``parts`` (raises ClientDisconnected when they cannot be delivered); a file that turned out shorter
+        than its slice cuts the response and closes the connection (logged), without raising."""
+        if self.closed:
+            raise ClientDisconnected("the client has disconnected")
+        if not self.send(parts, whole=False):
+            fut = self._wfut = self.loop.create_future()
+            try:
+                await fut
+            finally:
+                self._wfut = None
+        if ex is not None and self.route is not None:
+            ex.route = self.route
+        exc, self._werr = self._werr, None
+        if isinstance(exc, TruncatedFileError):
+            # The head promised more than the file now has: the client got a short body; this connection is over.
+            self.host.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
+            if ex is not None:
+                ex.response.abandon()
+            self.abort()
+            return
+        if exc is not None:
+            self.abort()
+            if isinstance(exc, ClientDisconnected):
+                raise exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ClientDisconnected(f"the client has disconnected ({reason})") from exc
+        if self.closed and (ex is None or not ex.response.done):
+            raise ClientDisconnected("the client has disconnected")
+        self.written()
 
-    def write_now(self, data: bytes) -> int:
-        """Send what the socket takes now, without waiting; the caller write()s the rest (errors included)."""
-        return 0
+    def _wake_writer(self) -> None:
+        fut = self._wfut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
-    def write_nowait(self, data: bytes) -> None:
-        raise NotImplementedError
+    def send_done(self) -> None:
+        self._wake_writer()
 
-    def close_gracefully(self) -> None:
-        raise NotImplementedError
+    def send_failed(self, exc: BaseException) -> None:
+        self._werr = exc
+        self._wake_writer()
 
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def _closed(self) -> None:
-        """Common part of close(): every exchange learns of the disconnect; queued ones never start."""
+    def on_closed(self) -> None:
+        """Every exchange learns of the disconnect; queued ones never start; a waiting write() wakes."""
+        self._wake_writer()
         if self.ws is not None:
             self.ws.lost()
         for ex in self.exchanges:
@@ -665,13 +719,8 @@ def _ws_where(ws: websocket.WebSocket) -> str:
     return f"WebSocket {_show(ws.scope['raw_path'])}"
 
 
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class RawConnection(Connection):
-    """A plain TCP (or unix) socket: add_reader for input, aio.Outbox (send + sendfile) for output."""
+class RawConnection(Connection, RawTransport):
+    """A plain TCP (or unix) socket: add_reader for input, aio.Outbox (send + sendfile) for output (transport.py)."""
 
     def __init__(self, host: AsgiHost, sock: socket.socket, client: scopes.Addr) -> None:
         try:
@@ -679,240 +728,25 @@ class RawConnection(Connection):
             server: Any = (str(name[0]), int(name[1])) if isinstance(name, tuple) else (str(name), None)
         except OSError:
             server = None
-        super().__init__(host, client, server, "http")
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.reading = True
-        self._wfut: asyncio.Future[None] | None = None
-        self.loop.add_reader(self.fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close()
-            return
-        if self.lingering:
-            if not data:
-                self.close()
-            return
-        if not data:
-            self.on_eof()
-            return
-        if self.ws is not None:
-            self.ws.feed(data)
-            return
-        self.feed(data)
-
-    def update_reading(self) -> None:
-        want = self.want_reading() or (self.lingering and not self.eof and not self.closed)
-        if want != self.reading and not self.closed:
-            self.reading = want
-            if want:
-                self.loop.add_reader(self.fd, self._on_readable)
-            else:
-                self.loop.remove_reader(self.fd)
-
-    async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
-        if self.closed:
-            raise ClientDisconnected("the client has disconnected")
-        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
-        try:
-            while not box.pump():
-                if box.cold:
-                    # Not in the page cache: sendfile this chunk in a disk thread while the loop serves the rest.
-                    self.deadline = INF  # waiting for our disk is not the client's slowness
-                    await send_cold(self.host.disk, box)
-                    self.deadline = time.monotonic() + self.limits.send_timeout
-                elif box.blocked:
-                    # send_timeout is the longest gap between two successful writes (nginx send_timeout); the
-                    # sweeper enforces it by closing us, which fails this wait.
-                    self.deadline = time.monotonic() + self.limits.send_timeout
-                    fut = self.loop.create_future()
-                    self._wfut = fut
-                    self.loop.add_writer(self.fd, _wake, fut)
-                    try:
-                        await fut
-                    finally:
-                        self._wfut = None
-                        if not self.closed:
-                            self.loop.remove_writer(self.fd)
-                else:
-                    await asyncio.sleep(0)  # chunk budget used: let the other connections run
-                if self.closed:
-                    raise ClientDisconnected("the client has disconnected")
-        except TruncatedFileError as exc:
-            # The head promised more than the file now has: the client got a short body; this connection is over.
-            self.host.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
-            if ex is not None:
-                ex.response.abandon()
-            self.close()
-            return
-        except OSError as exc:
-            self.close()
-            if isinstance(exc, ClientDisconnected):
-                raise
-            raise ClientDisconnected(f"the client has disconnected ({exc.strerror or exc})") from exc
-        finally:
-            if box.sendfiles or box.route != "sendfile":
-                box.record("serve.response")
-                if ex is not None:
-                    ex.route = box.route
-            if box.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
-                self._disk_waited(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
-        self.written()
-
-    def write_now(self, data: bytes) -> int:
-        if self.closed:
-            return 0
-        try:
-            return self.sock.send(data)
-        except OSError:
-            return 0  # EAGAIN, or an error that write() meets again and reports
-
-    def write_nowait(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.send(data)  # a small error response on an idle socket: one best-effort send
-
-    def close_gracefully(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self.close()
-            return
-        self.lingering = True
-        self.deadline = time.monotonic() + LINGER_SECONDS
-        if self.eof:
-            self.close()
-            return
-        self.update_reading()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.reading:
-            self.reading = False
-            self.loop.remove_reader(self.fd)
-        fut = self._wfut
-        if fut is not None:
-            self.loop.remove_writer(self.fd)
-            if not fut.done():
-                fut.set_result(None)  # the writer wakes, sees closed and raises ClientDisconnected
-        self.sock.close()
-        self._closed()
+        Connection.__init__(self, host, client, server, "http")
+        self._raw_init(sock)
 
 
-class TLSConnection(Connection, asyncio.Protocol):
-    """A TLS connection over an asyncio SSL transport; file bodies are pread and written (route "readwrite")."""
+class TLSConnection(Connection, TLSTransport):
+    """A TLS connection over an asyncio SSL transport; file bodies are read and written (route "readwrite")."""
 
     def __init__(self, host: AsgiHost) -> None:
         Connection.__init__(self, host, None, None, "https")
-        self.transport: asyncio.Transport | None = None
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self.reading = True
+        self._tls_init()
 
     def extensions(self) -> dict[str, Any]:
         # pathsend works here (by copying, honestly reported); zerocopysend promises sendfile, which TLS cannot do.
         return {"http.response.pathsend": {}}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def on_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
         self.peer = _peer(self.client)
         self.host.adopt(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.lingering:
-            return
-        if self.ws is not None:
-            self.ws.feed(data)
-            return
-        self.feed(data)
-
-    def eof_received(self) -> bool:
-        self.on_eof()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.close()
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    def update_reading(self) -> None:
-        want = self.want_reading()
-        if want != self.reading and self.transport is not None and not self.closed:
-            self.reading = want
-            if want:
-                self.transport.resume_reading()
-            else:
-                self.transport.pause_reading()
-
-    async def _wait_writable(self) -> None:
-        if not self._can_write.is_set():
-            self.deadline = time.monotonic() + self.limits.send_timeout
-            await self._can_write.wait()
-            if self.closed:
-                raise ClientDisconnected("the client has disconnected")
-
-    async def write(self, parts: list[Part], ex: Exchange | None = None) -> None:
-        t = self.transport
-        if self.closed or t is None or t.is_closing():
-            raise ClientDisconnected("the client has disconnected")
-        copy = TlsCopy(self.host.disk)
-        t0 = time.perf_counter()
-        try:
-            for p in parts:
-                if isinstance(p, bytes):
-                    t.write(p)
-                    continue
-                assert isinstance(p, FileSlice)
-                if ex is not None:
-                    ex.route = "readwrite"  # every file byte is copied to be encrypted: never called zero-copy
-                await copy.write(t, p, self._wait_writable)
-            await self._wait_writable()
-        except TruncatedFileError as exc:
-            self.host.log(logs.SHORT_RESPONSE, f"{self.peer}: {exc}; closing the connection")
-            if ex is not None:
-                ex.response.abandon()
-            t.abort()
-            self.close()
-        finally:
-            if copy.moved:
-                wall = time.perf_counter() - t0
-                self.host.record("serve.response", "readwrite", copy.moved, wall, copy.disk_wait_s)
-            if copy.disk_chunks and self.host.log_level <= logs.DISK_WAIT:
-                self._disk_waited(copy.disk_wait_s, copy.disk_chunks, "read(s)")
-        if self.closed and (ex is None or not ex.response.done):
-            raise ClientDisconnected("the client has disconnected")
-        self.written()
-
-    def write_nowait(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def close_gracefully(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()  # flushes what is buffered, then closes (TLS close_notify)
-        self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._can_write.set()  # a writer waiting for room wakes and sees the connection closed
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-        self._closed()
