@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return start(plan, settings)
-    except ConfigError as exc:  # found before serving or forking; the message names the cause
+    except (ConfigError, SettingsError) as exc:  # found before serving or forking; the message names the cause
         raise UserError(str(exc)) from None
     except OSError as exc:
         where = args.uds or f"{settings.host}:{settings.port}"

@@ -6,7 +6,6 @@ name is the only other difference allowed ("Uvicorn running on" → "zcopy runni
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .uvapps import upgrade
 
 pytest.importorskip("uvicorn")
 APP = "tests.serve.asgi.uvapps:app"
@@ -40,22 +40,11 @@ def _get(port: int, target: str) -> int:
 def _websocket(port: int, path: str) -> int:
     """Open a WebSocket, send one text message and read its echo, then close; returns the handshake status."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        status = int(data.split(b" ", 2)[1])
+        head, rest = upgrade(s, path)
+        status = int(head.split(b" ", 2)[1])
         if status == 101:
             mask = os.urandom(4)
             s.sendall(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi")))
-            rest = data.partition(b"\r\n\r\n")[2]
             while len(rest) < 4:  # the echo: 0x81 0x02 'hi'
                 rest += s.recv(4096)
             close = bytes([0x88, 0x82]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate((1000).to_bytes(2, "big")))

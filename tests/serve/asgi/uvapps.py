@@ -1,10 +1,13 @@
-"""Small apps for the uvicorn-compatibility tests: plain ASGI 3, a factory, ASGI 2, WSGI (no framework needed)."""
+"""Small apps for the uvicorn-compatibility tests: plain ASGI 3, a factory, ASGI 2, WSGI (no framework needed);
+and the raw WebSocket handshake those tests send."""
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import json
 import os
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,3 +77,20 @@ def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     text = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}?{environ['QUERY_STRING']} {body.decode()}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
     return [text]
+
+
+def upgrade(sock: socket.socket, path: str = "/ws", extra: str = "") -> tuple[bytes, bytes]:
+    """Send a WebSocket upgrade request; (the response head, bytes after it). ``extra``: more header lines."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
