@@ -231,3 +231,52 @@ class RawSender:
             while (ev := self.dec.next_event()) is not p.NEED_DATA:
                 self.events.append(ev)
         return self.events
+
+
+class RelayThread:
+    """A `zcopy relay` (zcopy.relay.Relay) on 127.0.0.1:0 in a thread; `.logs` collects its log dicts."""
+
+    def __init__(self, **limits: object) -> None:
+        from zcopy.relay import Limits, Relay
+
+        self.logs: list[dict[str, object]] = []
+        limits.setdefault("grace", 2.0)
+        self.relay = Relay(("127.0.0.1", 0), Limits(**limits), self.logs.append)  # type: ignore[arg-type]
+        self.address = self.relay.address
+        self.thread = threading.Thread(target=self.relay.serve_forever, daemon=True)
+        self.thread.start()
+
+    def sessions(self) -> list[dict[str, object]]:
+        return [line for line in list(self.logs) if line["event"] == "session"]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, object]]:
+        """The first `count` log lines of `event`, waiting for them (bounded generously: the machine is shared)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [line for line in list(self.logs) if line["event"] == event]
+            if len(got) >= count or time.monotonic() > deadline:
+                assert len(got) >= count, f"relay logged {got!r}, waiting for {count} {event!r}"
+                return got
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.relay.shutdown()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "relay did not stop"
+
+
+@pytest.fixture
+def start_relay() -> Iterator[object]:
+    started: list[RelayThread] = []
+
+    def start(**limits: object) -> RelayThread:
+        r = RelayThread(**limits)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()

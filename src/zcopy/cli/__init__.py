@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
     "send": ("send", "send files and trees to `zcopy recv` (sendfile, verified, resumable)"),
     "recv": ("recv", "receive `zcopy send` sessions into a directory (O_DIRECT, or splice with --cache; verified)"),
+    "relay": ("relay", "pair `send --relay` and `recv --relay` by short code; splice their bytes, never decrypt"),
 }
 
 
@@ -29,7 +30,7 @@ class UserError(Exception):
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line. Given argv, only the chosen command's module is imported: every `zcopy cp` would
-    otherwise pay for importing all eight commands' modules and what they import."""
+    otherwise pay for importing every command's module and what it imports."""
     # allow_abbrev=False everywhere: a prefix must never silently become another option (`serve --header X:1`
     # was once taken for --header-timeout).
     parser = argparse.ArgumentParser(

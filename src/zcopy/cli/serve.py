@@ -174,6 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     z.add_argument(
         "--handshake-timeout", type=float, help="TLS: seconds from accept to a finished handshake (default: header)"
     )
+    z.add_argument(
+        "--body-timeout", type=float, help="--app: seconds between two pieces of a request body (default: header)"
+    )
     z.add_argument("--send-timeout", type=float, default=60.0, help="seconds a reader may stall a send")
     z.add_argument("--max-connections", type=int, default=10_000, help="per worker; beyond, accept later")
     z.add_argument("--max-header-bytes", type=int, default=16 << 10, help="request head limit (→ 431)")
@@ -248,7 +251,8 @@ def settings_of(args: argparse.Namespace) -> Any:
     server_kwargs = {
         name: getattr(args, name)
         for name in (
-            "header_timeout", "handshake_timeout", "send_timeout", "max_connections", "max_header_bytes", "disk_threads"
+            "header_timeout", "handshake_timeout", "body_timeout", "send_timeout", "max_connections",
+            "max_header_bytes", "disk_threads",
         )
     }
     return Settings(

@@ -25,6 +25,8 @@ class Limits:
     max_header_bytes: int
     max_url_bytes: int
     max_chunk: int
+    # ASGI: the longest gap between two pieces of a request body (server.py's default: header_timeout).
+    body_timeout: float = 10.0
 
 
 class Host(Protocol):

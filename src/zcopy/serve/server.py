@@ -90,6 +90,7 @@ class Server:
         cache_valid: float = 1.0,
         header_timeout: float = HEADER_TIMEOUT,
         handshake_timeout: float | None = None,
+        body_timeout: float | None = None,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         send_timeout: float = SEND_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -161,6 +162,7 @@ class Server:
             max_header_bytes=max_header_bytes,
             max_url_bytes=max_url_bytes,
             max_chunk=max_chunk,
+            body_timeout=header_timeout if body_timeout is None else body_timeout,
         )
         # The TLS handshake is part of "sending the head" for a slowloris: by default it gets the same budget.
         self.handshake_timeout = header_timeout if handshake_timeout is None else handshake_timeout
@@ -316,7 +318,9 @@ class Server:
         # One timer for all connections, ticking at a quarter of the shortest timeout (≤ 1 s): cheaper than a
         # timer per request, and a deadline is overrun by at most 25 %.
         lim = self.limits
-        shortest = min(lim.header_timeout, self.handshake_timeout, lim.keepalive_timeout, lim.send_timeout)
+        shortest = min(
+            lim.header_timeout, self.handshake_timeout, lim.keepalive_timeout, lim.send_timeout, lim.body_timeout
+        )
         tick = min(1.0, max(0.05, shortest / 4))
         self._sweeper = self.loop.call_later(tick, self._sweep)
 

@@ -107,7 +107,8 @@ def server(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[AppServer
     """One server per test module and loop (starting Starlette costs ~0.5 s; the tests share it)."""
     s = AppServer("tests.serve.asgi.apps:app", data_dir, "--loop", str(request.param))
     yield s
-    s.stop()
+    code, err = s.stop()
+    assert code == 0, err  # every module's shared server stops gracefully on SIGTERM
 
 
 def recv_head(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict[str, str], bytes]:

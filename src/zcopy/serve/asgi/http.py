@@ -288,7 +288,9 @@ class Connection(H1Reader, Transport):
         self.parsing = ex
         exchanges = self.exchanges
         exchanges.append(ex)
-        self.deadline = INF  # the app may take as long as it likes; writes have their own deadline
+        # Until the body is complete, each piece of it must come within body_timeout of the last (on_body); then
+        # the app may take as long as it likes (on_message_complete); writes have their own deadline.
+        self.deadline = time.monotonic() + self.limits.body_timeout
         if len(exchanges) == 1:
             task = self.task = self.loop.create_task(self.run_app(ex))
             self.host.tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
@@ -299,6 +301,7 @@ class Connection(H1Reader, Transport):
             ex.body.append(body)
             ex.body_size += len(body)
             ex.wake()
+            self.deadline = time.monotonic() + self.limits.body_timeout
 
     def on_message_complete(self) -> None:
         self.in_request = False
@@ -307,6 +310,8 @@ class Connection(H1Reader, Transport):
             ex.complete = True
             self.parsing = None
             ex.wake()
+            if not self.eof:
+                self.deadline = INF
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -400,6 +405,8 @@ class Connection(H1Reader, Transport):
         """A write completed: no deadline while the app works on, unless the client has sent its FIN."""
         if self.eof:
             self.deadline = time.monotonic() + DISCONNECT_GRACE
+        elif self.parsing is not None and not self.in_head:
+            self.deadline = time.monotonic() + self.limits.body_timeout  # the body is still coming
         elif self.deadline != INF and not self.in_request:
             self.deadline = INF
 
@@ -604,6 +611,15 @@ class Connection(H1Reader, Transport):
             self.update_reading()
 
     def on_deadline(self) -> None:
+        if self.parsing is not None and not self.in_head and not self.eof and not self.closed:
+            if not self._reading:
+                # We paused reading (the app has not taken what came, or a request waits its turn): the client
+                # is not late; the body deadline starts again when reading does.
+                self.deadline = time.monotonic() + self.limits.body_timeout
+                return
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: no request body bytes for {self.limits.body_timeout:g} s; closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
         self.close()
 
     @property

@@ -6,9 +6,9 @@ CONNECTING (the app got ``websocket.connect``) → OPEN (it sent ``websocket.acc
 went out, waiting for the peer's) → CLOSED. ``websocket.close`` before accept answers 403; the denial-response
 extension (``websocket.http.response.start`` + ``.body`` before accept, advertised in the scope) lets the app
 answer the upgrade with its own HTTP response (RESPONDING until the body is complete). Messages above
-``ws_max_size`` close with 1009; a close frame from the peer is answered and reaches the app as
-``websocket.disconnect`` with its code; a lost connection as 1006. Pings are answered; ours go every
-``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
+``ws_max_size``, or in more than ``max_frames(ws_max_size)`` frames, close with 1009; a close frame from the
+peer is answered and reaches the app as ``websocket.disconnect`` with its code; a lost connection as 1006.
+Pings are answered; ours go every ``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 # uvicorn's lines for a WebSocket go to its server logger (logconfig.py), at info: accepted, refused, closed.
 _log = logging.getLogger("uvicorn.error")
 CLOSE_TIMEOUT = 5.0  # after our close frame, how long the peer has to answer before the TCP connection is cut
+
+
+def max_frames(max_size: int) -> int:
+    """Frames one message may arrive in: what holding its pieces costs is bounded with its size (an empty
+    continuation frame is 6 bytes on the wire and would otherwise cost a list slot each, unbounded)."""
+    return 1024 + max_size // 64
 
 
 @functools.cache
@@ -89,6 +95,7 @@ class WebSocket:
         self.scope = scope
         cfg = conn.config
         self.max_size = cfg.ws_max_size
+        self.max_frames = max_frames(cfg.ws_max_size)
         self.ping_interval = cfg.ws_ping_interval
         self.ping_timeout = cfg.ws_ping_timeout
         self.max_queue = cfg.ws_max_queue  # messages from the peer queued for the app before reading pauses
@@ -105,6 +112,7 @@ class WebSocket:
         self.handshake_ok = True
         self._parts: list[Any] = []
         self._size = 0
+        self._frames = 0  # frames of the message being received (empty continuation frames count too)
         self._lock = asyncio.Lock()  # frames are written whole, one writer at a time (pongs vs app messages)
         self._pinged_at = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -309,14 +317,19 @@ class WebSocket:
             for event in self.ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
                     self._size += len(event.data)
+                    self._frames += 1
                     if self._size > self.max_size:
                         self._fail(1009, f"message over {self.max_size} bytes")
                         return
-                    self._parts.append(event.data)
+                    if self._frames > self.max_frames:
+                        self._fail(1009, f"message in over {self.max_frames} frames")
+                        return
+                    if event.data:
+                        self._parts.append(event.data)
                     if event.message_finished:
                         key = "text" if isinstance(event, TextMessage) else "bytes"
                         joined: Any = ("" if key == "text" else b"").join(self._parts)
-                        self._parts, self._size = [], 0
+                        self._parts, self._size, self._frames = [], 0, 0
                         self.incoming.append({"type": "websocket.receive", key: joined})
                         self.wake()
                 elif isinstance(event, Ping):
