@@ -254,7 +254,7 @@ def _chunks(
 def _replaced_bytes(chunk: Chunk, spec: Spec) -> int:
     if chunk.edits is not None:
         return sum(e.end - e.start for e in chunk.edits)
-    return chunk.matches * len(spec.old)
+    return chunk.matches * len(spec.old) if chunk.replaced is None else chunk.replaced
 
 
 def _count(chunks: Iterator[Chunk], spec: Spec, result: ReplaceResult) -> None:
