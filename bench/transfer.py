@@ -247,7 +247,7 @@ class Bench:
 
 def spawn_zcopy_recv(d: str, plain: bool) -> tuple[subprocess.Popen[str], int]:
     """`zcopy recv --once` on CPU 1; returns it and its port."""
-    peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once",
+    peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once", "--no-token",
                              *(["--plain"] if plain else [])], stderr=subprocess.PIPE, text=True)
     assert peer.stderr is not None
     m = _LISTEN.search(peer.stderr.readline())
