@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 from zcopy import jsonout
@@ -49,12 +50,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "without a token")
     p.add_argument("--links", action="store_true",
                    help="send symlinks inside directories as links (default: skipped); the receiver needs --links")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out names matching PATTERN, as rsync does for simple globs (repeatable): `*.tmp` and "
+                        "`.git` match a last component anywhere, `a/*.o` a path's end, `/top/x` from the top, "
+                        "`cache/` directories only; `*` stays in one component, `**` crosses them")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     from zcopy import RouteUnavailable
-    from zcopy.cli.progress import Progress, human_bytes
+    from zcopy.cli.progress import Progress, human_bytes, plural
     from zcopy.transfer import TransferError, UnsafeNameError, send
     from zcopy.transfer.results import session_zero_copy, zero_copy
 
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             result = send(paths, address, relay=relay, code=args.code, on_code=show_code, token=token,
                           resume=args.resume, checksum_name=args.checksum, progress=bar.update,
                           timeout=args.timeout, route=args.route, plain=args.plain, links=args.links,
-                          fingerprint=args.fingerprint)
+                          fingerprint=args.fingerprint, exclude=args.exclude)
         finally:
             bar.close()
     except ValueError as exc:  # e.g. --fingerprint with --plain
@@ -96,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     except TransferError as exc:
         _report_error(args, str(exc), exc.code)
         return 1
+    except socket.gaierror as exc:  # the receiver's (or relay's) name does not resolve: say which name
+        where = relay if relay is not None else address
+        assert where is not None
+        raise UserError(f"cannot find host {where[0]!r} ({_shown(where)}): {exc.strerror or exc}") from None
     except ConnectionRefusedError:
         if relay is not None:
             raise UserError(f"nothing listens on {_shown(relay)} (is `zcopy relay` running?)") from None
@@ -119,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"zcopy send: warning: {w}", file=sys.stderr)
         rate = result.bytes_sent / result.seconds if result.seconds > 0 else 0.0
         fps = result.files / result.seconds if result.seconds > 0 else 0.0
-        line = (f"{result.files} files, {human_bytes(result.bytes_sent)} sent in {result.seconds:.3f} s "
+        line = (f"{plural(result.files, 'file')}, {human_bytes(result.bytes_sent)} sent in {result.seconds:.3f} s "
                 f"({human_bytes(rate)}/s, {fps:.0f} files/s); checksum {result.checksum}; "
                 f"encryption {result.encryption}")
         if result.skipped or result.bytes_resumed:

@@ -35,11 +35,23 @@ from types import TracebackType
 
 from zcopy import RouteUnavailable, routes
 from zcopy.relay import protocol as rp
-from zcopy.transfer import certs, checksum, codes, handshake, pairing, recv_done, recv_manifest, recv_plan, tls
+from zcopy.transfer import (
+    certs,
+    checksum,
+    codes,
+    handshake,
+    pairing,
+    partials,
+    recv_done,
+    recv_manifest,
+    recv_plan,
+    tls,
+)
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
     E_INTERNAL,
     E_IO,
+    E_NOSPACE,
     ConnectionDropped,
     ModeError,
     ProtocolError,
@@ -396,6 +408,18 @@ def _descriptor_budget(want: int) -> int:
 
 
 
+def _space_held(root: int) -> str:
+    """For a disk-full error: which partials kept for --resume hold space under the target, and how to drop them."""
+    found, more = partials.find(root)
+    if not found:
+        return ""
+    mib = sum(f.size for f in found) / (1 << 20)
+    named = ", ".join(f"{os.fsdecode(f.path)} ({f.size / (1 << 20):.1f} MiB)" for f in found[:3])
+    rest = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (f"; partial files kept for --resume hold {mib:.1f} MiB{' or more' if more else ''} here: {named}{rest}; "
+            "`zcopy recv DIR --clean-partials` drops them (so does sending them again without --resume)")
+
+
 def _failed(peer: str, exc: TransferError | OSError, t0: float) -> SessionResult:
     """A session that ended in its pairing phase: nothing was received, nothing written."""
     if isinstance(exc, TransferError):
@@ -442,7 +466,8 @@ class _Session:
             self._refuse(exc.code, str(exc))
         except TransferError as exc:
             self.lost = isinstance(exc, ConnectionDropped)
-            self._refuse(exc.code, str(exc), reply=not isinstance(exc, PeerError))
+            message = str(exc) + (_space_held(self.policy.root) if exc.code == E_NOSPACE else "")
+            self._refuse(exc.code, message, reply=not isinstance(exc, PeerError))
         except ssl.SSLError as exc:
             self.lost = True
             self._refuse(E_IO, f"TLS failed: {exc.reason or exc}", reply=False)

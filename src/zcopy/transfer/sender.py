@@ -52,6 +52,7 @@ def send(
     plain: bool = False,
     links: bool = False,
     fingerprint: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> SendResult:
     """Send files and directory trees to a `Receiver` at `address`, or through a `zcopy relay` at `relay`.
 
@@ -70,7 +71,8 @@ def send(
     read+send; default: sendfile with visible fallbacks); an impossible one raises RouteUnavailable before any
     file is sent. `links` sends symlinks inside directories as links (the receiver needs links too).
     `fingerprint` ("SHA256:<hex>", as `zcopy recv` prints it) pins the receiver's certificate: any other is refused
-    before HELLO, which authenticates the receiver even without a token.
+    before HELLO, which authenticates the receiver even without a token. `exclude` leaves out names matching
+    rsync-style glob patterns (zcopy.transfer.exclude); a bad pattern raises ValueError.
     """
     if (address is None) == (relay is None):
         raise ValueError("send() needs either a receiver's address or a relay")
@@ -92,7 +94,7 @@ def send(
     if route not in (None, "readwrite") and not plain:
         raise RouteUnavailable(route, "an encrypted session copies every body through user space (TLS encrypts "
                                       "there): --route only chooses among zero-copy routes with --plain")
-    sources, warnings = collect(paths, links)
+    sources, warnings = collect(paths, links, exclude)
     names.check_tree((s.entry.name, s.entry.is_dir) for s in sources)
     tok = token.encode() if isinstance(token, str) else token
     t0 = time.perf_counter()

@@ -90,7 +90,9 @@ class Exchange:
         self.method = method
         self.target = target
         self.http10 = http10
-        self.response = ResponseCycle(head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive)
+        self.response = ResponseCycle(
+            head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive, defaults=conn.head_defaults
+        )
         self.body: list[bytes] = []
         self.body_size = 0
         self.complete = False  # the whole request body has been parsed
@@ -220,11 +222,12 @@ class Connection(H1Reader, Transport):
         config = host.app_config
         assert config is not None
         self.config = config
+        self.head_defaults = config.head
         self.app = config.app
         self.client = client
         self.server_addr = server
         self.scheme = scheme
-        self.peer = client[0] if client else "-"
+        self.peer = _peer(client)
         self.exchanges: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
@@ -285,7 +288,9 @@ class Connection(H1Reader, Transport):
         self.parsing = ex
         exchanges = self.exchanges
         exchanges.append(ex)
-        self.deadline = INF  # the app may take as long as it likes; writes have their own deadline
+        # Until the body is complete, each piece of it must come within body_timeout of the last (on_body); then
+        # the app may take as long as it likes (on_message_complete); writes have their own deadline.
+        self.deadline = time.monotonic() + self.limits.body_timeout
         if len(exchanges) == 1:
             task = self.task = self.loop.create_task(self.run_app(ex))
             self.host.tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
@@ -296,6 +301,7 @@ class Connection(H1Reader, Transport):
             ex.body.append(body)
             ex.body_size += len(body)
             ex.wake()
+            self.deadline = time.monotonic() + self.limits.body_timeout
 
     def on_message_complete(self) -> None:
         self.in_request = False
@@ -304,6 +310,8 @@ class Connection(H1Reader, Transport):
             ex.complete = True
             self.parsing = None
             ex.wake()
+            if not self.eof:
+                self.deadline = INF
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -397,6 +405,8 @@ class Connection(H1Reader, Transport):
         """A write completed: no deadline while the app works on, unless the client has sent its FIN."""
         if self.eof:
             self.deadline = time.monotonic() + DISCONNECT_GRACE
+        elif self.parsing is not None and not self.in_head:
+            self.deadline = time.monotonic() + self.limits.body_timeout  # the body is still coming
         elif self.deadline != INF and not self.in_request:
             self.deadline = INF
 
@@ -573,7 +583,7 @@ class Connection(H1Reader, Transport):
         log = self.host.access_log
         if log is not None:
             version = b"1.0" if ex.http10 else b"1.1"
-            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route)
+            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route, ex.scope)
         if self.closed:
             return
         if resp.short:
@@ -601,6 +611,15 @@ class Connection(H1Reader, Transport):
             self.update_reading()
 
     def on_deadline(self) -> None:
+        if self.parsing is not None and not self.in_head and not self.eof and not self.closed:
+            if not self._reading:
+                # We paused reading (the app has not taken what came, or a request waits its turn): the client
+                # is not late; the body deadline starts again when reading does.
+                self.deadline = time.monotonic() + self.limits.body_timeout
+                return
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: no request body bytes for {self.limits.body_timeout:g} s; closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
         self.close()
 
     @property
@@ -698,6 +717,11 @@ async def _quietly(aw: Any) -> None:
         await aw
 
 
+def _peer(client: scopes.Addr) -> str:
+    """The client as error lines name it: ``host:port`` (uvicorn's form), "-" on a unix socket."""
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def _show(target: bytes) -> str:
     return target.decode("latin-1").encode("unicode_escape").decode("ascii")[:200]
 
@@ -740,5 +764,5 @@ class TLSConnection(Connection, TLSTransport):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self.peer = self.client[0] if self.client else "-"
+        self.peer = _peer(self.client)
         self.host.adopt(self)
