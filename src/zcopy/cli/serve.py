@@ -73,6 +73,30 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _from_environment(parser: argparse.ArgumentParser, actions: list[argparse.Action]) -> None:
+    """uvicorn takes every option from ``UVICORN_<NAME>`` too (click's auto_envvar_prefix, NAME its parameter's
+    name: UVICORN_PORT, UVICORN_RELOAD_DIRS, UVICORN_HEADERS...); so does zcopy, and the command line wins."""
+    for action in actions:
+        if not action.option_strings or action.dest == "version":
+            continue
+        var = f"UVICORN_{action.dest.upper()}"
+        text = os.environ.get(var)
+        if text is None:
+            continue
+        try:
+            if action.nargs == 0:  # a flag, or --x/--no-x
+                value: Any = _bool(text)
+            elif isinstance(action, argparse._AppendAction):
+                value = [action.type(v) if action.type else v for v in text.split()]  # type: ignore[operator]
+            else:
+                value = action.type(text) if action.type else text  # type: ignore[operator]
+            if action.choices is not None and value not in action.choices:
+                raise ValueError(f"not one of {', '.join(map(str, action.choices))}")
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"{var}={text!r}: {exc}")
+        action.default = value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "dir", nargs="?", default=None, help="directory to serve (default: current), or MODULE:ATTR as --app"
@@ -159,6 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     u.add_argument("--h11-max-incomplete-event-size", type=int, default=None, help="largest request head (bytes)")
     u.add_argument("--reset-contextvars", action="store_true", default=None, help="fresh contextvars per request")
     u.add_argument("--factory", action="store_true", default=None, help="ATTR is a callable that returns the app")
+    _from_environment(parser, u._group_actions)
     z = parser.add_argument_group("zcopy's own")
     z.add_argument("--list-dirs", action="store_true", help="serve HTML listings for directories")
     z.add_argument("--dotfiles", action="store_true", help="serve names starting with '.'")

@@ -87,7 +87,9 @@ def supervise(s: Settings) -> int:
     sock = _listen(s)
     fd = sock.fileno()
     os.set_inheritable(fd, True)
-    child_settings = dataclasses.replace(s, reload=False, fd=fd, uds=None, explicit=s.explicit | {"fd"})
+    if s.workers is not None and s.workers > 1:
+        say('"workers" flag is ignored when reloading is enabled.', 30)  # uvicorn's words
+    child_settings = dataclasses.replace(s, reload=False, fd=fd, uds=None, workers=1, explicit=s.explicit | {"fd"})
     env = {**os.environ, ENV: _encode(child_settings)}
     dirs = [os.path.abspath(d) for d in _as_list(s.reload_dirs)] or [os.getcwd()]
     for d in dirs:

@@ -260,6 +260,8 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         if level >= floor:
             say(message, level)
 
+    if opts.app is not None:
+        log(logs.STARTED, f"Started parent process [{os.getpid()}]")  # uvicorn's lines around its workers
     stopping = False
     forwarded: list[int] = []
 
@@ -342,6 +344,8 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         restarts.append((now + delay, slot))
     os.close(report_r)
     os.close(report_w)
+    if opts.app is not None:
+        log(logs.STOPPING, f"Stopping parent process [{os.getpid()}]")
     return status
 
 

@@ -127,6 +127,7 @@ def test_limit_max_requests_replaces_workers(tmp_path: Path) -> None:
     assert code == 0, err
     assert err.count("Maximum request limit of 1 exceeded. Terminating process.") >= 3, err
     assert err.count("served its request limit; starting another") >= 3, err
+    assert "Started parent process [" in "".join(s.before) and "Stopping parent process [" in err, err  # uvicorn's
 
 
 def test_reload_restarts_on_a_change(tmp_path: Path) -> None:

@@ -125,42 +125,54 @@ import json, sys
 from zcopy.cli import build_parser
 from zcopy.cli import serve as cli
 from zcopy.serve.startup import app_plan
+import os
 out = []
-for argv in json.load(sys.stdin):
+for argv, env in json.load(sys.stdin):
+    os.environ.update(env)
     try:
         full = ["serve", *argv]
         args = build_parser(full).parse_args(full)
         cli._check(args)
-        app_plan(cli.settings_of(args))
-        out.append(None)
+        settings = cli.settings_of(args)
+        app_plan(settings)
+        out.append(None if all(k[8:].lower() in settings.explicit for k in env) else f"not taken from {env}")
     except SystemExit as exc:
         out.append(f"exit {exc.code}")
     except BaseException as exc:
         out.append(f"{type(exc).__name__}: {exc}")
+    for key in env:
+        del os.environ[key]
 print(json.dumps(out))
 """
 
 
 def test_every_uvicorn_option_and_value_is_accepted(tmp_path: Path) -> None:
     f = Files(tmp_path)
-    cases: list[tuple[str, list[str]]] = []
+    cases: list[tuple[str, list[str], dict[str, str]]] = []
     options = uvicorn_options()
     assert len(options) > 40  # the list really came from uvicorn
     for option in options:
         if option.name == "version":
             continue  # exits: below
-        base = ["--app", "tests.serve.asgi.uvapps:factory" if option.name == "factory" else APP]
+        base = ["--app", "tests.serve.asgi.uvapps:factory" if option.name == "factory" else APP, "--app-dir", str(REPO)]
         for case in values(option, f):
-            cases.append((option.name, [*base, "--app-dir", str(REPO), *case]))
+            cases.append((option.name, [*base, *case], {}))
+            # The same value from uvicorn's environment variable (click's auto_envvar_prefix UVICORN).
+            var = f"UVICORN_{option.name.upper()}"
+            if option.is_flag:
+                env = {var: "false" if case[-1] in option.secondary_opts else "true"}
+                cases.append((option.name, [*base, *case[:-1]], env))
+            else:
+                cases.append((option.name, [*base, *case[:-2]], {var: case[-1]}))
     r = subprocess.run(
-        [sys.executable, "-c", CHECK], input=json.dumps([c for _, c in cases]), capture_output=True, text=True,
-        cwd=REPO, timeout=120,
+        [sys.executable, "-c", CHECK], input=json.dumps([[c, e] for _, c, e in cases]), capture_output=True,
+        text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     results = json.loads(r.stdout.splitlines()[-1])
-    refused = [(argv[4:], why) for (_, argv), why in zip(cases, results, strict=True) if why is not None]
+    refused = [(argv[4:], env, why) for (_, argv, env), why in zip(cases, results, strict=True) if why is not None]
     assert not refused, (refused, r.stderr[-3000:])
-    assert {name for name, _ in cases} == {o.name for o in options} - {"version"}
+    assert {name for name, _, _ in cases} == {o.name for o in options} - {"version"}
 
 
 def test_version_is_uvicorns_line_with_zcopys_name() -> None:
