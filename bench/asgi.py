@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def servers(app: str) -> dict[str, list[str]]:
         return {
             "zcopy": [sys.executable, "-m", "zcopy", "serve", "--app", app, "--app-dir", tmp, "--port", "{port}",
-                      "--loop", "uvloop", "--quiet", "--max-connections", "100000"],
+                      "--loop", "uvloop", "--quiet", "--no-access-log", "--max-connections", "100000"],
             "uvicorn": [os.path.join(peer_bin, "uvicorn"), app, "--app-dir", tmp, "--port", "{port}",
                         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
             "granian": [os.path.join(peer_bin, "granian"), "--interface", "asgi", "--working-dir", tmp,

@@ -165,7 +165,7 @@ def test_unix_socket(tmp_path: Path) -> None:
 
 def test_access_log_names_the_route(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    s = AppServer("tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--access-log", str(log), "--json-log")
+    s = AppServer("tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--access-log-file", str(log), "--json-log")
     try:
         httpx.get(s.url + "/file/data.bin", timeout=10)
         httpx.get(s.url + "/state", timeout=10)
@@ -191,7 +191,7 @@ def test_tls_pathsend_is_copied_and_says_so(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     s = AppServer(
         "tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--tls-cert", str(cert), "--tls-key", str(key),
-        "--access-log", str(log), "--json-log",
+        "--access-log-file", str(log), "--json-log",
     )  # fmt: skip
     try:
         assert "route=readwrite" in s.line  # never claim zero-copy over TLS

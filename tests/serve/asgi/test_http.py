@@ -181,7 +181,7 @@ def test_file_response_bytes_and_content_length(server: AppServer) -> None:
 def test_file_response_route_is_sendfile_in_the_access_log(data_dir: Path, tmp_path: Path) -> None:
     # The bytes alone would be the same if pathsend were ignored and the file streamed through the app.
     log = tmp_path / "access.jsonl"
-    s = AppServer("tests.serve.asgi.apps:app", data_dir, "--access-log", str(log), "--json-log")
+    s = AppServer("tests.serve.asgi.apps:app", data_dir, "--access-log-file", str(log), "--json-log")
     try:
         for path, headers in (("/file/data.bin", {}), ("/raw/pathsend?small.txt", {}),
                               ("/file/data.bin", {"Range": "bytes=100-199"})):

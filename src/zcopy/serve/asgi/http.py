@@ -90,7 +90,9 @@ class Exchange:
         self.method = method
         self.target = target
         self.http10 = http10
-        self.response = ResponseCycle(head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive)
+        self.response = ResponseCycle(
+            head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive, defaults=conn.head_defaults
+        )
         self.body: list[bytes] = []
         self.body_size = 0
         self.complete = False  # the whole request body has been parsed
@@ -220,11 +222,12 @@ class Connection(H1Reader, Transport):
         config = host.app_config
         assert config is not None
         self.config = config
+        self.head_defaults = config.head
         self.app = config.app
         self.client = client
         self.server_addr = server
         self.scheme = scheme
-        self.peer = client[0] if client else "-"
+        self.peer = _peer(client)
         self.exchanges: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
@@ -580,7 +583,7 @@ class Connection(H1Reader, Transport):
         log = self.host.access_log
         if log is not None:
             version = b"1.0" if ex.http10 else b"1.1"
-            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route)
+            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route, ex.scope)
         if self.closed:
             return
         if resp.short:
@@ -714,6 +717,11 @@ async def _quietly(aw: Any) -> None:
         await aw
 
 
+def _peer(client: scopes.Addr) -> str:
+    """The client as error lines name it: ``host:port`` (uvicorn's form), "-" on a unix socket."""
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def _show(target: bytes) -> str:
     return target.decode("latin-1").encode("unicode_escape").decode("ascii")[:200]
 
@@ -756,5 +764,5 @@ class TLSConnection(Connection, TLSTransport):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self.peer = self.client[0] if self.client else "-"
+        self.peer = _peer(self.client)
         self.host.adopt(self)
