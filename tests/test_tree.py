@@ -19,6 +19,7 @@ from conftest import make_file
 from direct_fs import _mounted, write_uncached
 
 import zcopy
+import zcopy.tree
 from zcopy import observe
 from zcopy.routes import direct
 from zcopy.tree import BATCH, LARGE, CopyTreeError, Stopped, batches, copytree
@@ -307,8 +308,14 @@ def test_sync_is_one_syncfs(tree: Path, tmp_path: Path, monkeypatch: pytest.Monk
     real = durable.syncfs
     monkeypatch.setattr(durable, "syncfs", lambda fd: (calls.append(fd), real(fd))[1])
     monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd))
+    kicked: list[int] = []
+    real_kick = zcopy.tree.start_writeback
+    monkeypatch.setattr(zcopy.tree, "start_writeback", lambda fd: (kicked.append(fd), real_kick(fd))[1])
     copytree(tree, tmp_path / "dst", sync=True)
     assert len(calls) == 1 and fsyncs == []
+    assert len(kicked) == 2  # the files of LARGE bytes or more (one sparse): writeback started once each was copied
+    copytree(tree, tmp_path / "dst2")
+    assert len(calls) == 1 and len(kicked) == 2  # without sync, neither
 
 
 def test_progress_and_observe_see_every_file(tree: Path, tmp_path: Path) -> None:
