@@ -411,3 +411,46 @@ def test_cli_relay_mistakes_are_clear_errors(tmp_path: Path) -> None:
         r = subprocess.run([*ZCOPY, "send", str(tmp_path / "f"), "--relay", f"127.0.0.1:{port}"],
                            capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "is `zcopy relay` running?" in r.stderr, r.stderr
+
+
+def test_relay_out_of_descriptors_refuses_then_recovers(tmp_path: Path) -> None:
+    """At its descriptor limit the relay stops accepting for a moment (instead of spinning on a readable listener),
+    says so, and accepts again once descriptors are free."""
+    import json
+
+    proc = subprocess.Popen(["bash", "-c", 'ulimit -n 32 && exec "$@"', "relay", *ZCOPY, "relay", "--listen",
+                             "127.0.0.1:0", "--json", "--max-per-address", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    m = _LISTEN.search(proc.stderr.readline())
+    assert m, "relay did not start"
+    address = (m.group(1), int(m.group(2)))
+    held = []
+    try:
+        for _ in range(40):  # more than the limit: the last ones wait in the backlog
+            held.append(socket.create_connection(address, timeout=10))
+        line = json.loads(proc.stderr.readline())
+        assert line["event"] == "refused" and line["reason"] == "out of descriptors", line
+        for s in held:
+            s.close()
+        held = []
+        ssock, _ = pairing_dial(address)  # accepted again once descriptors are free
+        ssock.close()
+    finally:
+        for s in held:
+            s.close()
+        log = _stop(proc)
+    # Paused, not spinning: a handful of these lines, where a loop on the readable listener writes thousands.
+    assert log.count("out of descriptors") < 200
+
+
+def pairing_dial(address: tuple[str, int]) -> tuple[socket.socket, str]:
+    """Place a sender on the relay (allocate), returning once it is waiting."""
+    from zcopy.relay import protocol as rp
+
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(rp.Request(rp.OP_ALLOCATE, rp.SIDE_SENDER).encode())
+    head = sock.recv(rp.REPLY_HEAD, socket.MSG_WAITALL)
+    rep = rp.decode_reply(head, sock.recv(rp.reply_length(head), socket.MSG_WAITALL))
+    assert rep.status == rp.ST_WAITING, rep
+    return sock, rep.text
