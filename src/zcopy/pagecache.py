@@ -90,3 +90,30 @@ def residency(fd: int) -> Residency:
         resident += got
         probed += (length + page - 1) // page
     return Residency(resident, probed)
+
+
+_LIBC: list[ctypes.CDLL | None] = []
+
+
+def all_resident(fd: int, offset: int, count: int) -> bool | None:
+    """Are all pages of ``count`` bytes of ``fd`` from ``offset`` in the page cache (None: cannot tell)? One
+    mmap + mincore + munmap; no page is touched (the server asks this before each body chunk it would send)."""
+    if not _LIBC:
+        _LIBC.append(_libc())
+    libc = _LIBC[0]
+    if libc is None or count <= 0:
+        return None
+    page = mmap.PAGESIZE
+    start = offset - offset % page
+    length = offset + count - start
+    addr = libc.mmap(None, length, _PROT_READ, _MAP_SHARED, fd, start)
+    if addr is None or addr == _MAP_FAILED:
+        return None
+    try:
+        vec = (ctypes.c_ubyte * ((length + page - 1) // page))()
+        if libc.mincore(addr, length, vec) != 0:
+            return None
+        return b"\x00" not in bytes(vec)  # bit 0: resident; the other bits are reserved (zero)
+    finally:
+        libc.munmap(addr, length)
+

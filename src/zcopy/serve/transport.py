@@ -32,12 +32,14 @@ from typing import Any
 
 from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.pagecache import all_resident
 from zcopy.parts import FileSlice, Part
 from zcopy.serve import logs
 from zcopy.serve.config import Host, Limits
 from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE
 
 DISK_THREADS = 32  # nginx's default thread pool ("thread_pool default threads=32 max_queue=65536")
+NICE = 10  # how much lower the disk threads' CPU priority is than the loop's
 
 # The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
 # write; past this the per-call overhead stops mattering against the copy and encryption.
@@ -49,15 +51,21 @@ _PROBE = [bytearray(1)]  # preadv2 needs somewhere to put the byte it reads (the
 
 
 def resident(fd: int, offset: int, count: int) -> bool:
-    """Are the first and last page of ``count`` bytes of ``fd`` from ``offset`` in the page cache? (True when the
-    file system cannot tell: then we send on the loop as before, as for a file without RWF_NOWAIT support.)"""
+    """Are the pages of ``count`` bytes of ``fd`` from ``offset`` in the page cache? One ``preadv2(RWF_NOWAIT)`` of
+    a byte of the first page (a miss also starts the read-ahead at once); for a chunk over two pages, then mincore
+    over all of it (ends cached and middle not is common while read-ahead is in flight). True when the file system
+    cannot tell: the chunk is sent on the loop as before."""
     if not _NOWAIT:
         return True
     try:
         os.preadv(fd, _PROBE, offset, _NOWAIT)
-        last = offset + count - 1
-        if count > 1 and last // _PAGE != offset // _PAGE:
-            os.preadv(fd, _PROBE, last, _NOWAIT)
+        if count > _PAGE:
+            last = offset + count - 1
+            if count <= 2 * _PAGE:
+                if last // _PAGE != offset // _PAGE:
+                    os.preadv(fd, _PROBE, last, _NOWAIT)
+            elif all_resident(fd, offset, count) is False:
+                return False
     except BlockingIOError:
         return False
     except OSError:
@@ -127,6 +135,11 @@ class DiskPool:
         self._jobs.put(job)
 
     def _work(self) -> None:
+        # Below the loop thread: a disk thread's sendfile also does the TCP work of its chunk, and on a fast disk
+        # several of them would otherwise take the loop's CPU in turns (hot requests waiting ms for their turn).
+        with contextlib.suppress(OSError, AttributeError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
         jobs = self._jobs
         while True:
             job = jobs.get()
