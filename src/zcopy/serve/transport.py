@@ -50,22 +50,24 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PROBE = [bytearray(1)]  # preadv2 needs somewhere to put the byte it reads (the loop thread only)
 
 
-def resident(fd: int, offset: int, count: int) -> bool:
-    """Are the pages of ``count`` bytes of ``fd`` from ``offset`` in the page cache? One ``preadv2(RWF_NOWAIT)`` of
-    a byte of the first page (a miss also starts the read-ahead at once); for a chunk over two pages, then mincore
-    over all of it (ends cached and middle not is common while read-ahead is in flight). True when the file system
-    cannot tell: the chunk is sent on the loop as before."""
+def resident(fd: int, offset: int, count: int, exact: bool = False) -> bool:
+    """May ``count`` bytes of ``fd`` from ``offset`` be sent without waiting for the disk?
+
+    ``preadv2(RWF_NOWAIT)`` of one byte of the chunk's first page (a miss starts the read-ahead there at once) and,
+    for a chunk over two pages, of its last page: two cheap syscalls, the answer for files that are wholly in the
+    page cache. ``exact`` (the file is being read from the disk): mincore over every page of the chunk instead of
+    the last page, since a read-ahead in flight completes out of order and leaves holes between cached ends. True
+    when the file system cannot tell: the chunk is sent on the loop as before."""
     if not _NOWAIT:
         return True
     try:
         os.preadv(fd, _PROBE, offset, _NOWAIT)
         if count > _PAGE:
             last = offset + count - 1
-            if count <= 2 * _PAGE:
-                if last // _PAGE != offset // _PAGE:
-                    os.preadv(fd, _PROBE, last, _NOWAIT)
-            elif all_resident(fd, offset, count) is False:
-                return False
+            if exact and count > 2 * _PAGE:
+                return all_resident(fd, offset, count) is not False
+            if last // _PAGE != offset // _PAGE:
+                os.preadv(fd, _PROBE, last, _NOWAIT)
     except BlockingIOError:
         return False
     except OSError:
@@ -324,7 +326,8 @@ class Transport:
         raise NotImplementedError
 
     # -- provided by the flavours ---------------------------------------------------------------------
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
+        """``probe``: ask resident() before each file chunk (False: the caller knows the file is in memory)."""
         raise NotImplementedError
 
     def set_reading(self, want: bool) -> None:
@@ -394,8 +397,8 @@ class RawTransport(Transport):
             else:
                 self.loop.remove_reader(self.fd)
 
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
-        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
+        box = Outbox(self.sock, parts, self.limits.max_chunk, resident if probe else None)
         self._whole = whole
         try:
             if box.pump():
@@ -473,7 +476,8 @@ class RawTransport(Transport):
         self.route = box.route if files else None
         if files or self._whole:
             box.record("serve.response")
-        self._log_disk_wait(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
+        if box.disk_chunks:
+            self._log_disk_wait(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
 
     def _stop_writing(self) -> None:
         if self._writing:
@@ -586,7 +590,7 @@ class TLSTransport(Transport, asyncio.Protocol):
             if self.closed:
                 raise ConnectionResetError("the connection is closed")
 
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
         t = self.transport
         if t is None or self.closed or t.is_closing():
             self.send_failed(ConnectionResetError("the connection is closed"))
