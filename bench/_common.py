@@ -81,6 +81,20 @@ def load_average() -> str:
         return "?"
 
 
+# Read when a bench script starts (each runs in its own process): what was running before it measured anything.
+LOAD_AT_START = load_average()
+
+
+def other_work(start: str = LOAD_AT_START) -> str:
+    """What the load average before the run says about other work on this machine: computed, never assumed."""
+    try:
+        one = float(start.split()[0])
+    except (ValueError, IndexError):
+        return "load before the run unknown"
+    busy = "other work was running" if one >= 0.5 else "little other work"
+    return f"{busy} (1-minute load {one:.2f} on {os.cpu_count() or 1} CPUs when the run started)"
+
+
 def thread_cpu() -> float:
     """CPU seconds (user + sys) of the calling thread (RUSAGE_THREAD, Linux 2.6.26)."""
     r = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))

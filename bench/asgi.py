@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def servers(app: str) -> dict[str, list[str]]:
         return {
             "zcopy": [sys.executable, "-m", "zcopy", "serve", "--app", app, "--app-dir", tmp, "--port", "{port}",
-                      "--loop", "uvloop", "--quiet", "--max-connections", "100000"],
+                      "--loop", "uvloop", "--quiet", "--no-access-log", "--max-connections", "100000"],
             "uvicorn": [os.path.join(peer_bin, "uvicorn"), app, "--app-dir", tmp, "--port", "{port}",
                         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
             "granian": [os.path.join(peer_bin, "granian"), "--interface", "asgi", "--working-dir", tmp,
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "## ASGI: the same Starlette app under zcopy serve --app, uvicorn and granian "
         f"({'quick' if args.quick else 'full'} run)",
         "",
-        *run_lines("bench/asgi.py", argv, "; shared with other work (other sessions' tests and builds)"),
+        *run_lines("bench/asgi.py", argv),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
         f"- {rounds} round(s) × {seconds:g} s per wrk run (+1 s warm-up); all servers run at once and each "
         "measurement takes them back to back in a shuffled order (side by side); server on CPU0, "

@@ -37,6 +37,7 @@ from _common import (
     file_bench_args,
     load_average,
     machine,
+    other_work,
     run_rounds,
     sh,
     source_file,
@@ -456,8 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text = f"""## Direct route: O_DIRECT vs the page cache ({when})
 
-Machine: {machine()}; load average at end {load_average()}; shared with other work (other sessions ran tests
-and benchmarks on this VM at the same time). File system of the files: {fs}.
+Machine: {machine()}; load average at end {load_average()}; {other_work()}. File system of the files: {fs}.
 Command: `{cmd}` (file {size / MiB:.0f} MiB, {rounds} rounds unless said, order shuffled per round; ratios are
 the median of per-round ratios against the base measured in the same round, with min–max). Process pinned to CPU 0;
 the socket peer to CPU 1. "Cold": before every contender the source is fsynced and dropped with

@@ -15,13 +15,18 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # In this order; missing ones are skipped.
-SCRIPTS = ["core", "direct", "tree", "lab", "transfer", "replace", "serve", "asgi", "cold"]
+SCRIPTS = ["core", "direct", "tree", "lab", "transfer", "relay", "replace", "serve", "asgi", "cold"]
 
 HEADER = """# Benchmarks
 
 Written by `make bench` (`python bench/run.py`): every number below was measured by the command shown with it, on
 the machine named with it. These machines are noisy, so contenders run side by side in the same run, their order
 shuffled per round, and medians are quoted with min–max. Benchmarks are never timed assertions in tests.
+
+The rule for numbers in these docs (this file, the README and docs/*.md): a number either sits in a generated
+section below (between `<!-- bench:NAME -->` markers, written whole by `bench/NAME.py`; nothing is written into a
+section by hand, since the next `make bench` replaces it), or it names the command in this repository, the date
+and the machine that produced it. Where a number changed, the newest run wins and the old text goes.
 """
 
 

@@ -27,9 +27,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from _common import (  # bench/ is sys.path[0] when run as a script
+    LOAD_AT_START,
     load_average,
     machine,
     make_file,
+    other_work,
     table,
     warm,
     write_report,
@@ -421,7 +423,7 @@ def run_lines(script: str, argv: Sequence[str] | None, load_note: str = "") -> l
     shown = [a for k, a in enumerate(given) if a != "--out" and (k == 0 or given[k - 1] != "--out")]
     return [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; machine: {machine()}; "
-        f"load average at start: {load_average()}{load_note}",
+        f"load average at start: {LOAD_AT_START}, at end: {load_average()}; {other_work()}{load_note}",
         f"- command: `{' '.join([os.path.relpath(sys.executable, REPO), script, *shown])}`",
     ]
 
@@ -527,8 +529,7 @@ def _targets(plan: list[Measure], small: dict[tuple[str, int], Cell], big: dict[
         f"[{of_medians(small.get((zc, 32)), small.get((ng, 32)))}] (target ≤ 2×); aiohttp / zcopy = "
         f"**{paired(at32, ah, zc)}** [{of_medians(small.get((ah, 32)), small.get((zc, 32)))}] (target ≥ 10×)",
         f"- 256 MiB, CPU per GB: zcopy / nginx = **{paired(gb, zc, ng)}** [{of_medians(big.get(zc), big.get(ng))}] "
-        "(target ≤ 1.1×); where the time goes (96% kernel time inside sendfile, Python ~4%): docs/serve.md, "
-        "'Where the time goes'.",
+        "(target ≤ 1.1×)",
         "",
     ]
 

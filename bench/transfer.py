@@ -44,6 +44,7 @@ from _common import (
     machine,
     make_file,
     on_cpu1,
+    other_work,
     pin,
     run_rounds,
     table,
@@ -246,7 +247,7 @@ class Bench:
 
 def spawn_zcopy_recv(d: str, plain: bool) -> tuple[subprocess.Popen[str], int]:
     """`zcopy recv --once` on CPU 1; returns it and its port."""
-    peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once",
+    peer = subprocess.Popen([*on_cpu1(), *ZCOPY, "recv", d, "--listen", "127.0.0.1:0", "--once", "--no-token",
                              *(["--plain"] if plain else [])], stderr=subprocess.PIPE, text=True)
     assert peer.stderr is not None
     m = _LISTEN.search(peer.stderr.readline())
@@ -595,24 +596,24 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     parts = [f"""## Transfer: zcopy send / recv ({when})
 
-Machine: {machine()}; this machine is shared with other work (other sessions' builds and tests ran meanwhile):
-read the min – max ranges.
+Machine: {machine()}; {other_work()}: read the min – max ranges.
 """]
     tmp = tempfile.mkdtemp(prefix="zcopy-bench-transfer-", dir=os.environ.get("ZCOPY_BENCH_DIR"))
     try:
+        ended = "\nLoad average at the end of this part: {}.\n"
         if args.only in (None, "tree"):
-            parts.append(tree_section(tmp, rounds, files, have_nc, cmd))
+            parts.append(tree_section(tmp, rounds, files, have_nc, cmd) + ended.format(load_average()))
         if args.only in (None, "scp"):
             src = os.path.join(tmp, "src.bin")
             make_file(src, size)
             os.sync()
             warm(src)
-            parts.append(scp_section(src, size, tmp, rounds, cmd))
+            parts.append(scp_section(src, size, tmp, rounds, cmd) + ended.format(load_average()))
         if args.only in (None, "plain"):
-            parts.append(plain_section(tmp, size, rounds, have_nc, cmd))
+            parts.append(plain_section(tmp, size, rounds, have_nc, cmd) + ended.format(load_average()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = "\n".join(parts) + f"\nLoad average at end: {load_average()}.\n"
+    text = "\n".join(parts)
     write_report(text, args.out)
     return 0
 

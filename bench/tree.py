@@ -25,6 +25,8 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import MiB, Sample, command_line, load_average, machine, run_rounds, table, write_report
 
+from zcopy.tree import THREADS
+
 SHUTIL = "import shutil, sys; shutil.copytree(sys.argv[1], sys.argv[2], symlinks=True)"
 
 
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         dst = os.path.join(tmp, "dst")
         copies: dict[str, list[str]] = {
             "zcopy cp -a": [*zcopy, src, dst],
+            # The same with one copying thread: the measure of what the pool of threads (tree.THREADS) gains.
+            "zcopy cp -a --threads 1": [*zcopy, "--threads", "1", src, dst],
             "cp -a": ["cp", "-a", src, dst],
             "shutil.copytree": [sys.executable, "-c", SHUTIL, src, dst],
         }
@@ -165,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{load0} before, {load1} after (other engineers' jobs share the machine). Tree: {files:,} × 4 KiB in {dirs} "
         f"directories + 4 × {big >> 20} MiB ({total / MiB:.0f} MiB), warm (in the page cache), on "
         f"{os.environ.get('ZCOPY_BENCH_DIR') or tempfile.gettempdir()}. Each contender is a command, unpinned (zcopy "
-        f"copies with {4} threads); the destination is removed and `sync` run before each, untimed. {rounds} rounds, "
-        "order shuffled per round. \"machine busy\" is all CPUs' non-idle time from /proc/stat during the run.",
+        f"copies with {THREADS} threads unless told); the destination is removed and `sync` run before each, "
+        f"untimed. {rounds} rounds, order shuffled per round. \"machine busy\" is all CPUs' non-idle time from "
+        "/proc/stat during the run.",
         "",
         section("Warm tree", w, "cp -a"),
         f"`zcopy cp -a` / `cp -a` wall: **{cp_ratio[0]:.2f}×** per-round median ({cp_ratio[1]:.2f} – "

@@ -87,3 +87,16 @@ def test_progress_callback_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert m.nbytes == len(data) and (tmp_path / "b").read_bytes() == data
     assert seen[-1] == (len(data), len(data)) and len(seen) == 6
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_sparse_file_keeps_its_holes(tmp_path: Path) -> None:
+    with open(tmp_path / "a", "wb") as f:
+        f.seek(2 << 20)
+        f.write(b"data in the middle")
+        f.truncate(6 << 20)
+    m = copy_result(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == (tmp_path / "a").read_bytes() and m.nbytes == 6 << 20
+    assert os.stat(tmp_path / "b").st_blocks * 512 < 1 << 20 and "holes kept" in (m.reason or "")
+    with open(tmp_path / "c", "wb") as f:  # all hole
+        f.truncate(1 << 20)
+    assert copy(tmp_path / "c", tmp_path / "d") == 1 << 20 and os.stat(tmp_path / "d").st_blocks == 0

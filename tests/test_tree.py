@@ -343,7 +343,71 @@ def test_batches_put_large_files_first_and_spread_directories() -> None:
     assert sorted(x for b in out for x in b) == sorted(files)
 
 
-def test_copytree_refuses_a_file_source(tmp_path: Path) -> None:
+def test_copytree_refuses_a_file_source_and_makes_missing_parents(tree: Path, tmp_path: Path) -> None:
     make_file(tmp_path / "f", 10)
     with pytest.raises(NotADirectoryError):
         copytree(tmp_path / "f", tmp_path / "g")
+    assert copytree(tree, tmp_path / "new" / "parents" / "dst").files == 11
+
+
+def test_progress_on_a_terminal_counts_files_and_bytes(tree: Path, tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "zcopy", "cp", "-a", str(tree), str(tmp_path / "dst")],
+                           stdout=subprocess.PIPE, stderr=follower, timeout=120)  # fmt: skip
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert r.returncode == 0
+    assert b"cp 11/11 files" in shown and b"100.0%" in shown
+    assert b"11 files, 6 directories" in r.stdout
+
+
+def test_a_file_that_vanishes_is_reported_with_its_path(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "a").mkdir(parents=True)
+    for i in range(BATCH + 8):
+        make_file(src / "a" / f"f{i:03d}", 100, seed=i)
+    gone: list[Path] = []
+
+    def vanish(*_: int) -> None:  # after the first batch: delete a source file not copied yet
+        if not gone:
+            gone.append(next(p for p in sorted((src / "a").iterdir()) if not (dst / "a" / p.name).exists()))
+            gone[0].unlink()
+
+    with pytest.raises(CopyTreeError) as ei:
+        copytree(src, dst, on_progress=vanish, threads=1)
+    assert ei.value.args[0] == [
+        (str(gone[0]), str(dst / "a" / gone[0].name), "cannot open for reading: No such file or directory")
+    ]
+    assert ei.value.result.files == BATCH + 7 and not (dst / "a" / gone[0].name).exists()
+
+
+def test_symlinks_given_as_sources_like_cp(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "file").write_bytes(b"content")
+    (tmp_path / "ldir").symlink_to("real")
+    (tmp_path / "lfile").symlink_to("file")
+    for flag, name in (("-r", "r"), ("-a", "a"), (None, "plain")):
+        for d in ("gnu", "zc"):
+            (tmp_path / f"{d}-{name}").mkdir()
+        args = [str(tmp_path / "lfile"), str(tmp_path / "ldir" if flag else tmp_path / "file")]
+        subprocess.run(["cp", *([flag] if flag else []), *args, str(tmp_path / f"gnu-{name}")], check=True)
+        r = zcopy_cli("cp", *([flag] if flag else []), *args, str(tmp_path / f"zc-{name}"))
+        assert r.returncode == 0, r.stderr
+        assert snapshot(tmp_path / f"zc-{name}", times=False) == snapshot(tmp_path / f"gnu-{name}", times=False)
+    assert (tmp_path / "zc-r" / "ldir").is_symlink() and not (tmp_path / "zc-plain" / "lfile").is_symlink()

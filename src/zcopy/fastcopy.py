@@ -97,7 +97,7 @@ def copy_into(
     table's order; into a device or FIFO as a stream. Metadata and publishing are the caller's."""
     regular = out.regular
     prefer, why = select(sfd, st.st_size, out.fd) if route is None and fallback and regular else (None, None)
-    if regular and route is None and prefer is None and 0 < st.st_blocks * 512 < st.st_size:
+    if regular and route is None and prefer is None and st.st_blocks * 512 < st.st_size:
         sparse = _copy_sparse(sfd, out.fd, st.st_size, name, fallback, progress)
         if sparse is not None:
             return sparse

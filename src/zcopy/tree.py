@@ -104,6 +104,7 @@ def copytree(
     problem = inside_itself(src_path, dst_path)
     if problem is not None:
         raise ValueError(problem)
+    os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)  # as shutil.copytree does
     copier = Copier(metadata=metadata, route=route, fallback=fallback, threads=threads, on_progress=on_progress)
     result = copier.run([(src_path, dst_path)], sync=sync)
     if result.errors:
@@ -176,11 +177,14 @@ class Copier:
 
     # The walk ------------------------------------------------------------------------------------------------
 
-    def run(self, pairs: Iterable[tuple[str, str]], *, sync: bool = False) -> TreeCopied:
-        """Copy each (src, dst) pair, src being any kind of entry (a directory is copied whole)."""
+    def run(self, pairs: Iterable[tuple[str, str]], *, sync: bool = False, follow: bool = False) -> TreeCopied:
+        """Copy each (src, dst) pair, src being any kind of entry (a directory is copied whole); `follow`: a src
+        that is a symlink is copied as what it points to (inside a tree, symlinks are always copied as links)."""
         for src, dst in pairs:
             try:
-                st = os.lstat(src)
+                st = os.stat(src) if follow else os.lstat(src)
+                if follow and os.path.islink(src):  # files are opened with O_NOFOLLOW: open what it points to
+                    src = os.path.realpath(src)
             except OSError as exc:
                 self.error(src, dst, f"cannot stat: {_reason(exc)}")
                 continue

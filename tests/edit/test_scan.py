@@ -73,9 +73,35 @@ templates = st.sampled_from([b"", b"X", rb"\g<0>\g<0>", rb"[\g<0>]", b"-", rb"\n
 
 
 @settings(max_examples=300, deadline=None)
-@given(small, regexes, templates, windows, st.integers(min_value=0, max_value=4))
-def test_regex_matches_re_sub(data: bytes, rx: bytes, template: bytes, window: int, count: int) -> None:
-    out, chunks = run(Spec(rx, template, regex=True, count=count), data, window)
+@given(small, regexes, templates, windows, limits, st.integers(min_value=0, max_value=4))
+def test_regex_matches_re_sub(data: bytes, rx: bytes, template: bytes, window: int, sparse: int, count: int) -> None:
+    out, chunks = run(Spec(rx, template, regex=True, count=count), data, window, sparse)
+    assert out == re.sub(rx, template, data, count=count)
+    check_tiling(chunks, len(data))
+    covered = [m.end() - m.start() for m in itertools.islice(re.finditer(rx, data), count or None)]
+    assert sum(c.matches for c in chunks) == len(covered)
+    assert sum(replaced(c) for c in chunks) == sum(covered)  # what "bytes replaced" reports
+
+
+def replaced(c: Chunk) -> int:
+    if c.edits is not None:
+        return sum(e.end - e.start for e in c.edits)
+    assert c.replaced is not None  # a regex bulk chunk knows how much its matches covered
+    return c.replaced
+
+
+# NEW with group references, expanded from re's own parse of the template (not Match.expand per match): groups
+# that did not take part, named groups, \g<0>, escapes and literal backslashes around them.
+grouped = st.sampled_from([rb"(a)(b)?", rb"(?P<x>a+)(b*)", rb"(?P<x>a)|(b)", rb"(a)(?=(b))"])
+group_templates = st.sampled_from([rb"\1", rb"<\2\1>", rb"\g<1>\\", rb"\g<0>\n\2", rb"\2\2\2", rb"x\1y\2z\g<0>"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(small, grouped, group_templates, windows, limits, st.integers(min_value=0, max_value=3))
+def test_regex_group_templates_match_re_sub(
+    data: bytes, rx: bytes, template: bytes, window: int, sparse: int, count: int
+) -> None:
+    out, chunks = run(Spec(rx, template, regex=True, count=count), data, window, sparse)
     assert out == re.sub(rx, template, data, count=count)
     check_tiling(chunks, len(data))
 
@@ -195,3 +221,18 @@ def test_memory_bounded_in_the_densest_cases(old: bytes, new: bytes, data: bytes
         tracemalloc.stop()
     assert n == len(re.findall(re.escape(old), data, flags=re.IGNORECASE if ignore_case else 0))
     assert peak < 16 * window, peak  # ~10 windows at worst, never a piece per match of the whole input
+
+
+def test_regex_bulk_content_never_copies_a_long_unchanged_stretch() -> None:
+    # Dense matches, then one far beyond a window: the dense ones become bulk content of at most two windows, the
+    # far one an exact edit (its unchanged stretch can move in-kernel), whatever the batch boundaries.
+    data = b"ab" * 40 + b"x" * 1000 + b"ab" + b"y" * 300
+    for window in (64, 256):  # batches of up to window // 16 matches
+        spec = Spec(b"a", b"AA", regex=True)
+        out, chunks = run(spec, data, window, sparse_limit=1)
+        assert out == re.sub(b"a", b"AA", data)
+        check_tiling(chunks, len(data))
+        bulk = [c for c in chunks if c.edits is None]
+        assert bulk and all(c.end - c.start <= 2 * window for c in bulk)
+        (far,) = [c for c in chunks if c.edits and c.edits[0].start == 1080]
+        assert far.matches == 1

@@ -81,6 +81,12 @@ def test_cold_runs_are_checked_by_the_disk_counters(tour: dict[str, Any]) -> Non
         # Whether eviction worked depends on timing (a page a socket still holds stays cached: measured up to
         # ~2 s under load), so the test asks for honesty, not luck: a run that did not go cold says so.
         assert r["cold"]["verified"] or r["cold"]["note"], r
+    # ...and on a disk-backed file system eviction must work where nothing else holds the pages (the file-only
+    # steps; a socket may still hold sendfile's): an eviction that never works fails here.
+    if tour["file"]["fs_type"] in DISK_BACKED:
+        for sid in ("traditional", "mmap", "copy_file_range", "direct_copy", "readwrite_copy"):
+            cold = next(r for r in by_id(tour)[sid]["runs"] if r["mode"] == "cold")
+            assert cold["cold"]["verified"] and cold["counters"]["disk_read_bytes"] >= 0.9 * SIZE, (sid, cold)
 
 
 def test_receive_steps_land_every_byte(tour: dict[str, Any]) -> None:

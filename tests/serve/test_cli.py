@@ -55,10 +55,16 @@ def procs() -> Iterator[list[Proc]]:
 def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "zcopy", "serve", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a directory" in r.stderr and "Traceback" not in r.stderr
+    # As uvicorn: the certificate file may hold the key too, so --tls-cert/--ssl-certfile alone is fine; a key
+    # alone is not.
     r = subprocess.run(
         [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-cert", "x"], capture_output=True, text=True
     )
-    assert r.returncode == 2 and "--tls-key" in r.stderr
+    assert r.returncode == 2 and "cannot read TLS certificate x" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--tls-key", "x"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "--ssl-keyfile needs --ssl-certfile" in r.stderr
     r = subprocess.run(
         [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--disk-threads", "0"], capture_output=True, text=True
     )
@@ -117,7 +123,7 @@ def test_workers_share_the_port_and_stop_on_sigterm(site: Path, procs: list[Proc
 
 def test_access_log_clf_and_sighup_reopen(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
     log = tmp_path / "access.log"
-    p = Proc(site, "--access-log", str(log))
+    p = Proc(site, "--access-log-file", str(log))
     procs.append(p)
     c = http.client.HTTPConnection(*p.addr, timeout=5)
     c.request("GET", "/hello.txt?q=1")
@@ -142,7 +148,7 @@ def test_json_log(site: Path, tmp_path: Path, procs: list[Proc]) -> None:
     import json
 
     log = tmp_path / "a.jsonl"
-    p = Proc(site, "--access-log", str(log), "--json-log")
+    p = Proc(site, "--access-log-file", str(log), "--json-log")
     procs.append(p)
     c = http.client.HTTPConnection(*p.addr, timeout=5)
     c.request("GET", "/data.bin")
@@ -159,8 +165,9 @@ def test_tls_serves_correctly_and_reports_the_copy_route(
     cert, key = make_cert(tmp_path)  # skips, saying so, when openssl is missing
     log = tmp_path / "tls.log"
     p = Proc(
-        site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log", str(log), "--json-log", "--loop", loop
-    )
+        site, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log-file", str(log), "--json-log",
+        "--loop", loop,
+    )  # fmt: skip
     procs.append(p)
     assert p.route == "readwrite"  # never claim zero-copy over TLS
     ctx = ssl.create_default_context()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .conftest import Running, listening_here, read_until_close, recv_response, server_fds, wait_for
+from .deadlines import CONTROL, SHORT, assert_on_time, dropped_after
 
 Serve = Callable[..., Running]
 
@@ -31,45 +32,36 @@ def test_slowloris_does_not_starve_others(serve: Serve) -> None:
     c.close()
 
 
+def _trickling_head(r: Running) -> socket.socket:
+    s = r.connect()
+    s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    assert wait_for(lambda: len(r.server.connections) == 1)
+    return s
+
+
+def _trickle(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # EPIPE/ECONNRESET once the server cut it
+        s.send(b"a")
+
+
 def test_trickled_head_is_cut_at_the_deadline_from_its_first_byte(serve: Serve) -> None:
-    """Bytes keep coming every 0.1 s; the whole head is due 0.5 s after its first byte, so the server must cut
-    every connection while the trickle goes on. A server that restarted its timer on each byte never would."""
-    r = serve(header_timeout=0.5)
-    slow = []
-    for _ in range(50):
-        s = r.connect()
-        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        s.setblocking(False)  # recv below must answer at once: data, EOF or EAGAIN
-        slow.append(s)
-    open_ = set(range(len(slow)))
-    end = time.monotonic() + 10.0  # 20x the deadline; a correct server is done after ~0.6 s
-    while open_ and time.monotonic() < end:
-        time.sleep(0.1)  # < header_timeout: a per-byte timer would always be reset in time
-        for i in list(open_):
-            try:
-                slow[i].send(b"a")
-                if slow[i].recv(1) == b"":
-                    open_.discard(i)
-            except BlockingIOError:
-                pass
-            except OSError:  # EPIPE/ECONNRESET: the server closed it
-                open_.discard(i)
-    assert not open_, f"{len(open_)} trickling connections never cut"
-    assert wait_for(lambda: not r.server.connections)
-    for s in slow:
-        s.close()
+    """Bytes keep coming every 0.1 s; the whole head is due `header_timeout` after its first byte, so the server
+    must cut the connection while the trickle goes on. A server that restarted its timer on each byte never would;
+    one that cut it late is cut with (or after) the control."""
+    servers = [serve(header_timeout=SHORT), serve(header_timeout=CONTROL)]
+    assert_on_time(SHORT, CONTROL, dropped_after(servers, _trickling_head, tick=_trickle, cap=20.0))
+
+
+def _idle_after_a_response(r: Running) -> socket.socket:
+    s = r.connect()
+    s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    recv_response(s)  # the server holds it, idle, from here
+    return s
 
 
 def test_idle_keepalive_timeout(serve: Serve) -> None:
-    r = serve(keepalive_timeout=0.3)
-    s = r.connect()
-    # The clock starts before the request, hence before the server's idle deadline is set: the close cannot
-    # come sooner than 0.3 s after t0 on a correct server, however slow the machine.
-    t0 = time.monotonic()
-    s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-    recv_response(s)
-    assert read_until_close(s, 10.0) == b""  # raises TimeoutError if the server never closes it
-    assert time.monotonic() - t0 >= 0.3
+    servers = [serve(keepalive_timeout=SHORT), serve(keepalive_timeout=CONTROL)]
+    assert_on_time(SHORT, CONTROL, dropped_after(servers, _idle_after_a_response, cap=20.0))
 
 
 def test_max_connections_accepts_later(serve: Serve) -> None:
@@ -114,16 +106,21 @@ def test_truncated_during_send_closes_and_keeps_serving(serve: Serve, site: Path
     assert recv_response(c)[2] == b"hello world\n"
 
 
+def _stalled_download(r: Running) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # most of the body stays on the server
+    s.connect(r.addr)
+    s.settimeout(10)
+    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")  # accepted and sending...
+    return s  # ...and never read again
+
+
 def test_stalled_reader_hits_send_timeout(serve: Serve, site: Path) -> None:
     with open(site / "big.bin", "wb") as f:
         f.truncate(64 << 20)
-    r = serve(send_timeout=0.5)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-    s.connect(r.addr)
-    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert wait_for(lambda: len(r.server.connections) == 0, 5.0)  # we never read: the server gave up
-    s.close()
+    servers = [serve(send_timeout=SHORT), serve(send_timeout=CONTROL)]
+    assert_on_time(SHORT, CONTROL, dropped_after(servers, _stalled_download, cap=20.0))
 
 
 def test_aborts_mid_body_leak_no_fds(serve: Serve, site: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Running, listening_here, read_until_close, recv_response, wait_for
+from .deadlines import CONTROL, SHORT, assert_on_time, dropped_after
 from .tlsfiles import client_context, make_cert, server_context
 
 Serve = Callable[..., Running]
@@ -30,21 +31,29 @@ def tls_get(r: Running, path: str = "/hello.txt", timeout: float = 5.0) -> tuple
     return status, body
 
 
+def _silent(r: Running) -> socket.socket:
+    s = r.connect()  # TCP only: never a ClientHello
+    assert wait_for(lambda: len(r.server.connections) == 1)  # accepted: the handshake deadline runs
+    return s
+
+
 def test_silent_clients_are_cut_at_the_handshake_deadline_and_logged_once(
     serve: Serve, tls: ssl.SSLContext, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    r = serve(ssl=tls, header_timeout=0.5)
-    silent = [r.connect() for _ in range(5)]  # TCP only: never a ClientHello
+    # Cut by the server on time, next to a control with a longer deadline (the old server kept them 60 s,
+    # asyncio's default).
+    servers = [serve(ssl=tls, header_timeout=SHORT), serve(ssl=tls, header_timeout=CONTROL)]
+    assert_on_time(SHORT, CONTROL, dropped_after(servers, _silent, cap=20.0))
+    r = servers[0]
+    silent = [r.connect() for _ in range(5)]
     for s in silent:
-        # Cut by the server. The wait is 10x the deadline; the old server kept them 60 s (asyncio's default).
-        assert read_until_close(s, 5.0) == b""
+        assert read_until_close(s, 20.0) == b""
         s.close()
     assert wait_for(lambda: not r.server.connections)
     assert tls_get(r)[1] == b"hello world\n"  # and the server still serves
     err = capfd.readouterr().err
-    assert err.count("zcopy serve:") == 1 and "TLS handshake timeout" in err, (
-        err
-    )  # once per cause, not once per connection
+    # Once per cause and server, not once per connection.
+    assert err.count("zcopy serve:") == 2 and err.count("TLS handshake timeout (not done within") == 2, err
 
 
 def test_handshaking_connections_count_against_max_connections(serve: Serve, tls: ssl.SSLContext) -> None:
@@ -119,14 +128,17 @@ def test_tls_truncated_file_closes_that_connection_only(
     assert "truncated" in capfd.readouterr().err
 
 
+def _stalled_tls_download(r: Running) -> socket.socket:
+    s, first = _tls_download(r, "/big.bin")
+    assert first.startswith(b"HTTP/1.1 200")  # accepted and sending...
+    return s  # ...and never read again
+
+
 def test_tls_stalled_reader_hits_send_timeout(serve: Serve, site: Path, tls: ssl.SSLContext) -> None:
     with open(site / "big.bin", "wb") as f:
         f.truncate(64 << 20)
-    r = serve(ssl=tls, send_timeout=0.5)
-    s, first = _tls_download(r, "/big.bin")  # ...and then never reads again
-    assert first.startswith(b"HTTP/1.1 200")
-    assert wait_for(lambda: not r.server.connections, 10.0)  # 20x the timeout: the server gave up on us
-    s.close()
+    servers = [serve(ssl=tls, send_timeout=SHORT), serve(ssl=tls, send_timeout=CONTROL)]
+    assert_on_time(SHORT, CONTROL, dropped_after(servers, _stalled_tls_download, cap=20.0))
 
 
 def test_tls_graceful_shutdown(serve: Serve, site: Path, tls: ssl.SSLContext) -> None:

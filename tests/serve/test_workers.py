@@ -93,7 +93,7 @@ def test_single_process_names_the_real_cause(site: Path, tmp_path: Path) -> None
     assert r.returncode == 2 and f"cannot load TLS certificate {cert}" in r.stderr, r.stderr
     r = run_serve(str(site), "--port", "0", "--tls-cert", str(cert), "--tls-key", "/nonexistent.key")
     assert r.returncode == 2 and "cannot read TLS key /nonexistent.key" in r.stderr, r.stderr
-    r = run_serve(str(site), "--port", "0", "--workers", "2", "--access-log", str(tmp_path / "no" / "log"))
+    r = run_serve(str(site), "--port", "0", "--workers", "2", "--access-log-file", str(tmp_path / "no" / "log"))
     assert r.returncode == 2 and "cannot open access log" in r.stderr, r.stderr
     with socket.socket() as busy:  # a port somebody listens on without SO_REUSEPORT: nobody can join it
         busy.bind(("127.0.0.1", 0))

@@ -123,7 +123,8 @@ class ReceiverThread:
         self.thread.start()
 
     def _serve(self) -> None:
-        self.result = self.rx.serve_once()
+        with contextlib.suppress(OSError):  # closed by the test before any session came
+            self.result = self.rx.serve_once()
 
     def join(self, timeout: float = 30) -> SessionResult:
         self.thread.join(timeout)
@@ -165,8 +166,10 @@ _LISTEN = re.compile(r"listening on ([0-9.]+):(\d+)")
 
 def spawn_recv(directory: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """`zcopy recv DIR --listen 127.0.0.1:0 --once ...` as a subprocess; returns it and its port."""
+    # Without a token of the test's own, no token at all (a receiver would otherwise make one and require it).
+    has_token = "--token" in args or "--no-token" in args or bool((env or os.environ).get("ZCOPY_TOKEN"))
     proc = subprocess.Popen(
-        [*ZCOPY, "recv", str(directory), "--listen", "127.0.0.1:0", *args],
+        [*ZCOPY, "recv", str(directory), "--listen", "127.0.0.1:0", *args, *([] if has_token else ["--no-token"])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stderr is not None
@@ -231,3 +234,52 @@ class RawSender:
             while (ev := self.dec.next_event()) is not p.NEED_DATA:
                 self.events.append(ev)
         return self.events
+
+
+class RelayThread:
+    """A `zcopy relay` (zcopy.relay.Relay) on 127.0.0.1:0 in a thread; `.logs` collects its log dicts."""
+
+    def __init__(self, **limits: object) -> None:
+        from zcopy.relay import Limits, Relay
+
+        self.logs: list[dict[str, object]] = []
+        limits.setdefault("grace", 2.0)
+        self.relay = Relay(("127.0.0.1", 0), Limits(**limits), self.logs.append)  # type: ignore[arg-type]
+        self.address = self.relay.address
+        self.thread = threading.Thread(target=self.relay.serve_forever, daemon=True)
+        self.thread.start()
+
+    def sessions(self) -> list[dict[str, object]]:
+        return [line for line in list(self.logs) if line["event"] == "session"]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, object]]:
+        """The first `count` log lines of `event`, waiting for them (bounded generously: the machine is shared)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [line for line in list(self.logs) if line["event"] == event]
+            if len(got) >= count or time.monotonic() > deadline:
+                assert len(got) >= count, f"relay logged {got!r}, waiting for {count} {event!r}"
+                return got
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.relay.shutdown()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "relay did not stop"
+
+
+@pytest.fixture
+def start_relay() -> Iterator[object]:
+    started: list[RelayThread] = []
+
+    def start(**limits: object) -> RelayThread:
+        r = RelayThread(**limits)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()

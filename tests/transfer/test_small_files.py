@@ -101,7 +101,7 @@ def test_many_directories_under_a_low_descriptor_limit(tmp_path: Path) -> None:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    recv = subprocess.Popen([*ZCOPY, "recv", str(dst), "--listen", "127.0.0.1:0", "--once", "--plain"],
+    recv = subprocess.Popen([*ZCOPY, "recv", str(dst), "--listen", "127.0.0.1:0", "--once", "--plain", "--no-token"],
                             stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     assert recv.stderr is not None
     line = recv.stderr.readline()

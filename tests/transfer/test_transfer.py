@@ -142,7 +142,7 @@ def test_existing_files_are_not_overwritten_without_overwrite(tmp_path: Path, st
     (dst / "tree" / "sub").mkdir(parents=True)
     (dst / "tree" / "sub" / "f03.dat").write_bytes(b"mine")
     rx = start_receiver(dst)
-    with pytest.raises(RemoteError, match="already exist") as info:
+    with pytest.raises(RemoteError, match=r"tree/sub/f03\.dat already exists \(") as info:
         send([tree], rx.address)
     assert info.value.code == E_EXISTS
     rx.join()

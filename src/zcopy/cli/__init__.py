@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replace": ("replace", "find/replace in files of any size through mmap (in place or atomic rewrite)"),
     "send": ("send", "send files and trees to `zcopy recv` (sendfile, verified, resumable)"),
     "recv": ("recv", "receive `zcopy send` sessions into a directory (O_DIRECT, or splice with --cache; verified)"),
+    "relay": ("relay", "pair `send --relay` and `recv --relay` by short code; splice their bytes, never decrypt"),
 }
 
 
@@ -29,26 +30,30 @@ class UserError(Exception):
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line. Given argv, only the chosen command's module is imported: every `zcopy cp` would
-    otherwise pay for importing all eight commands' modules and what they import."""
+    otherwise pay for importing every command's module and what it imports."""
+    # allow_abbrev=False everywhere: a prefix must never silently become another option (`serve --header X:1`
+    # was once taken for --header-timeout).
     parser = argparse.ArgumentParser(
-        prog="zcopy", description="Zero-copy I/O toolkit: every operation names the route it took."
+        prog="zcopy", description="Zero-copy I/O toolkit: every operation names the route it took.", allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=f"zcopy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if chosen is None or chosen == name:
             mod = importlib.import_module(f"zcopy.cli.{module}")
             mod.add_arguments(p)
-            p.set_defaults(_module=mod)
+            p.set_defaults(_module=mod, _parser=p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # under the subcommand's usage, not the top-level one
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

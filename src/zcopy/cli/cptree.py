@@ -27,7 +27,7 @@ def targets(sources: list[str], dst: str, recursive: bool) -> tuple[list[tuple[s
         target = os.path.join(dst, os.path.basename(os.path.normpath(src))) if into else dst
         if not os.path.lexists(src):
             refused.append((src, "no such file or directory"))
-        elif os.path.isdir(src) and not os.path.islink(src):
+        elif os.path.isdir(src) and not (recursive and os.path.islink(src)):  # -r copies a symlink as a link
             if not recursive:
                 refused.append((src, "is a directory (-r not specified): omitted"))
             elif (why := inside_itself(src, target)) is not None:
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stopped: Stopped | None = None
     try:
-        result: TreeCopied = copier.run(pairs, sync=args.sync)
+        # Without -r/-a, cp follows a symlink given as SRC (copies what it points to); with them it copies the link.
+        result: TreeCopied = copier.run(pairs, sync=args.sync, follow=not recursive)
     except Stopped as exc:
         stopped, result = exc, exc.result
     finally:

@@ -18,6 +18,11 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def plural(n: int, noun: str) -> str:
+    """`1 file`, `2 files`, `0 files` (English nouns that take an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class Progress:
     """Call `update(done, total)`; `close()` ends the line. Redraws at most 10 times a second."""
 

@@ -37,9 +37,9 @@ from zcopy.mapped import MapMode, MappedBuffer
 Mode = Literal["auto", "in-place", "safe"]
 
 # Unchanged spans at least this long move in-kernel; shorter ones are written from user space with the
-# replacements around them. Measured here: a routes.move call plus the pwrite of the replacement after it cost
-# ~16 µs (256 MiB, 620 k matches, every gap in-kernel: 10.3 s; with this threshold: 0.51 s), the time user
-# space needs to copy ~64 KiB a second time; below that the syscalls are the slower way.
+# replacements around them: a routes.move call plus the pwrite of the replacement after it are two syscalls per
+# gap, which cost more than copying a short gap once more in user space. 64 KiB is a chosen bound, not a measured
+# crossover: `python bench/replace.py` measures the rewrite as a whole.
 MIN_KERNEL_SPAN = 64 << 10
 
 # User-space bytes for the temp file are gathered up to this much per pwritev: few syscalls, bounded memory.
@@ -51,9 +51,9 @@ FORCE_GAP = 1 << 20
 
 # madvise(2) MADV_POPULATE_WRITE = 23 (Linux >= 5.14; Python 3.11's mmap lacks the name): fault a range in
 # writable with one call instead of one write fault per page. Used only on ranges about to be stored (it
-# dirties them, exactly as the stores would): ~15% off the store time measured here. EINVAL on older kernels.
+# dirties them, exactly as the stores would). EINVAL on older kernels.
 MADV_POPULATE_WRITE: int = getattr(mmap, "MADV_POPULATE_WRITE", 23)
-# Below 16 pages the madvise call costs more than the faults it saves.
+# Below 16 pages the one madvise call is not worth making: a chosen bound (not measured).
 POPULATE_MIN = 16 * DEFAULT_GRANULE
 
 # tempfile.mkstemp's random part is 8 characters (tempfile._RandomNameSequence); stale-temp cleanup matches it.
@@ -254,7 +254,7 @@ def _chunks(
 def _replaced_bytes(chunk: Chunk, spec: Spec) -> int:
     if chunk.edits is not None:
         return sum(e.end - e.start for e in chunk.edits)
-    return chunk.matches * len(spec.old)
+    return chunk.matches * len(spec.old) if chunk.replaced is None else chunk.replaced
 
 
 def _count(chunks: Iterator[Chunk], spec: Spec, result: ReplaceResult) -> None:
@@ -356,7 +356,7 @@ class _TempWriter:
         if not self.user:
             return
         # One buffer per write: thousands of small iovecs (a replacement, a short gap, ...) cost more to gather
-        # than one memcpy of the batch (measured: 0.56 s vs 0.05 s per 64 MiB for --regex at 2.4 M matches/GiB).
+        # than one memcpy of the batch.
         buf = self.user[0] if len(self.user) == 1 else b"".join(self.user)
         n = self.dst.write(buf, self.out)
         self.out += n

@@ -7,14 +7,15 @@ copies one window out of it. Semantics are exactly ``bytes.replace`` (literal, l
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-# One window is 1 MiB: measured here (2-core EPYC VM, text like bench/replace.py's), bytes.replace over 1 MiB
-# windows runs at ~0.9 s/GiB vs ~1.4 s/GiB over 8 MiB windows (copy-out, split, compare and copy-in then stay
-# in L2/L3), and a few MiB of window keeps anonymous memory far below the 64 MiB budget.
+# One window is 1 MiB: small enough that copy-out, split, compare and copy-in stay in the CPU's L2/L3 cache,
+# and a few MiB of window keep anonymous memory far below the 64 MiB budget (`python bench/replace.py` reports
+# the peak RssAnon it reaches).
 DEFAULT_WINDOW = 1 << 20
 
 # The granule at which a same-length window is compared and stored back: one page, the unit the kernel
@@ -86,6 +87,7 @@ class Chunk:
     old: bytes = b""
     new: bytes = b""
     new_len: int = 0
+    replaced: int | None = None  # bytes the matches covered, when not matches × len(OLD) (regex bulk chunks)
 
     @property
     def changed(self) -> bool:
@@ -154,7 +156,8 @@ def scan(
     (default: one match per page on average).
     """
     if spec.regex:
-        yield from _scan_regex(spec, buf, size, window)
+        yield from _scan_regex(spec, buf, size, window, window // DEFAULT_GRANULE if sparse_limit is None
+                               else sparse_limit)  # fmt: skip
         return
     if read is None:
         view = memoryview(buf)  # type: ignore[arg-type]
@@ -227,26 +230,154 @@ def _scan_literal(
         s = c
 
 
-def _scan_regex(spec: Spec, buf: object, size: int, window: int) -> Iterator[Chunk]:
+def _scan_regex(spec: Spec, buf: object, size: int, window: int, sparse_limit: int) -> Iterator[Chunk]:
+    """The matches of ``re`` over the whole buffer, in batches that end at a match once they span ``window``
+    bytes or hold window // BYTES_PER_PIECE matches.
+
+    A batch with at most ``sparse_limit`` matches becomes exact edits (its long unchanged spans can move
+    in-kernel); a denser one becomes bulk content built in C: the spans come from ``map(Match.span, finditer)``,
+    the region is copied out once and its unchanged stretches joined with NEW. Per match that leaves re's own
+    search and a few list operations (an Edit and Match.expand per match took 36.7 s for issue 21's 4.46 M
+    matches, against sed's 10.5 s).
+    """
     rx = spec.compile()
-    template = spec.new
-    literal = b"\\" not in template  # no escapes or group references: the template is the replacement
-    edits: list[Edit] = []
-    s = 0
-    for n, m in enumerate(rx.finditer(buf, 0, size), 1):  # type: ignore[call-overload]
-        a, b = m.span()
-        edits.append(Edit(a, b, template if literal else m.expand(template)))
-        if spec.count and n == spec.count:
-            break
-        if len(edits) >= EDIT_BATCH or b - s >= window:
-            yield Chunk(s, b, len(edits), edits)
-            s, edits = b, []
-    if edits:
-        end = edits[-1].end
-        yield Chunk(s, end, len(edits), edits)
-        s = end
-    if s < size or size == 0:
-        yield Chunk(s, size, 0, [])
+    expand = _expander(rx, spec.new)
+    found: Iterator[re.Match[bytes]] = rx.finditer(buf, 0, size)  # type: ignore[call-overload]
+    if spec.count:
+        found = itertools.islice(found, spec.count)
+    cap = max(1, window // BYTES_PER_PIECE)
+    view = memoryview(buf)  # type: ignore[arg-type]  # (a MappedBuffer's own slicing is a Python method)
+    try:
+        spans: list[tuple[int, int]] = []
+        news: list[bytes] = []  # the replacements, when they depend on the match (group references)
+        s = 0  # where this batch starts
+        fixed = expand if isinstance(expand, bytes) else None  # NEW when it is the same for every match
+        if fixed is not None:
+            for span in map(re.Match.span, found):
+                spans.append(span)
+                if span[1] - s >= window or len(spans) >= cap:
+                    yield from _regex_batches(view, s, spans, None, fixed, sparse_limit, window)
+                    s, spans = span[1], []
+        elif callable(expand):
+            for m in found:
+                span = m.span()
+                spans.append(span)
+                news.append(expand(m))
+                if span[1] - s >= window or len(spans) >= cap:
+                    yield from _regex_batches(view, s, spans, news, b"", sparse_limit, window)
+                    s, spans, news = span[1], [], []
+        if spans:
+            yield from _regex_batches(view, s, spans, None if fixed is not None else news, fixed or b"",
+                                      sparse_limit, window)  # fmt: skip
+            s = spans[-1][1]
+        if s < size or size == 0:
+            yield Chunk(s, size, 0, [])
+    finally:
+        view.release()
+
+
+def _regex_batches(
+    view: memoryview,
+    s: int,
+    spans: list[tuple[int, int]],
+    news: list[bytes] | None,
+    new: bytes,
+    sparse_limit: int,
+    window: int,
+) -> Iterator[Chunk]:
+    """_regex_batch, except that a batch whose last match lies far beyond the others (a long unchanged stretch
+    before it, or a long match) leaves that match to an exact edit: bulk content never copies more than a window
+    of unchanged bytes."""
+    if len(spans) > 1 and spans[-1][1] - spans[-2][1] > window:
+        head = _regex_batch(view, s, spans[:-1], news[:-1] if news is not None else None, new, sparse_limit)
+        a, b = spans[-1]
+        yield head
+        yield Chunk(head.end, b, 1, [Edit(a, b, news[-1] if news is not None else new)])
+    else:
+        yield _regex_batch(view, s, spans, news, new, sparse_limit)
+
+
+def _regex_batch(
+    view: memoryview, s: int, spans: list[tuple[int, int]], news: list[bytes] | None, new: bytes, sparse_limit: int
+) -> Chunk:
+    """The chunk [s, end of the last match) for these matches; ``news`` per match, else ``new`` for each."""
+    k = len(spans)
+    e = spans[-1][1]
+    if k <= min(sparse_limit, EDIT_BATCH):
+        reps = news if news is not None else [new] * k
+        return Chunk(s, e, k, [Edit(a, b, r) for (a, b), r in zip(spans, reps, strict=True)])
+    bounds = [s, *itertools.chain.from_iterable(spans), e]  # s, a0, b0, a1, b1, ..., e
+    replaced = sum(bounds[2:-1:2]) - sum(bounds[1:-1:2])
+    # One copy of the region, then bytes slices of it: cheaper per piece than views into the mapping.
+    region = bytes(view[s:e])
+    edges = iter(bounds)
+    gaps = [region[p - s : q - s] for p, q in zip(edges, edges, strict=True)]  # the k + 1 unchanged stretches
+    if news is None:
+        full = new.join(gaps)
+    else:
+        pieces: list[bytes | memoryview] = [gaps[0]]
+        for r, gap in zip(news, gaps[1:], strict=True):
+            pieces += (r, gap)
+        full = b"".join(pieces)
+    return Chunk(s, e, k, None, b"", full, len(full), replaced)
+
+
+def _expander(rx: re.Pattern[bytes], template: bytes) -> bytes | Callable[[re.Match[bytes]], bytes]:
+    """NEW for ``re.sub``: the replacement itself when it has no group references, else a function of the match.
+
+    ``Match.expand`` re-enters the re module's Python code on every call (~5 µs here); re's own template parser,
+    run once, gives the literal pieces and group numbers, and the function only fetches the groups. Where that
+    parser is not as expected (it is internal: ``re._compile_repl`` up to 3.11, ``re._parser.parse_template``
+    after), ``Match.expand`` it is, whose result is the same.
+    """
+    if b"\\" not in template:
+        return template
+    parsed = _parse_template(rx, template)
+    if parsed is None:
+        return lambda m: m.expand(template)
+    lits, groups = parsed
+    if not groups:
+        return lits[0]
+    if len(groups) == 1:
+        head, tail = lits
+        (g,) = groups
+        return lambda m: head + (m.group(g) or b"") + tail
+
+    def expand(m: re.Match[bytes]) -> bytes:
+        out = [lits[0]]
+        for value, lit in zip(m.group(*groups), lits[1:], strict=True):
+            out += (value or b"", lit)  # a group that did not take part is empty, as in re.sub
+        return b"".join(out)
+
+    return expand
+
+
+def _parse_template(rx: re.Pattern[bytes], template: bytes) -> tuple[list[bytes], list[int]] | None:
+    """(literals, groups) with NEW = literals[0] + group[0] + literals[1] + ...; None if re's parser is not the
+    shape this expects (a bad template still raises re.error, as re.sub would)."""
+    lits: list[bytes] = []
+    groups: list[int] = []
+    if hasattr(re, "_compile_repl"):  # ≤ 3.11: ([(index, group)], literals with None at the groups)
+        where, literals = re._compile_repl(template, rx)
+        at = dict(where)
+        cur = b""
+        for i, lit in enumerate(literals):
+            if lit is None:
+                lits.append(cur)
+                groups.append(at[i])
+                cur = b""
+            else:
+                cur += lit
+        lits.append(cur)
+    else:  # 3.12+: [literal, group, literal, ..., literal]
+        parts = re._parser.parse_template(template, rx)  # type: ignore[attr-defined]
+        lits = [p or b"" for p in parts[0::2]]
+        groups = list(parts[1::2])
+    if len(lits) != len(groups) + 1 or not all(isinstance(x, bytes) for x in lits):
+        return None
+    if not all(isinstance(g, int) and 0 <= g <= rx.groups for g in groups):
+        return None
+    return lits, groups
 
 
 def apply(chunks: Iterator[Chunk], source: bytes) -> bytes:

@@ -33,12 +33,12 @@ DEFAULT_SIZE = 256 * MiB
 
 # The edit flips "old"↔"new" (same length, as in the article), one hit per 64 KiB block: the traditional path
 # must still read and write every byte, while mmap dirties only the pages that hold a hit (on ext4 with large
-# folios, measured here, that is still ~95% of the file: the kernel tracks dirtiness per folio).
+# folios that is still most of the file: the kernel tracks dirtiness per folio; the tour's mmap step shows it).
 OLD, NEW = b"old", b"new"
 HIT_EVERY = 64 * 1024
 
-# Eviction retries: measured here, a few hundred KiB of a file just sent over loopback stayed referenced for up
-# to ~2 s (while the last socket buffers were freed); 3 s bounds the wait, 50 ms keeps the retries cheap.
+# Eviction retries: pages of a file just sent over loopback can stay referenced while the last socket buffers
+# are freed; 3 s bounds the wait, 50 ms keeps the retries cheap.
 EVICT_DEADLINE_S = 3.0
 EVICT_RETRY_S = 0.05
 
@@ -518,8 +518,8 @@ class Tour:
         yield _step("direct_copy", self._runs(lambda m: self.file_copy(m, "direct")))
         yield _step("readwrite_copy", self._runs(lambda m: self.file_copy(m, "readwrite")))
         # The receive steps come last: a sender's socket keeps the file's pages referenced until they are ACKed
-        # (measured: 512 KiB of a 2 MiB file survived DONTNEED for 1-2 s after the peer's sendfile), which would
-        # make a cold run after them only partly cold. Both ends also wait for each other's EOF (see
+        # (pages can survive DONTNEED for a while after the peer's sendfile), which would make a cold run after
+        # them only partly cold. Both ends also wait for each other's EOF (see
         # _close_after_peer and the peer's source mode) so every page is released before the next step.
         yield _step("splice_recv", [self._median(lambda m: self.receive(m, "splice"), "warm")])
         yield _step("recv_write", [self._median(lambda m: self.receive(m, "readwrite"), "warm")])

@@ -3,6 +3,10 @@ modules, I/O in conn/server; the ASGI bridge in serve/asgi/)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import ssl
+from collections.abc import Callable
 from typing import Any
 
 from zcopy.serve.server import Server
@@ -16,69 +20,77 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     uds: str | None = None,
-    workers: int = 1,
-    loop: str = "auto",
-    factory: bool = False,
-    app_dir: str | None = ".",
-    root_path: str = "",
-    proxy_headers: bool = False,
-    forwarded_allow_ips: str | list[str] = "127.0.0.1",
+    fd: int | None = None,
+    loop: Any = "auto",
+    http: Any = "auto",
+    http2: bool = False,
+    ws: Any = "auto",
+    ws_max_size: int = 16777216,
+    ws_max_queue: int = 32,
+    ws_ping_interval: float | None = 20.0,
+    ws_ping_timeout: float | None = 20.0,
+    ws_per_message_deflate: bool = True,
     lifespan: str = "auto",
+    interface: str = "auto",
+    reload: bool = False,
+    reload_dirs: list[str] | str | None = None,
+    reload_includes: list[str] | str | None = None,
+    reload_excludes: list[str] | str | None = None,
+    reload_delay: float = 0.25,
+    workers: int | None = None,
+    env_file: str | os.PathLike[str] | None = None,
+    log_config: Any = "default",
+    log_level: str | int | None = None,
+    access_log: bool = True,
+    proxy_headers: bool = True,
+    server_header: bool = True,
+    date_header: bool = True,
+    forwarded_allow_ips: list[str] | str | None = None,
+    root_path: str = "",
     limit_concurrency: int | None = None,
-    timeout_keep_alive: float | None = None,
+    backlog: int = 2048,
+    limit_max_requests: int | None = None,
+    limit_max_requests_jitter: int = 0,
+    timeout_keep_alive: float = 5,
+    timeout_graceful_shutdown: float | None = None,
+    timeout_worker_healthcheck: int = 5,
+    ssl_keyfile: str | os.PathLike[str] | None = None,
+    ssl_certfile: str | os.PathLike[str] | None = None,
+    ssl_keyfile_password: str | None = None,
+    ssl_version: int = int(ssl.PROTOCOL_TLS_SERVER),
+    ssl_cert_reqs: int = int(ssl.CERT_NONE),
+    ssl_ca_certs: str | os.PathLike[str] | None = None,
+    ssl_ciphers: str | None = None,
+    ssl_context_factory: Callable[..., ssl.SSLContext] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    use_colors: bool | None = None,
+    app_dir: str | None = None,
+    factory: bool = False,
+    h11_max_incomplete_event_size: int | None = None,
+    reset_contextvars: bool = False,
+    # zcopy's own
     grace: float = 10.0,
-    access_log: str | None = None,
+    access_log_file: str | None = None,
     json_log: bool = False,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
     quiet: bool = False,
-    log_level: str | int = "info",
     **server_kwargs: Any,
 ) -> int:
-    """Serve an ASGI application (an object, or "MODULE:ATTR") until SIGTERM/SIGINT, like ``uvicorn.run``.
+    """Serve an ASGI application (an object, or "MODULE:ATTR") until SIGTERM/SIGINT, as ``uvicorn.run`` does.
 
-    Returns the exit status (0 after a clean shutdown, 3 when the application's startup failed). ``log_level`` is
-    uvicorn's (critical, error, warning, info, debug, trace; see docs/serve.md#logging); ``quiet`` drops the
-    start-up line only. Further keyword arguments go to ``Server`` (e.g. ``header_timeout``, ``max_connections``).
+    Takes every keyword argument of ``uvicorn.run`` with its meaning (serve/settings.py maps them; one that
+    cannot apply here is logged once and serving goes on), plus zcopy's: ``grace`` (SIGTERM's wait when
+    ``timeout_graceful_shutdown`` is None), ``access_log_file``/``json_log`` (Common Log Format or JSON lines to a
+    file), ``quiet`` (no start-up line), and ``Server``'s own limits (``header_timeout``, ``max_connections``...).
+    ``log_config="default"`` is uvicorn's default configuration. Returns the exit status: 0 after a clean
+    shutdown, 3 when the application's startup failed.
     """
-    from zcopy.serve.logs import level
-    from zcopy.serve.workers import Options
-    from zcopy.serve.workers import run as run_workers
+    values = dict(locals())  # first: exactly the parameters
+    values.pop("server_kwargs")
+    from zcopy.serve.settings import Settings
+    from zcopy.serve.startup import app_plan, start
 
-    level(log_level)  # a bad level is a ValueError before the app is imported
-    label = app if isinstance(app, str) else getattr(app, "__qualname__", type(app).__name__)
-    if isinstance(app, str):
-        from zcopy.serve.asgi.load import load_app
-
-        app = load_app(app, app_dir=app_dir, factory=factory)
-    elif factory:
-        app = app()
-    allow = forwarded_allow_ips.split(",") if isinstance(forwarded_allow_ips, str) else list(forwarded_allow_ips)
-    kwargs = dict(
-        root_path=root_path,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=[a.strip() for a in allow if a.strip()],
-        lifespan=lifespan,
-        limit_concurrency=limit_concurrency,
-        **server_kwargs,
-    )
-    if timeout_keep_alive is not None:
-        kwargs["keepalive_timeout"] = timeout_keep_alive
-    opts = Options(
-        app=app,
-        app_label=str(label),
-        uds=uds,
-        host=host,
-        port=port,
-        workers=workers,
-        loop=loop,
-        grace=grace,
-        access_log=access_log,
-        json_log=json_log,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        quiet=quiet,
-        log_level=log_level,
-        server_kwargs=kwargs,
-    )
-    return run_workers(opts)
+    if "keepalive_timeout" in server_kwargs:  # zcopy's older name for timeout_keep_alive
+        values["timeout_keep_alive"] = server_kwargs.pop("keepalive_timeout")
+    names = {f.name for f in dataclasses.fields(Settings)}
+    settings = Settings(**{k: v for k, v in values.items() if k in names}, server_kwargs=server_kwargs)
+    return start(app_plan(settings), settings)

@@ -1,12 +1,16 @@
-"""Access log lines in Common Log Format or JSON, to a stream or a file reopened on SIGHUP (for logrotate)."""
+"""Access log lines: uvicorn's (``INFO:     127.0.0.1:51234 - "GET / HTTP/1.1" 200 OK``, through the
+``uvicorn.access`` logger: logconfig.py), and/or Common Log Format or JSON to a file reopened on SIGHUP (logrotate)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from zcopy import jsonout
+
+_access = logging.getLogger("uvicorn.access")
 
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -21,15 +25,39 @@ def _printable(raw: bytes) -> str:
     return raw.decode("latin-1").encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-class AccessLog:
-    """Writes one line per response; ``path`` "-" means stderr. ``reopen()`` is what SIGHUP calls."""
+def client_addr(scope: dict[str, Any]) -> str:
+    """``host:port`` of the scope's client, as uvicorn's lines name it ("" when unknown)."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
 
-    def __init__(self, path: str, *, json_lines: bool = False) -> None:
+
+def full_path(scope: dict[str, Any]) -> str:
+    """The request's path and query as uvicorn's lines show them: as received (without the --root-path that
+    zcopy's ``raw_path`` carries), raw bytes, a quote escaped as %22."""
+    raw: bytes = scope["raw_path"]
+    root: str = scope.get("root_path", "")
+    if root and raw.startswith(root.encode()):
+        raw = raw[len(root) :]
+    path = raw.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        path = f"{path}?{query.decode('latin-1')}"
+    return path.replace('"', "%22")
+
+
+class AccessLog:
+    """Writes one record per response: uvicorn's line when ``uvicorn`` (to the ``uvicorn.access`` logger), and a
+    Common Log Format or JSON line when ``path`` is given ("-" = stderr). ``reopen()`` is what SIGHUP calls."""
+
+    def __init__(self, path: str | None, *, json_lines: bool = False, uvicorn: bool = False) -> None:
         self.path = path
         self.json_lines = json_lines
-        self._stream: TextIO = self._open()
+        self.uvicorn = uvicorn
+        self._stream: TextIO | None = self._open()
 
-    def _open(self) -> TextIO:
+    def _open(self) -> TextIO | None:
+        if self.path is None:
+            return None
         if self.path == "-":
             return sys.stderr
         return open(self.path, "a", buffering=1, encoding="utf-8")  # line-buffered: a crash loses no line
@@ -37,16 +65,34 @@ class AccessLog:
     def reopen(self) -> None:
         old = self._stream
         self._stream = self._open()
-        if old is not sys.stderr:
+        if old is not None and old is not sys.stderr:
             old.close()
 
     def close(self) -> None:
-        if self._stream is not sys.stderr:
+        if self._stream is not None and self._stream is not sys.stderr:
             self._stream.close()
 
     def write(
-        self, peer: str, method: bytes, target: bytes, version: bytes, status: int, nbytes: int, route: str
+        self,
+        peer: str,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        status: int,
+        nbytes: int,
+        route: str,
+        scope: dict[str, Any] | None = None,
     ) -> None:
+        """One response. ``scope`` (ASGI) gives uvicorn's line the client's port and the path as the app saw it."""
+        if self.uvicorn and _access.isEnabledFor(logging.INFO):
+            if scope is not None:
+                who, what, http_version = client_addr(scope), full_path(scope), scope["http_version"]
+            else:
+                who, what, http_version = peer, _printable(target), version.decode("latin-1")
+            # uvicorn's record arguments, in its order: its AccessFormatter (or ours) makes the line.
+            _access.info('%s - "%s %s HTTP/%s" %d', who, method.decode("latin-1"), what, http_version, status)
+        if self._stream is None:
+            return
         now = time.time()
         if self.json_lines:
             line = jsonout.dumps(

@@ -25,6 +25,8 @@ class Limits:
     max_header_bytes: int
     max_url_bytes: int
     max_chunk: int
+    # ASGI: the longest gap between two pieces of a request body (server.py's default: header_timeout).
+    body_timeout: float = 10.0
 
 
 class Host(Protocol):
@@ -67,3 +69,11 @@ class AppConfig:
     ws_max_size: int = 16 << 20  # uvicorn's default --ws-max-size: 16 MiB per message
     ws_ping_interval: float = 20.0  # seconds between our pings (uvicorn's default), 0 = never
     ws_ping_timeout: float = 20.0  # a pong must come within this, or the connection is closed
+    ws_max_queue: int = 32  # uvicorn's --ws-max-queue: messages from the peer queued before reading pauses
+    ws_per_message_deflate: bool = True  # uvicorn's default: offer permessage-deflate (RFC 7692) when asked
+    # Response head lines every response gets unless the app sends its own (uvicorn's --server-header,
+    # --date-header and --header NAME:VALUE, lower-cased and encoded once at start-up).
+    server_header: bool = True
+    date_header: bool = True
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    head: Any = None  # asgi.cycle.HeadDefaults made from the three above (Server does it once)

@@ -101,7 +101,7 @@ class Session(H1Reader, Transport):
         if not self.host_ok(http10):
             self.error = 400
             raise TooLarge
-        self.pending.append(Request(method, self.target(), http10, bool(p.should_keep_alive()), self._headers))
+        self.pending.append(Request(method, self.target(), http10, self.keep_alive(http10), self._headers))
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:

@@ -43,6 +43,7 @@ class H1Reader:
         self.upgrade_at = 0  # after parse() returned UPGRADE: where the other protocol's bytes start
         self._url: list[bytes] = []
         self._hosts = 0
+        self._te = False
 
     # -- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -51,6 +52,7 @@ class H1Reader:
         self.head_bytes = 0
         self._url = []
         self._hosts = 0
+        self._te = False
         self.begin()
 
     def on_url(self, url: bytes) -> None:
@@ -68,6 +70,8 @@ class H1Reader:
         name = name.lower()
         if name == b"host":
             self._hosts += 1
+        elif name == b"transfer-encoding":
+            self._te = True
         self.header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -90,6 +94,11 @@ class H1Reader:
         """RFC 9112 §3.2: a 1.1 request has exactly one Host, and no request has several (else 400)."""
         hosts = self._hosts
         return hosts == 1 or (http10 and hosts == 0)
+
+    def keep_alive(self, http10: bool) -> bool:
+        """May the connection carry another request after this one? httptools' answer, except that an HTTP/1.0
+        request with Transfer-Encoding has faulty framing: answer it, then close (RFC 9112 §6.1)."""
+        return bool(self.parser.should_keep_alive()) and not (http10 and self._te)
 
     def target(self) -> bytes:
         return b"".join(self._url)

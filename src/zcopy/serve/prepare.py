@@ -37,6 +37,12 @@ class Options(Protocol):
     def port(self) -> int: ...
     @property
     def workers(self) -> int: ...
+    @property
+    def fd(self) -> int | None: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None: ...
 
 
 class ConfigError(Exception):
@@ -88,7 +94,7 @@ def check_access_log(path: str) -> None:
         raise ConfigError(f"cannot open access log {path}: {exc.strerror or exc}") from None
 
 
-def listen(host: str, port: int, count: int) -> list[socket.socket]:
+def listen(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:
     """``count`` listening sockets on host:port (SO_REUSEPORT when several, so the kernel spreads connections).
 
     Port 0 is resolved by the first socket; the others bind to the port it got. Held by the parent, a dead
@@ -105,7 +111,7 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             s.bind((host, port))
             port = s.getsockname()[1]
-            s.listen(BACKLOG)
+            s.listen(backlog)
     except OSError as exc:
         for s in socks:
             s.close()
@@ -120,12 +126,34 @@ def prepare(opts: Options) -> Prepared:
             raise ConfigError(f"not a directory: {opts.root}")
         if not os.access(opts.root, os.R_OK | os.X_OK):
             raise ConfigError(f"cannot read directory: {opts.root}")
-    tls = load_tls(opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
+    tls = opts.ssl_context
+    if tls is None and opts.tls_cert and opts.tls_key:
+        tls = load_tls(opts.tls_cert, opts.tls_key)
     if opts.access_log:
         check_access_log(opts.access_log)
+    if opts.fd is not None:
+        return Prepared(tls, [inherited(opts.fd, opts.backlog)])
     if opts.uds is not None:
         try:
-            return Prepared(tls, [listen_unix(opts.uds, BACKLOG)])
+            return Prepared(tls, [listen_unix(opts.uds, opts.backlog)])
         except OSError as exc:
             raise ConfigError(f"cannot listen on {opts.uds}: {exc.strerror or exc}") from None
-    return Prepared(tls, listen(opts.host, opts.port, max(1, opts.workers)))
+    return Prepared(tls, listen(opts.host, opts.port, max(1, opts.workers), opts.backlog))
+
+
+def inherited(fd: int, backlog: int) -> socket.socket:
+    """uvicorn's --fd: a socket bound by whoever started us (systemd socket activation, a supervisor), shared
+    by all workers. It must be a stream socket; listen(2) again is harmless and covers one only bound."""
+    try:
+        s = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigError(f"--fd {fd}: not an open socket ({exc.strerror or exc})") from None
+    if s.type != socket.SOCK_STREAM:
+        s.detach()
+        raise ConfigError(f"--fd {fd}: not a stream socket")
+    try:
+        s.listen(backlog)
+    except OSError as exc:
+        s.detach()
+        raise ConfigError(f"--fd {fd}: cannot listen on it ({exc.strerror or exc})") from None
+    return s

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import resource
 import socket
@@ -71,6 +73,11 @@ class Server:
         ws_max_size: int = 16 << 20,
         ws_ping_interval: float = 20.0,
         ws_ping_timeout: float = 20.0,
+        ws_max_queue: int = 32,
+        ws_per_message_deflate: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]] = (),
         uds: str | None = None,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -84,6 +91,7 @@ class Server:
         cache_valid: float = 1.0,
         header_timeout: float = HEADER_TIMEOUT,
         handshake_timeout: float | None = None,
+        body_timeout: float | None = None,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         send_timeout: float = SEND_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
@@ -108,6 +116,7 @@ class Server:
             self.cache: FileCache | None = FileCache(max_entries=cache_entries, valid=cache_valid)
             self.handler = Handler(self.resolver, self.cache, list_dirs=list_dirs, precompressed=precompressed)
         else:
+            from zcopy.serve.asgi.cycle import HeadDefaults
             from zcopy.serve.asgi.http import RawConnection as AsgiRaw
             from zcopy.serve.asgi.scope import Trusted
 
@@ -130,6 +139,12 @@ class Server:
                 ws_max_size=ws_max_size,
                 ws_ping_interval=ws_ping_interval,
                 ws_ping_timeout=ws_ping_timeout,
+                ws_max_queue=ws_max_queue,
+                ws_per_message_deflate=ws_per_message_deflate,
+                server_header=server_header,
+                date_header=date_header,
+                headers=tuple(headers),
+                head=HeadDefaults(server_header, date_header, headers),
             )
             self.trusted: Trusted = Trusted.parse(list(forwarded_allow_ips))
         self.state: dict[str, Any] | None = None  # the lifespan state, copied into every request scope
@@ -139,6 +154,7 @@ class Server:
         self.host, self.port = host, port
         self.uds = uds
         self._sock = sock
+        self._tcp = uds is None
         self.reuse_port = reuse_port
         self.limits = Limits(
             header_timeout=header_timeout,
@@ -147,6 +163,7 @@ class Server:
             max_header_bytes=max_header_bytes,
             max_url_bytes=max_url_bytes,
             max_chunk=max_chunk,
+            body_timeout=header_timeout if body_timeout is None else body_timeout,
         )
         # The TLS handshake is part of "sending the head" for a slowloris: by default it gets the same budget.
         self.handshake_timeout = header_timeout if handshake_timeout is None else handshake_timeout
@@ -164,6 +181,7 @@ class Server:
         self.closing = False
         self.route = "readwrite" if ssl is not None else "sendfile"
         self._accepting = False
+        self._spare: int | None = None  # a descriptor kept in reserve for the 503 at EMFILE (_refuse_one)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -200,7 +218,9 @@ class Server:
         raise_fd_limit()
         if self._sock is None:
             self._sock = self._listen()
+        self._spare = _take_spare()
         self._sock.setblocking(False)
+        self._tcp = self._sock.family in (socket.AF_INET, socket.AF_INET6)  # not a unix socket (--uds, --fd)
         if self.app_config is not None:
             await self._start_app()
         self._resume_accepting()
@@ -247,6 +267,12 @@ class Server:
             except OSError as exc:
                 if exc.errno in ACCEPT_RETRY:
                     continue  # that connection is gone (reset, refused by a firewall...): the next one
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    refused = self._refuse_one(exc)
+                    if refused is None:
+                        return  # the queue is empty
+                    if refused:
+                        continue  # answered 503 through the spare descriptor: the next one
                 # Out of descriptors (EXHAUSTED) or worse: the connection stays in the backlog. Retry shortly
                 # instead of spinning on a listening socket that stays readable.
                 self.log_throttled(
@@ -258,7 +284,7 @@ class Server:
                 return
             try:
                 sock.setblocking(False)
-                if self.uds is None:
+                if self._tcp:
                     # Nagle would hold the last segment of each response for the peer's delayed ACK (40 ms);
                     # MSG_MORE already batches head and body, so NODELAY costs nothing here.
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -276,6 +302,38 @@ class Server:
             if self.log_level <= logs.CONNECTION:
                 peer = str(addr[0]) if isinstance(addr, tuple) else "-"
                 self.log(logs.CONNECTION, f"{peer}: connection accepted ({len(self.connections)} open)")
+
+    def _refuse_one(self, exc: OSError) -> bool | None:
+        """Out of descriptors: give the spare one up to accept the next connection, answer it 503 with
+        Retry-After (plain HTTP; under TLS it is only closed), close it, take the spare back. True when one was
+        refused; None when no connection was waiting; False when there is no spare or accept failed otherwise:
+        the caller then waits and retries (the connection stays queued)."""
+        if self._spare is None:
+            return False
+        assert self._sock is not None
+        os.close(self._spare)
+        self._spare = None
+        try:
+            try:
+                sock, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return None  # Linux says EMFILE before it looks at the queue: nobody was waiting after all
+            except OSError:
+                return False
+            with sock:
+                peer = str(addr[0]) if isinstance(addr, tuple) else "-"
+                why = f"accept failed ({exc.errno}: {exc.strerror}); {peer} answered 503 through the spare descriptor"
+                self.log_throttled("accept: refused", why)
+                if self.ssl is None:
+                    with contextlib.suppress(OSError):
+                        sock.setblocking(False)
+                        with contextlib.suppress(BlockingIOError):
+                            sock.recv(65536)  # what already came, so our close is a FIN, not an RST over the 503
+                        sock.send(_OVERLOADED)
+                        sock.shutdown(socket.SHUT_WR)
+            return True
+        finally:
+            self._spare = _take_spare()
 
     def adopt(self, conn: Session) -> None:
         """A TLS connection whose handshake is done joins our bookkeeping (deadlines, shutdown).
@@ -301,7 +359,9 @@ class Server:
         # One timer for all connections, ticking at a quarter of the shortest timeout (≤ 1 s): cheaper than a
         # timer per request, and a deadline is overrun by at most 25 %.
         lim = self.limits
-        shortest = min(lim.header_timeout, self.handshake_timeout, lim.keepalive_timeout, lim.send_timeout)
+        shortest = min(
+            lim.header_timeout, self.handshake_timeout, lim.keepalive_timeout, lim.send_timeout, lim.body_timeout
+        )
         tick = min(1.0, max(0.05, shortest / 4))
         self._sweeper = self.loop.call_later(tick, self._sweep)
 
@@ -331,6 +391,9 @@ class Server:
         self._pause_accepting()
         if self._sock is not None:
             self._sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
@@ -388,13 +451,13 @@ class Server:
         """Write ``message`` if ``level`` (an event of logs.py) is at or above --log-level. A caller that would
         format a frequent message first checks ``level >= self.log_level`` itself."""
         if level >= self.log_level:
-            say(message)
+            say(message, level)
 
     def log_once(self, cause: str, message: str, level: int = logs.REPEATED) -> None:
         """Log the first occurrence of ``cause`` only: a flood of bad clients must not become a flood of lines."""
         if level >= self.log_level and cause not in self._logged:
             self._logged.add(cause)
-            say(f"{message} (further '{cause}' events are not logged)")
+            say(f"{message} (further '{cause}' events are not logged)", level)
 
     def log_throttled(self, cause: str, message: str, level: int = logs.REPEATED) -> None:
         """Log ``message`` unless ``cause`` was logged less than LOG_INTERVAL ago; then count it for the next line."""
@@ -406,25 +469,44 @@ class Server:
             self._throttled[cause] = (last, repeats + 1)
             return
         self._throttled[cause] = (now, 0)
-        say(message + (f" ({repeats} more like it since the last line)" if repeats else ""))
+        say(message + (f" ({repeats} more like it since the last line)" if repeats else ""), level)
 
     def log_exception(self, level: int, message: str) -> None:
         """``message`` and the traceback of the exception being handled (formatted only when it is written)."""
         if level >= self.log_level:
-            import traceback
+            if _configured():
+                _logger.log(level, message, exc_info=True)
+            else:
+                import traceback
 
-            say(message + "\n" + traceback.format_exc())
+                say(message + "\n" + traceback.format_exc().rstrip("\n"), level)
 
     def record(self, op: str, route: str, nbytes: int, wall_s: float, disk_wait_s: float = 0.0) -> None:
         user_bytes = nbytes if route == "readwrite" else 0
         _observe.record(op, route, nbytes, user_bytes=user_bytes, wall_s=wall_s, disk_wait_s=disk_wait_s)
 
 
-def say(message: str) -> None:
-    """One line to stderr in one write(2): lines of several workers sharing a pipe never interleave
-    (print() writes the text and the newline separately)."""
-    sys.stderr.write(f"zcopy serve: {message}\n")
-    sys.stderr.flush()
+# uvicorn's logger name, so a uvicorn --log-config applies unchanged (logconfig.py says why).
+_logger = logging.getLogger("uvicorn.error")
+_parent = logging.getLogger("uvicorn")
+
+
+def _configured() -> bool:
+    """Has someone (logconfig.configure, a --log-config, the embedding program) given our loggers handlers?"""
+    return bool(_logger.handlers or _parent.handlers)
+
+
+def say(message: str, level: int = logs.INFO) -> None:
+    """One record to the server's logger (``uvicorn.error``; logconfig.py sets its handlers and format). Its
+    StreamHandler writes a line in one write(2): lines of workers sharing a pipe do not interleave.
+
+    A Server used as a library, whose uvicorn loggers nobody configured, writes ``zcopy serve: message`` lines
+    to stderr itself (logging's last resort would drop everything below WARNING)."""
+    if _configured():
+        _logger.log(level, message)
+    else:
+        sys.stderr.write(f"zcopy serve: {message}\n")
+        sys.stderr.flush()
 
 
 def listen_unix(path: str, backlog: int) -> socket.socket:
@@ -438,6 +520,21 @@ def listen_unix(path: str, backlog: int) -> socket.socket:
     s.bind(path)
     s.listen(backlog)
     return s
+
+
+# The answer to a connection accepted through the spare descriptor: the server is out of them (see _refuse_one).
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable\n"
+)
+
+
+def _take_spare() -> int | None:
+    """One descriptor held in reserve (on /dev/null) for answering 503 when accept(2) fails with EMFILE."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def raise_fd_limit() -> None:

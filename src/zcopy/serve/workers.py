@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zcopy.serve import logs
+from zcopy.serve import logconfig, logs
 from zcopy.serve.accesslog import AccessLog
 from zcopy.serve.prepare import Prepared, prepare
 from zcopy.serve.server import Server, say
@@ -31,17 +33,25 @@ class Options:
     app: Any = None  # an ASGI application (already imported, in the parent: errors show before any fork)
     app_label: str = ""  # MODULE:ATTR, for the start-up line
     uds: str | None = None
+    fd: int | None = None  # an inherited listening socket (uvicorn's --fd: systemd, a supervisor)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     loop: str = "auto"  # auto | asyncio | uvloop
     grace: float = 10.0
-    access_log: str | None = None
+    access_log: str | None = None  # a file for Common Log Format (or JSON) lines, "-" = stderr
     json_log: bool = False
+    uvicorn_access: bool = False  # uvicorn's access line per request (the `uvicorn.access` logger)
     tls_cert: str | None = None
     tls_key: str | None = None
+    ssl_context: ssl.SSLContext | None = None  # made from uvicorn's --ssl-* options (settings.py); wins over tls_*
     quiet: bool = False  # no start-up line (whatever log_level says about the other info lines)
-    log_level: str | int = "info"  # logs.py: uvicorn's names; messages below it are not written
+    # logs.py: uvicorn's names; messages below it are not written. None: the `uvicorn.error` logger's own level
+    # (a --log-config decides it).
+    log_level: str | int | None = "info"
+    limit_max_requests: int | None = None  # a worker stops after this many requests (+ up to the jitter)
+    limit_max_requests_jitter: int = 0
+    backlog: int = 1024  # listen(2) queue
     exit_slack: float = 5.0  # after SIGTERM, workers get grace + this to exit before SIGKILL (teardown, flush)
     server_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -59,20 +69,35 @@ def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
     return "asyncio", asyncio.new_event_loop
 
 
+def threshold(opts: Options) -> int:
+    return logconfig.threshold() if opts.log_level is None else logs.level(opts.log_level)
+
+
 async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -> int:
     loop = asyncio.get_running_loop()
-    log = AccessLog(opts.access_log, json_lines=opts.json_log) if opts.access_log else None
+    log = None
+    if opts.access_log or opts.uvicorn_access:
+        log = AccessLog(opts.access_log, json_lines=opts.json_log, uvicorn=opts.uvicorn_access)
     tls = prepared.tls
+    stop = asyncio.Event()
+    app = opts.app
+    if app is not None and opts.limit_max_requests is not None:
+        from zcopy.serve.asgi.wrap import counted
+
+        app = counted(app, _request_limit(opts, stop))
+    level = threshold(opts)
+    if app is not None and level <= logs.STARTED:
+        say(f"Started server process [{os.getpid()}]")
     server = Server(
         opts.root,
-        app=opts.app,
+        app=app,
         uds=opts.uds,
         host=opts.host,
         port=opts.port,
         sock=prepared.socket(slot),
         access_log=log,
         ssl=tls,
-        log_level=opts.log_level,
+        log_level=level,
         **opts.server_kwargs,
     )
     if opts.app is not None:
@@ -86,7 +111,6 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
             return STARTUP_FAILED
     else:
         await server.start()
-    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     # SIGHUP reopens the access log (logrotate); without one it is ignored, never the default "terminate".
@@ -94,19 +118,74 @@ async def _serve(opts: Options, prepared: Prepared, slot: int, loop_name: str) -
     host, port = server.address
     if not opts.quiet and server.log_level <= logs.STARTED:
         scheme = "https" if tls else "http"
+        if opts.app is not None:
+            say(running(opts, scheme, host, port))
         where = f"{scheme}+unix://{host}" if opts.uds else f"{scheme}://{host}:{port}/"
-        what = f"app={opts.app_label or '?'}" if opts.app is not None else f"root={server.resolver.root}"  # type: ignore[union-attr]
-        if opts.app is None:  # a directory without index.html: listed, or a 403 that says how to list it
+        if opts.app is not None:
+            what = f"app={opts.app_label or '?'}"
+            extra = f" http={settings_parser()} ws={_ws_name(opts)}"
+        else:
+            what, extra = f"root={server.resolver.root}", ""  # type: ignore[union-attr]
+            # a directory without index.html: listed, or a 403 that says how to list it
             what += " listing=on" if server.handler.list_dirs else " listing=off (--list-dirs to list directories)"
-        say(f"{where} {what} route={server.route} loop={loop_name} pid={os.getpid()}")
+        say(f"{where} {what}{extra} route={server.route} loop={loop_name} pid={os.getpid()}")
     await stop.wait()
     if server.log_level <= logs.STOPPING:
         busy = sum(not c.idle for c in server.connections)
         pid = os.getpid()
-        server.log(logs.STOPPING, f"shutting down (pid {pid}): {busy} busy connection(s), grace {opts.grace:g} s")
+        if opts.app is None:
+            server.log(logs.STOPPING, f"shutting down (pid {pid}): {busy} busy connection(s), grace {opts.grace:g} s")
+        else:  # uvicorn's line, then how long the busy ones get
+            say("Shutting down")
+            if busy:
+                say(f"Waiting for {busy} busy connection(s) to finish (grace {opts.grace:g} s)")
     await server.shutdown(opts.grace)
-    server.log(logs.STOPPING, f"stopped (pid {os.getpid()})")
+    if opts.app is None:
+        server.log(logs.STOPPING, f"stopped (pid {os.getpid()})")
+    else:
+        server.log(logs.STOPPING, f"Finished server process [{os.getpid()}]")
     return 0
+
+
+def running(opts: Options, scheme: str, host: str, port: int) -> str:
+    """uvicorn's "running on" line, with zcopy's name."""
+    if opts.fd is not None:
+        return f"zcopy running on socket {(host, port) if port else host} (Press CTRL+C to quit)"
+    if opts.uds is not None:
+        return f"zcopy running on unix socket {opts.uds} (Press CTRL+C to quit)"
+    shown = f"[{host}]" if ":" in host else host
+    return f"zcopy running on {scheme}://{shown}:{port} (Press CTRL+C to quit)"
+
+
+def settings_parser() -> str:
+    from zcopy.serve.settings import PARSER
+
+    return PARSER
+
+
+def _ws_name(opts: Options) -> str:
+    from zcopy.serve.asgi.websocket import available
+
+    if opts.server_kwargs.get("ws", "auto") == "none" or not available():
+        return "none"
+    return "wsproto"
+
+
+def _request_limit(opts: Options, stop: asyncio.Event) -> Callable[[], None]:
+    """uvicorn's --limit-max-requests: after that many requests (plus a random jitter) the worker stops as on
+    SIGTERM, finishing what it has in flight; a supervisor starts another in its place."""
+    assert opts.limit_max_requests is not None
+    limit = opts.limit_max_requests + random.randint(0, max(0, opts.limit_max_requests_jitter))
+    seen = 0
+
+    def on_request() -> None:
+        nonlocal seen
+        seen += 1
+        if seen == limit:
+            say(f"Maximum request limit of {limit} exceeded. Terminating process.")
+            stop.set()
+
+    return on_request
 
 
 def serve_one(opts: Options, prepared: Prepared | None = None, slot: int = 0) -> int:
@@ -148,8 +227,8 @@ def _spawn(opts: Options, prepared: Prepared, slot: int, report: int) -> int:
             reason = "" if code == 0 else f"exited with status {code}"
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            if logs.level(opts.log_level) <= logs.WORKER_DIED:
-                say(f"worker {os.getpid()} failed: {reason}")
+            if threshold(opts) <= logs.WORKER_DIED:
+                say(f"worker {os.getpid()} failed: {reason}", logs.WORKER_DIED)
         finally:
             # One short line to the parent, so it can name the cause if it gives up (< PIPE_BUF: atomic).
             if code != 0:
@@ -164,7 +243,7 @@ def run(opts: Options) -> int:
 
     Raises ConfigError (before anything is served or forked) when the configuration cannot work.
     """
-    logs.level(opts.log_level)  # a bad level is a ValueError now, before binding or forking
+    threshold(opts)  # a bad level is a ValueError now, before binding or forking
     prepared = prepare(opts)
     try:
         if opts.workers <= 1:
@@ -175,12 +254,14 @@ def run(opts: Options) -> int:
 
 
 def _supervise(opts: Options, prepared: Prepared) -> int:
-    threshold = logs.level(opts.log_level)
+    floor = threshold(opts)
 
     def log(level: int, message: str) -> None:
-        if level >= threshold:
-            say(message)
+        if level >= floor:
+            say(message, level)
 
+    if opts.app is not None:
+        log(logs.STARTED, f"Started parent process [{os.getpid()}]")  # uvicorn's lines around its workers
     stopping = False
     forwarded: list[int] = []
 
@@ -240,6 +321,11 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         if stopping:
             status = status or (code if code > 0 else 0)
             continue
+        if code == 0 and opts.limit_max_requests is not None:
+            # It served its --limit-max-requests and stopped on purpose: replaced at once, not a failure.
+            log(logs.STARTED, f"worker {pid} served its request limit; starting another")
+            children[_spawn(opts, prepared, slot, report_w)] = (slot, time.monotonic())
+            continue
         quick_failures = quick_failures + 1 if now - started < QUICK_EXIT else 0
         if quick_failures >= MAX_QUICK_FAILURES:
             read_reasons()
@@ -258,6 +344,8 @@ def _supervise(opts: Options, prepared: Prepared) -> int:
         restarts.append((now + delay, slot))
     os.close(report_r)
     os.close(report_w)
+    if opts.app is not None:
+        log(logs.STOPPING, f"Stopping parent process [{os.getpid()}]")
     return status
 
 

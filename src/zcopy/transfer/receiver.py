@@ -20,6 +20,7 @@ Every path is walked with dir_fd + O_NOFOLLOW below the target root.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import resource
@@ -33,11 +34,24 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from zcopy import RouteUnavailable, routes
-from zcopy.transfer import certs, checksum, handshake, recv_done, recv_manifest, recv_plan, tls
+from zcopy.relay import protocol as rp
+from zcopy.transfer import (
+    certs,
+    checksum,
+    codes,
+    handshake,
+    pairing,
+    partials,
+    recv_done,
+    recv_manifest,
+    recv_plan,
+    tls,
+)
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import (
     E_INTERNAL,
     E_IO,
+    E_NOSPACE,
     ConnectionDropped,
     ModeError,
     ProtocolError,
@@ -94,6 +108,10 @@ class Receiver:
     `links` accepts symlink entries; `cache` lands large files through the page cache (splice in plain mode)
     instead of by O_DIRECT. `route` forces the body route of large files in plain mode (e.g. "readwrite", a plain
     recv_into + pwrite, to compare); by default splice, with any fallback visible in each session's `routes`.
+
+    With `relay` (and the sender's `code`, e.g. "7-guitarist-revenge") it listens on nothing: serve_once() dials
+    the relay, waits there for the sender, runs SPAKE2 with the code (which stands in for `token`) and then the
+    same session as a direct one; `address` is then the relay's. A code is good for one session.
     """
 
     def __init__(
@@ -101,6 +119,8 @@ class Receiver:
         directory: str | os.PathLike[str],
         listen: tuple[str, int] = ("127.0.0.1", 9000),
         *,
+        relay: tuple[str, int] | None = None,
+        code: str | None = None,
         token: str | bytes | None = None,
         overwrite: bool = False,
         timeout: float | None = 60.0,
@@ -115,9 +135,17 @@ class Receiver:
         auth_timeout: float | None = AUTH_TIMEOUT,
     ) -> None:
         routes.require(route, "socket", "file")
+        if (relay is None) != (code is None):
+            raise ValueError("a relay needs the sender's code, and a code needs a relay")
+        if relay is not None and token is not None:
+            raise ValueError("a token is not used through a relay: the code stands in for it")
+        if code is not None:
+            codes.parse(code)  # a mistyped code is refused before the relay is dialled
+        self.relay = relay
+        self.code = code
         if route not in (None, "readwrite") and not plain:
             raise RouteUnavailable(route, "an encrypted session decrypts every body in user space: --route only "
-                                          "chooses among zero-copy routes with --plain")
+                                          "chooses a body route with --plain")
         if max_sessions < 1 or max_handshakes < 1:
             raise ValueError("max_sessions and max_handshakes must be at least 1")
         if auth_timeout is not None and auth_timeout <= 0:
@@ -152,6 +180,10 @@ class Receiver:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._closed = False
         self._serving = False
+        self._listener: socket.socket | None = None
+        if relay is not None:
+            self.address: tuple[str, int] = relay
+            return
         try:
             family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
             self._listener = socket.create_server(listen, family=family)
@@ -160,21 +192,28 @@ class Receiver:
                 os.close(fd)
             raise
         host, port = self._listener.getsockname()[:2]
-        self.address: tuple[str, int] = (host, port)
+        self.address = (host, port)
+
+    def _listening(self) -> socket.socket:
+        if self._listener is None:
+            raise ValueError("this receiver listens on nothing: it meets its sender through a relay")
+        return self._listener
 
     def fileno(self) -> int:
-        return self._listener.fileno()
+        return self._listening().fileno()
 
     def accept(self) -> tuple[socket.socket, str]:
         """Wait for the next sender: its connection and "host:port" (then call handle())."""
-        conn, peer = self._listener.accept()
+        conn, peer = self._listening().accept()
         return conn, f"{peer[0]}:{peer[1]}"
 
     def serve_once(self, on_other: Callable[[SessionResult], None] | None = None) -> SessionResult:
         """Serve until one session has run (or was refused on its merits: a wrong token, a mode mismatch, a bad
         stream) and return its result. Connections that go away or time out before authenticating do not end
         it (each is reported to `on_other`), and a second sender that authenticates meanwhile is told the
-        receiver is busy."""
+        receiver is busy. Through a relay: pairing, then the one session the code is good for."""
+        if self.relay is not None:
+            return self._through_relay(self.relay)
         result = self._serve(on_other, once=True)
         assert result is not None
         return result
@@ -182,6 +221,8 @@ class Receiver:
     def serve_forever(self, on_session: Callable[[SessionResult], None] | None = None) -> None:
         """Serve sessions at once (see the class) until interrupted; `on_session` gets each one's result, from
         the session's own thread."""
+        if self.relay is not None:
+            raise ValueError("a code is good for one session: call serve_once()")
         self._serve(on_session, once=False)
 
     def sessions(self) -> list[SessionResult]:
@@ -194,7 +235,28 @@ class Receiver:
         limits. Errors are reported to the sender and in the result, not raised."""
         return self._handle(conn, peer, Gate(1, 1).ticket())[0]
 
-    def _handle(self, conn: socket.socket, peer: str, ticket: Ticket) -> tuple[SessionResult, bool, bool]:
+    def _through_relay(self, relay: tuple[str, int]) -> SessionResult:
+        """Pairing, then the session: a refusal, a relay that went away or a wrong code is the result's error."""
+        code, self.code = self.code, None
+        if code is None:
+            raise ValueError("this receiver's code was used already: a code is good for one session")
+        t0 = time.perf_counter()
+        where = f"relay {relay[0]}:{relay[1]}"
+        try:
+            sock, _ = pairing.dial(relay, rp.SIDE_RECEIVER, codes.parse(code)[0], timeout=self.policy.timeout)
+        except (TransferError, OSError) as exc:
+            return _failed(where, exc, t0)
+        try:
+            token = pairing.pake(sock, code, rp.SIDE_RECEIVER)
+        except (TransferError, OSError) as exc:
+            sock.close()
+            return _failed(where, exc, t0)
+        result = self._handle(sock, where, Gate(1, 1).ticket(), dataclasses.replace(self.policy, token=token))[0]
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _handle(self, conn: socket.socket, peer: str, ticket: Ticket,
+                policy: Policy | None = None) -> tuple[SessionResult, bool, bool]:
         """One session on its ticket; also whether it was admitted (authenticated, given a slot), and whether it
         ended on its merits (admitted, or refused for what the peer said) rather than lost, timed out or turned
         away busy."""
@@ -207,8 +269,9 @@ class Receiver:
             with self._live_lock:
                 self._live[me] = result
 
-        session = _Session(self.policy, conn, authenticated)
+        session = _Session(policy or self.policy, conn, authenticated)
         session.result.peer = peer
+        session.result.via = "direct" if self.relay is None else "relay"
         t0 = time.perf_counter()
         try:
             session.run()
@@ -231,7 +294,7 @@ class Receiver:
         """The accept loop: each connection in a thread of its own, admitted by a Gate. With `once`, return the
         session's result (see serve_once), after ending the connections still in their handshake."""
         gate = Gate(1 if once else self.max_sessions, self.max_handshakes)
-        listener = self._listener
+        listener = self._listening()
         wake_r, wake_w = self._wake_r, self._wake_w
         done: list[SessionResult] = []
         conns: dict[socket.socket, threading.Thread] = {}
@@ -316,7 +379,8 @@ class Receiver:
                 else:
                     os.close(self._wake_r)
                     os.close(self._wake_w)
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()
         if self._root >= 0:
             os.close(self._root)
             self._root = -1
@@ -342,6 +406,28 @@ def _descriptor_budget(want: int) -> int:
         return want
     return max(64, soft // 2)
 
+
+
+def _space_held(root: int) -> str:
+    """For a disk-full error: which partials kept for --resume hold space under the target, and how to drop them."""
+    found, more = partials.find(root)
+    if not found:
+        return ""
+    mib = sum(f.size for f in found) / (1 << 20)
+    named = ", ".join(f"{os.fsdecode(f.path)} ({f.size / (1 << 20):.1f} MiB)" for f in found[:3])
+    rest = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (f"; partial files kept for --resume hold {mib:.1f} MiB{' or more' if more else ''} here: {named}{rest}; "
+            "`zcopy recv DIR --clean-partials` drops them (so does sending them again without --resume)")
+
+
+def _failed(peer: str, exc: TransferError | OSError, t0: float) -> SessionResult:
+    """A session that ended in its pairing phase: nothing was received, nothing written."""
+    if isinstance(exc, TransferError):
+        message, code = str(exc), exc.code
+    else:
+        message, code = f"relay: {exc.strerror or exc}", E_IO
+    return SessionResult(peer=peer, error=message, error_code=code, via="relay",
+                         seconds=time.perf_counter() - t0)
 
 
 class _Session:
@@ -380,7 +466,8 @@ class _Session:
             self._refuse(exc.code, str(exc))
         except TransferError as exc:
             self.lost = isinstance(exc, ConnectionDropped)
-            self._refuse(exc.code, str(exc), reply=not isinstance(exc, PeerError))
+            message = str(exc) + (_space_held(self.policy.root) if exc.code == E_NOSPACE else "")
+            self._refuse(exc.code, message, reply=not isinstance(exc, PeerError))
         except ssl.SSLError as exc:
             self.lost = True
             self._refuse(E_IO, f"TLS failed: {exc.reason or exc}", reply=False)

@@ -9,7 +9,7 @@ import os
 import stat
 import time
 
-from zcopy.transfer import checksum, hashing, names
+from zcopy.transfer import checksum, hashing, names, partials
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import E_EXISTS, TransferError, UnsafeNameError
 from zcopy.transfer.handshake import Agreed
@@ -64,7 +64,13 @@ def make(st: Stream, agreed: Agreed, m: Manifest, tree: Tree, pub: Publisher, re
                 continue
             if not overwrite:
                 conflicts.append(shown)
-        pst = lstat(names.partial_name(parts[-1]), parent) if resume and e.size > p.SMALL_FILE_MAX else None
+        pst = lstat(names.partial_name(parts[-1]), parent) if e.size > p.SMALL_FILE_MAX else None
+        if pst is not None and not resume:
+            # Not resuming: what an earlier session kept of this file is worthless, and may be what filled the
+            # disk. Give the space back now, before any body arrives (unless a running session holds it).
+            assert parent is not None
+            partials.drop(names.partial_name(parts[-1]), parent)
+            pst = None
         if pst is not None and stat.S_ISREG(pst.st_mode) and pst.st_size > 0:
             assert parent is not None
             with open_file(names.partial_name(parts[-1]), parent, os.O_RDONLY) as ch:
@@ -76,8 +82,8 @@ def make(st: Stream, agreed: Agreed, m: Manifest, tree: Tree, pub: Publisher, re
             # Small files are always resent whole in a BATCH (a leftover partial is simply rewritten).
             plan.append(p.PlanEntry(p.P_NEW))
     if conflicts:
-        more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
-        raise TransferError(f"{conflicts[0]}{more} already exist (the receiver needs --overwrite, "
+        more = f" and {len(conflicts) - 1} more already exist" if len(conflicts) > 1 else " already exists"
+        raise TransferError(f"{conflicts[0]}{more} (the receiver needs --overwrite, "
                             "or resend with --resume to skip identical files)", E_EXISTS)
     # Every check passed: now create the directories (empty ones included).
     for i, e in enumerate(m.entries):

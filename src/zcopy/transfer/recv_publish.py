@@ -17,9 +17,9 @@ from zcopy.transfer.stream import Stream
 
 # A publish batch: one syncfs per this many files or bytes. Each queued partial stays open (holding its OFD lock)
 # until renamed, so the receiver raises its soft descriptor limit toward the hard one to fit 2048 of them, and uses
-# fewer where it cannot (half the soft limit, at least 64). Measured here on a 20,000 × 4 KiB tree: one syncfs
-# costs ~10 ms whether it covers 512 or 2048 new files, so 2048 saves ~0.3 s of 40 syncs. 256 MiB bounds what a
-# kill can cost a resume to re-verify.
+# fewer where it cannot (half the soft limit, at least 64). Each syncfs pays a fixed cost (a journal commit, a
+# device cache flush) once for its whole batch, so larger batches pay it fewer times (the tree part of
+# `python bench/transfer.py` measures the whole). 256 MiB bounds what a kill can cost a resume to re-verify.
 PUBLISH_FILES = 2048
 PUBLISH_BYTES = 256 << 20
 

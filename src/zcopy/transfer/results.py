@@ -28,6 +28,8 @@ class SendResult:
     routes: dict[str, int] = field(default_factory=dict)
     receiver: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    via: str = "direct"  # "relay" when the bytes went through `zcopy relay`
+    code: str = ""  # the short code, through a relay
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,7 @@ class SessionResult:
     seconds: float = 0.0
     error: str | None = None
     error_code: int = 0
+    via: str = "direct"  # "relay" when the bytes came through `zcopy relay`
 
     @property
     def ok(self) -> bool:

@@ -20,10 +20,11 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from zcopy import RouteUnavailable, routes
-from zcopy.transfer import certs, checksum, handshake, names, send_plan
+from zcopy.relay import protocol as rp
+from zcopy.transfer import certs, checksum, codes, handshake, names, pairing, send_plan
 from zcopy.transfer import protocol as p
 from zcopy.transfer.errors import E_IO, ModeError, ProtocolError, RemoteError, TransferError
 from zcopy.transfer.results import SendResult
@@ -37,8 +38,11 @@ _ERROR_GRACE_S = 2.0
 
 def send(
     paths: Sequence[str | os.PathLike[str]],
-    address: tuple[str, int],
+    address: tuple[str, int] | None = None,
     *,
+    relay: tuple[str, int] | None = None,
+    code: str | None = None,
+    on_code: Callable[[str], None] | None = None,
     token: str | bytes | None = None,
     resume: bool = False,
     checksum_name: str = "xxh3",
@@ -48,8 +52,15 @@ def send(
     plain: bool = False,
     links: bool = False,
     fingerprint: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> SendResult:
-    """Send files and directory trees to a `Receiver` at `address`.
+    """Send files and directory trees to a `Receiver` at `address`, or through a `zcopy relay` at `relay`.
+
+    Through a relay the receiver is found by a short code: `code` (e.g. "7-guitarist-revenge", the sender's
+    choice) or, by default, one made from the nameplate the relay allocates. `on_code(code)` is called with it
+    as soon as the relay has placed this sender, before the receiver joins (print it there); the result's
+    `code` holds it too. SPAKE2 with the code gives the session the token it would otherwise need (so `token`
+    is not used with a relay), and the result's `via` says "relay" or "direct".
 
     Encrypted (TLS 1.3) unless `plain`; the receiver must be in the same mode. Returns a SendResult; files the
     receiver did not publish (checksum mismatch, source changed) are in `failed`. Raises TransferError
@@ -60,8 +71,17 @@ def send(
     read+send; default: sendfile with visible fallbacks); an impossible one raises RouteUnavailable before any
     file is sent. `links` sends symlinks inside directories as links (the receiver needs links too).
     `fingerprint` ("SHA256:<hex>", as `zcopy recv` prints it) pins the receiver's certificate: any other is refused
-    before HELLO, which authenticates the receiver even without a token.
+    before HELLO, which authenticates the receiver even without a token. `exclude` leaves out names matching
+    rsync-style glob patterns (zcopy.transfer.exclude); a bad pattern raises ValueError.
     """
+    if (address is None) == (relay is None):
+        raise ValueError("send() needs either a receiver's address or a relay")
+    if relay is not None and token is not None:
+        raise ValueError("a token is not used through a relay: the code stands in for it")
+    if code is not None and relay is None:
+        raise ValueError("a code needs a relay")
+    if code is not None:
+        codes.parse(code)  # a mistyped code is refused before anything is sent
     if fingerprint is not None and plain:
         raise ValueError("a certificate fingerprint needs TLS: it cannot be checked with --plain")
     if fingerprint is not None and not certs.is_fingerprint_text(fingerprint):
@@ -74,13 +94,34 @@ def send(
     if route not in (None, "readwrite") and not plain:
         raise RouteUnavailable(route, "an encrypted session copies every body through user space (TLS encrypts "
                                       "there): --route only chooses among zero-copy routes with --plain")
-    sources, warnings = collect(paths, links)
+    sources, warnings = collect(paths, links, exclude)
     names.check_tree((s.entry.name, s.entry.is_dir) for s in sources)
     tok = token.encode() if isinstance(token, str) else token
     t0 = time.perf_counter()
-    sock = socket.create_connection(address, timeout=timeout)
+    chosen = code
+    if relay is not None:
+        def placed(nameplate: str) -> None:
+            nonlocal chosen
+            if chosen is None:
+                chosen = codes.make(nameplate)
+            if on_code is not None:
+                on_code(chosen)
+
+        plate = codes.parse(code)[0] if code is not None else None
+        sock, _ = pairing.dial(relay, rp.SIDE_SENDER, plate, timeout=timeout, on_waiting=placed)
+        try:
+            assert chosen is not None
+            tok = pairing.pake(sock, chosen, rp.SIDE_SENDER)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        assert address is not None
+        sock = socket.create_connection(address, timeout=timeout)
     session = _Session(sock, sources, tok, resume, checksum.ALGORITHMS[checksum_name], progress, route, plain,
                        links, fingerprint)
+    session.result.via = "direct" if relay is None else "relay"
+    session.result.code = chosen or ""
     try:
         # Small frames must not wait for delayed ACKs (Nagle); the FILE header is sent with MSG_MORE so it
         # still shares a segment with the start of the body.

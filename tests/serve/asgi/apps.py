@@ -265,6 +265,15 @@ async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(float(query or "0.3"))
         await _text(send, b"late but here")
         return
+    if path == "/raw/read-body":
+        # Reads the whole body, recording how it ended (complete, or the server's http.disconnect).
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request" or not msg.get("more_body"):
+                EVENTS.append(f"read-body:{msg['type']}")
+                break
+        await _text(send, b"read")
+        return
     if path == "/raw/echo-header":
         # An app that echoes input into a header (a redirect, a filename): the query string is the value.
         from urllib.parse import unquote_to_bytes

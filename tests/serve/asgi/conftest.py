@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -65,12 +66,27 @@ class AppServer:
         self.addr = (m.group(1), int(m.group(2)))
         self.url = f"http://{self.addr[0]}:{self.addr[1]}"
         self.pid = int(m.group(5))
+        # Drain stderr from now on: at the default level a server writes a line per WebSocket (uvicorn's), and a
+        # test with many of them must not fill the pipe and stall the server.
+        self.rest: list[str] = []
+        self._drain = threading.Thread(target=lambda: self.rest.extend(self.p.stderr or ()), daemon=True)
+        self._drain.start()
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
         return socket.create_connection(self.addr, timeout=timeout)
 
     def stop(self) -> tuple[int, str]:
-        return stop_process(self.p)
+        """SIGTERM, wait ≤ 20 s (then kill); (exit code, stderr after the start-up line)."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(20)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+        self._drain.join(10)
+        return self.p.returncode, "".join(self.rest)
 
 
 def make_data(root: Path) -> Path:
@@ -91,7 +107,8 @@ def server(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[AppServer
     """One server per test module and loop (starting Starlette costs ~0.5 s; the tests share it)."""
     s = AppServer("tests.serve.asgi.apps:app", data_dir, "--loop", str(request.param))
     yield s
-    s.stop()
+    code, err = s.stop()
+    assert code == 0, err  # every module's shared server stops gracefully on SIGTERM
 
 
 def recv_head(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict[str, str], bytes]:

@@ -114,13 +114,15 @@ def test_root_path_and_proxy_headers(tmp_path: Path) -> None:
         # 10.9.1.1 is a trusted proxy too: the client is the first untrusted hop from the right.
         assert sc["client"] == ["203.0.113.7", 0] and sc["scheme"] == "https"
     finally:
-        s.stop()
+        code, err = s.stop()
+    assert code == 0, err  # a graceful stop on SIGTERM
     s = AppServer("tests.serve.asgi.apps:app", data, "--proxy-headers", "--forwarded-allow-ips", "10.1.1.1")
     try:
         sc = httpx.get(s.url + "/scope", headers=hdrs, timeout=10).json()
         assert sc["client"][0] == "127.0.0.1" and sc["scheme"] == "http"  # we are not a trusted proxy: ignored
     finally:
-        s.stop()
+        code, err = s.stop()
+    assert code == 0, err  # a graceful stop on SIGTERM
 
 
 def test_limit_concurrency_503(tmp_path: Path) -> None:
@@ -137,7 +139,8 @@ def test_limit_concurrency_503(tmp_path: Path) -> None:
             assert response(c1)[2] == b"slept"
         assert httpx.get(s.url + "/state", timeout=10).status_code == 200
     finally:
-        s.stop()
+        code, err = s.stop()
+    assert code == 0, err  # a graceful stop on SIGTERM
 
 
 def test_unix_socket(tmp_path: Path) -> None:
@@ -162,12 +165,13 @@ def test_unix_socket(tmp_path: Path) -> None:
 
 def test_access_log_names_the_route(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    s = AppServer("tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--access-log", str(log), "--json-log")
+    s = AppServer("tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--access-log-file", str(log), "--json-log")
     try:
         httpx.get(s.url + "/file/data.bin", timeout=10)
         httpx.get(s.url + "/state", timeout=10)
     finally:
-        s.stop()
+        code, err = s.stop()
+    assert code == 0, err  # a graceful stop on SIGTERM
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [(x["target"], x["status"], x["route"]) for x in lines] == [
         ("/file/data.bin", 200, "sendfile"),
@@ -187,7 +191,7 @@ def test_tls_pathsend_is_copied_and_says_so(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     s = AppServer(
         "tests.serve.asgi.apps:app", make_data(tmp_path / "d"), "--tls-cert", str(cert), "--tls-key", str(key),
-        "--access-log", str(log), "--json-log",
+        "--access-log-file", str(log), "--json-log",
     )  # fmt: skip
     try:
         assert "route=readwrite" in s.line  # never claim zero-copy over TLS

@@ -21,13 +21,15 @@ UPGRADE = (
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 MAX_CONNECTIONS = 8
+WS_MAX = 1 << 16
 
 
 @pytest.fixture(scope="module", params=LOOPS)
 def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """A server of its own (its EVENTS and fds are this module's) with a small --max-connections."""
     data = make_data(tmp_path_factory.mktemp("guard"))
-    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS), "--grace", "0.5")
+    s = AppServer(APP, data, "--loop", str(request.param), "--max-connections", str(MAX_CONNECTIONS), "--grace", "0.5",
+                 "--ws-max-size", str(WS_MAX), "--body-timeout", "1")  # fmt: skip
     yield s
     s.stop()
 
@@ -174,3 +176,64 @@ def test_half_closed_client_still_gets_a_prompt_answer(guarded: AppServer) -> No
         s.shutdown(socket.SHUT_WR)
         out = read_until_close(s)
     assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"late but here"), out
+
+
+# -- WebSocket frame abuse -----------------------------------------------------------------------------------
+def frame(opcode: int, payload: bytes, fin: bool) -> bytes:
+    """One client frame (masked, as RFC 6455 §5.3 requires), payload < 126 bytes."""
+    mask = b"\x11\x22\x33\x44"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + body
+
+
+def next_frame(sock: socket.socket, buf: bytes) -> tuple[int, bytes, bytes]:
+    """Read one short server frame: (opcode, payload, bytes after it)."""
+    while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed inside a frame: {buf[:40]!r}")
+        buf += chunk
+    n = buf[1] & 0x7F
+    assert n < 126, "this helper reads short frames only"
+    return buf[0] & 0x0F, buf[2 : 2 + n], buf[2 + n :]
+
+
+def close_code(sock: socket.socket, buf: bytes) -> int:
+    """Read server frames until a close frame; its status code."""
+    while True:
+        op, payload, buf = next_frame(sock, buf)
+        if op == 8:
+            return int.from_bytes(payload[:2], "big")
+
+
+def test_empty_continuation_frames_are_bounded(guarded: AppServer) -> None:
+    from zcopy.serve.asgi.websocket import max_frames
+
+    limit = max_frames(WS_MAX)
+    with guarded.connect() as s:
+        s.sendall(UPGRADE % b"/ws")
+        st, _, rest = recv_head(s)
+        assert st == 101
+        s.sendall(frame(1, b"a", False) + frame(0, b"", False) * (limit + 10))
+        assert close_code(s, rest) == 1009
+    with guarded.connect() as s:  # below the bound, a fragmented message is whole
+        s.sendall(UPGRADE % b"/ws")
+        st, _, rest = recv_head(s)
+        s.sendall(frame(1, b"a", False) + frame(0, b"", False) * (limit - 10) + frame(0, b"b", True))
+        assert next_frame(s, rest)[:2] == (1, b"ab")  # the echo of the whole message
+
+
+# -- --body-timeout: the longest gap between two pieces of a request body ------------------------------------
+def test_stalled_body_times_out_and_the_app_sees_a_disconnect(guarded: AppServer) -> None:
+    before = events(guarded).count("read-body:http.disconnect")
+    with guarded.connect() as s:
+        s.sendall(b"POST /raw/read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        assert read_until_close(s, 30) == b""  # closed by the server, with no answer
+    assert settle(lambda: events(guarded).count("read-body:http.disconnect") == before + 1), events(guarded)
+    with guarded.connect() as s:  # chunked, the same
+        s.sendall(b"POST /raw/read-body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n")
+        assert read_until_close(s, 30) == b""
+    assert settle(lambda: events(guarded).count("read-body:http.disconnect") == before + 2), events(guarded)
+    with guarded.connect() as s:  # a whole body is read, and answered
+        s.sendall(b"POST /raw/read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        assert response(s)[2] == b"read"

@@ -167,7 +167,7 @@ def test_keepalive_pipelining_in_order_and_head(server: AppServer) -> None:
         assert rest + read_until_close(s) == b""  # nothing after the HEAD's headers leaked; closed after "close"
 
 
-def test_file_response_goes_by_pathsend(server: AppServer) -> None:
+def test_file_response_bytes_and_content_length(server: AppServer) -> None:
     r = get(server, "/file/data.bin")
     assert r.status_code == 200 and r.content == DATA_BIN and r.headers["content-length"] == str(len(DATA_BIN))
     r = get(server, "/file/empty.bin")
@@ -176,6 +176,25 @@ def test_file_response_goes_by_pathsend(server: AppServer) -> None:
     assert r.content == b"hello world\n" and r.headers["content-length"] == "12"
     r = get(server, "/file/data.bin", headers={"Range": "bytes=100-199"})  # Starlette streams ranges itself
     assert r.status_code == 206 and r.content == DATA_BIN[100:200]
+
+
+def test_file_response_route_is_sendfile_in_the_access_log(data_dir: Path, tmp_path: Path) -> None:
+    # The bytes alone would be the same if pathsend were ignored and the file streamed through the app.
+    log = tmp_path / "access.jsonl"
+    s = AppServer("tests.serve.asgi.apps:app", data_dir, "--access-log-file", str(log), "--json-log")
+    try:
+        for path, headers in (("/file/data.bin", {}), ("/raw/pathsend?small.txt", {}),
+                              ("/file/data.bin", {"Range": "bytes=100-199"})):
+            assert get(s, path, headers=headers).status_code in (200, 206)
+        deadline = time.monotonic() + 10
+        while len(log.read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+    finally:
+        assert s.stop()[0] == 0
+    routes = {(x["target"], x["status"]): x["route"] for x in lines}
+    assert routes[("/file/data.bin", 200)] == "sendfile" and routes[("/raw/pathsend?small.txt", 200)] == "sendfile"
+    assert routes[("/file/data.bin", 206)] != "sendfile"  # Starlette streams ranges through the app: not pathsend
 
 
 def test_zerocopysend_offsets_positions_and_mixing(server: AppServer) -> None:

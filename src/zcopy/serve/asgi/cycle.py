@@ -24,6 +24,23 @@ JOIN_BELOW = 16 << 10
 
 _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
 _SERVER_LINE = b"server: " + head.SERVER + b"\r\n"
+
+
+
+class HeadDefaults:
+    """What every response head gets unless the app sent its own: uvicorn's --server-header, --date-header and
+    --header NAME:VALUE lines (validated and encoded once, at start-up)."""
+
+    __slots__ = ("date", "extra", "server")
+
+    def __init__(self, server: bool = True, date: bool = True, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        custom = list(headers)
+        self.server = server and not any(name == b"server" for name, _ in custom)
+        self.date = date
+        self.extra = b"".join(name + b": " + value + b"\r\n" for name, value in custom)
+
+
+DEFAULT_HEAD = HeadDefaults()
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
@@ -97,6 +114,7 @@ class ResponseCycle:
 
     __slots__ = (
         "_headers",
+        "defaults",
         "done",
         "framing",
         "head_only",
@@ -111,7 +129,10 @@ class ResponseCycle:
         "status",
     )
 
-    def __init__(self, *, head_only: bool, http10: bool, keep_alive: bool) -> None:
+    def __init__(
+        self, *, head_only: bool, http10: bool, keep_alive: bool, defaults: HeadDefaults = DEFAULT_HEAD
+    ) -> None:
+        self.defaults = defaults
         self.phase = Phase.START
         self.head_only = head_only
         self.http10 = http10
@@ -190,9 +211,12 @@ class ResponseCycle:
         self._headers = lines
         self.status = status
         self.length = length
-        if not has_server:
+        defaults = self.defaults  # uvicorn's order: date, server, --header lines, then the app's
+        if defaults.extra:
+            lines.insert(0, defaults.extra)
+        if not has_server and defaults.server:
             lines.insert(0, _SERVER_LINE)
-        if not has_date:
+        if not has_date and defaults.date:
             lines.insert(0, b"date: " + date_now() + b"\r\n")
         self.phase = Phase.BODY
         self.started = True

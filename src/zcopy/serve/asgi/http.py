@@ -75,6 +75,7 @@ class Exchange:
         "expect_100",
         "http10",
         "method",
+        "refused",
         "response",
         "route",
         "scope",
@@ -89,12 +90,15 @@ class Exchange:
         self.method = method
         self.target = target
         self.http10 = http10
-        self.response = ResponseCycle(head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive)
+        self.response = ResponseCycle(
+            head_only=method == b"HEAD", http10=http10, keep_alive=keep_alive, defaults=conn.head_defaults
+        )
         self.body: list[bytes] = []
         self.body_size = 0
         self.complete = False  # the whole request body has been parsed
         self.delivered_end = False  # the app has been told more_body=False
         self.disconnected = False
+        self.refused = False  # its body broke the framing and the server answered 400 in the app's place
         self.expect_100 = expect_100
         self.continue_sent = False
         self.waiter: asyncio.Future[None] | None = None
@@ -135,7 +139,7 @@ class Exchange:
     async def send(self, message: Any) -> None:
         conn = self.conn
         resp = self.response
-        if conn.closed:
+        if conn.closed or self.refused:
             raise ClientDisconnected("the client has disconnected")
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "http.response.body" and resp.started and not resp.done:
@@ -218,11 +222,12 @@ class Connection(H1Reader, Transport):
         config = host.app_config
         assert config is not None
         self.config = config
+        self.head_defaults = config.head
         self.app = config.app
         self.client = client
         self.server_addr = server
         self.scheme = scheme
-        self.peer = client[0] if client else "-"
+        self.peer = _peer(client)
         self.exchanges: deque[Exchange] = deque()
         self.parsing: Exchange | None = None
         self.closed = False
@@ -278,12 +283,14 @@ class Connection(H1Reader, Transport):
         except scopes.BadTarget:
             self.error = 400
             raise TooLarge from None
-        keep_alive = bool(p.should_keep_alive()) and not self.host.closing
+        keep_alive = self.keep_alive(http10) and not self.host.closing
         ex = Exchange(self, scope, method, target, http10, keep_alive, self._expect)
         self.parsing = ex
         exchanges = self.exchanges
         exchanges.append(ex)
-        self.deadline = INF  # the app may take as long as it likes; writes have their own deadline
+        # Until the body is complete, each piece of it must come within body_timeout of the last (on_body); then
+        # the app may take as long as it likes (on_message_complete); writes have their own deadline.
+        self.deadline = time.monotonic() + self.limits.body_timeout
         if len(exchanges) == 1:
             task = self.task = self.loop.create_task(self.run_app(ex))
             self.host.tasks.add(task)  # the server cancels what is still running when its shutdown grace runs out
@@ -294,6 +301,7 @@ class Connection(H1Reader, Transport):
             ex.body.append(body)
             ex.body_size += len(body)
             ex.wake()
+            self.deadline = time.monotonic() + self.limits.body_timeout
 
     def on_message_complete(self) -> None:
         self.in_request = False
@@ -302,6 +310,8 @@ class Connection(H1Reader, Transport):
             ex.complete = True
             self.parsing = None
             ex.wake()
+            if not self.eof:
+                self.deadline = INF
 
     # -- input ----------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -325,11 +335,31 @@ class Connection(H1Reader, Transport):
     def _malformed(self, status: int) -> None:
         self.stopped = status
         ex = self.parsing
-        if ex is not None:  # broken inside a body the app is reading: it sees a disconnect, we close after
-            self.parsing = None
-            ex.disconnected = True
-            ex.wake()
-            self.stopped = -1
+        if ex is None:
+            return
+        self.parsing = None
+        if ex not in self.exchanges:
+            self.stopped = -1  # the app answered without reading the body, and the connection closes after it
+            return
+        if ex is not self.exchanges[0]:
+            self.exchanges.remove(ex)  # queued behind another request, never started: answered in order (400)
+            return
+        # Broken inside a body the app is reading (a bad chunk size, a missing CRLF): the framing error is the
+        # client's. Unless the app has begun its answer, a 400 goes in its place (as uvicorn does) and the app
+        # sees a disconnect; either way the connection closes after.
+        ex.disconnected = True
+        ex.wake()
+        self.stopped = -1
+        resp = ex.response
+        if not resp.head_sent and not self.closed:
+            ex.refused = True
+            self.write_nowait(error_response(status, keep_alive=False, http10=ex.http10, head_only=False))
+            resp.abandon()
+            resp.status = status
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: malformed request body ({status}); closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
+            self.close_gracefully()
 
     def answer_stopped(self) -> None:
         """All answers before a malformed request are out: answer it (400/414/431) and close."""
@@ -375,6 +405,8 @@ class Connection(H1Reader, Transport):
         """A write completed: no deadline while the app works on, unless the client has sent its FIN."""
         if self.eof:
             self.deadline = time.monotonic() + DISCONNECT_GRACE
+        elif self.parsing is not None and not self.in_head:
+            self.deadline = time.monotonic() + self.limits.body_timeout  # the body is still coming
         elif self.deadline != INF and not self.in_request:
             self.deadline = INF
 
@@ -496,7 +528,7 @@ class Connection(H1Reader, Transport):
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            if _from_disconnect(exc):
+            if ex.refused or _from_disconnect(exc):
                 # Our ClientDisconnected turned into the framework's own exception (Starlette's ClientDisconnect
                 # is raised from it): a client that went away is not an application error worth a traceback.
                 resp.abandon()
@@ -551,7 +583,7 @@ class Connection(H1Reader, Transport):
         log = self.host.access_log
         if log is not None:
             version = b"1.0" if ex.http10 else b"1.1"
-            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route)
+            log.write(self.peer, ex.method, ex.target, version, resp.status, resp.sent, ex.route, ex.scope)
         if self.closed:
             return
         if resp.short:
@@ -579,6 +611,15 @@ class Connection(H1Reader, Transport):
             self.update_reading()
 
     def on_deadline(self) -> None:
+        if self.parsing is not None and not self.in_head and not self.eof and not self.closed:
+            if not self._reading:
+                # We paused reading (the app has not taken what came, or a request waits its turn): the client
+                # is not late; the body deadline starts again when reading does.
+                self.deadline = time.monotonic() + self.limits.body_timeout
+                return
+            if self.host.log_level <= logs.BAD_REQUEST:
+                msg = f"{self.peer}: no request body bytes for {self.limits.body_timeout:g} s; closing the connection"
+                self.host.log(logs.BAD_REQUEST, msg)
         self.close()
 
     @property
@@ -676,6 +717,11 @@ async def _quietly(aw: Any) -> None:
         await aw
 
 
+def _peer(client: scopes.Addr) -> str:
+    """The client as error lines name it: ``host:port`` (uvicorn's form), "-" on a unix socket."""
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def _show(target: bytes) -> str:
     return target.decode("latin-1").encode("unicode_escape").decode("ascii")[:200]
 
@@ -718,5 +764,5 @@ class TLSConnection(Connection, TLSTransport):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server_addr = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self.peer = self.client[0] if self.client else "-"
+        self.peer = _peer(self.client)
         self.host.adopt(self)

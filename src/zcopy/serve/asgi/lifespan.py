@@ -78,7 +78,7 @@ class Lifespan:
                 self._failed_early = True
                 if self.mode == "auto":
                     # Raising on an unknown scope type is how many apps say "no lifespan": not an error.
-                    msg = "lifespan: the app raised on the startup event; running without lifespan"
+                    msg = "ASGI 'lifespan' protocol appears unsupported (the app raised on lifespan.startup)."
                     self.log_exception(logs.DEGRADED, msg)
                 else:
                     self.log_exception(logs.STARTUP_FAILED, "lifespan: exception during startup")
@@ -91,11 +91,12 @@ class Lifespan:
         """Send lifespan.startup and wait for the answer; LifespanError when the server must not start."""
         if not self.supported:
             return
+        self.log(logs.STARTED, "Waiting for application startup.")  # uvicorn's lifespan lines, word for word
         self._task = asyncio.get_running_loop().create_task(self._main())
         await self._events.put({"type": "lifespan.startup"})
         await self._answered.wait()
         if self.outcome == "started":
-            self.log(logs.STARTED, "lifespan: startup complete")
+            self.log(logs.STARTED, "Application startup complete.")
             return
         if self.outcome == "startup failed":
             raise LifespanError(f"application startup failed: {self.message or '(no message)'}")
@@ -103,7 +104,7 @@ class Lifespan:
         if self.mode == "on":
             raise LifespanError("application startup failed: the lifespan task ended without completing startup")
         if not self._failed_early:
-            self.log(logs.DEGRADED, "lifespan: the app returned on the startup event; running without lifespan")
+            self.log(logs.DEGRADED, "ASGI 'lifespan' protocol appears unsupported (the app returned on startup).")
         self.supported = False
 
     async def shutdown(self, timeout: float = 10.0) -> None:
@@ -113,6 +114,7 @@ class Lifespan:
             return
         self.waiting = "shutdown"
         self.outcome = ""
+        self.log(logs.STOPPING, "Waiting for application shutdown.")
         self._answered.clear()
         await self._events.put({"type": "lifespan.shutdown"})
         try:
@@ -122,7 +124,7 @@ class Lifespan:
         if self.outcome == "shutdown failed":
             self.log(logs.LIFESPAN_FAILED, f"lifespan: application shutdown failed: {self.message or '(no message)'}")
         elif self.outcome == "stopped":
-            self.log(logs.STOPPING, "lifespan: shutdown complete")
+            self.log(logs.STOPPING, "Application shutdown complete.")
         if not task.done():
             # The spec lets the app return after shutdown.complete; a task still running is cancelled.
             task.cancel()

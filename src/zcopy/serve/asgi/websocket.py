@@ -6,9 +6,9 @@ CONNECTING (the app got ``websocket.connect``) → OPEN (it sent ``websocket.acc
 went out, waiting for the peer's) → CLOSED. ``websocket.close`` before accept answers 403; the denial-response
 extension (``websocket.http.response.start`` + ``.body`` before accept, advertised in the scope) lets the app
 answer the upgrade with its own HTTP response (RESPONDING until the body is complete). Messages above
-``ws_max_size`` close with 1009; a close frame from the peer is answered and reaches the app as
-``websocket.disconnect`` with its code; a lost connection as 1006. Pings are answered; ours go every
-``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
+``ws_max_size``, or in more than ``max_frames(ws_max_size)`` frames, close with 1009; a close frame from the
+peer is answered and reaches the app as ``websocket.disconnect`` with its code; a lost connection as 1006.
+Pings are answered; ours go every ``ws_ping_interval`` s and a pong must come within ``ws_ping_timeout`` s.
 """
 
 from __future__ import annotations
@@ -17,20 +17,28 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from zcopy.serve import fields
+from zcopy.serve.accesslog import client_addr, full_path
 from zcopy.serve.asgi.cycle import AppError
 from zcopy.serve.asgi.errors import ClientDisconnected
 
 if TYPE_CHECKING:
     from zcopy.serve.asgi.http import Connection
 
-# Messages from the peer queued for the app before reading pauses (each ≤ ws_max_size).
-MAX_QUEUED = 16
+# uvicorn's lines for a WebSocket go to its server logger (logconfig.py), at info: accepted, refused, closed.
+_log = logging.getLogger("uvicorn.error")
 CLOSE_TIMEOUT = 5.0  # after our close frame, how long the peer has to answer before the TCP connection is cut
+
+
+def max_frames(max_size: int) -> int:
+    """Frames one message may arrive in: what holding its pieces costs is bounded with its size (an empty
+    continuation frame is 6 bytes on the wire and would otherwise cost a list slot each, unbounded)."""
+    return 1024 + max_size // 64
 
 
 @functools.cache
@@ -87,8 +95,12 @@ class WebSocket:
         self.scope = scope
         cfg = conn.config
         self.max_size = cfg.ws_max_size
+        self.max_frames = max_frames(cfg.ws_max_size)
         self.ping_interval = cfg.ws_ping_interval
         self.ping_timeout = cfg.ws_ping_timeout
+        self.max_queue = cfg.ws_max_queue  # messages from the peer queued for the app before reading pauses
+        self.deflate = cfg.ws_per_message_deflate
+        self.opened = False  # accepted and not yet reported closed (the "connection closed" line)
         self.ws = WSConnection(ConnectionType.SERVER)
         self.phase = Phase.CONNECTING
         self.incoming: deque[dict[str, Any]] = deque()
@@ -100,6 +112,7 @@ class WebSocket:
         self.handshake_ok = True
         self._parts: list[Any] = []
         self._size = 0
+        self._frames = 0  # frames of the message being received (empty continuation frames count too)
         self._lock = asyncio.Lock()  # frames are written whole, one writer at a time (pongs vs app messages)
         self._pinged_at = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -141,14 +154,21 @@ class WebSocket:
 
     async def _accept(self, message: dict[str, Any]) -> None:
         from wsproto.events import AcceptConnection
+        from wsproto.extensions import PerMessageDeflate
 
         try:
             headers = [(k.lower(), v) for k, v in fields.check_all(message.get("headers"))]
         except fields.BadField as exc:
             raise AppError(f"websocket.accept: {exc}") from None
-        data = self.ws.send(AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers))
+        # wsproto answers permessage-deflate only when the client offered it (RFC 7692 §5).
+        extensions: list[Any] = [PerMessageDeflate()] if self.deflate else []
+        accept = AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers, extensions=extensions)
+        data = self.ws.send(accept)
         self.phase = Phase.OPEN
+        self._say("[accepted]")
         await self._write(data)
+        self.opened = True
+        _log.info("connection open")
         if self.leftover:
             leftover, self.leftover = self.leftover, b""
             self.feed(leftover)
@@ -177,6 +197,7 @@ class WebSocket:
         except LocalProtocolError as exc:  # h11 (under wsproto) checks names, values and framing headers
             raise AppError(f"websocket.http.response.start: {exc}") from None
         self.phase = Phase.RESPONDING
+        self._say(str(status))
         await self._write(data)
 
     async def _deny_body(self, message: dict[str, Any]) -> None:
@@ -216,6 +237,7 @@ class WebSocket:
             )
         self.phase = Phase.CLOSED
         self.close_code = 1006
+        self._say(str(status))
         await self._write(data)
         self.conn.close_gracefully()
 
@@ -269,7 +291,7 @@ class WebSocket:
 
     # -- the peer's side ------------------------------------------------------------------------------
     def want_reading(self) -> bool:
-        return self.phase is not Phase.CONNECTING and len(self.incoming) < MAX_QUEUED
+        return self.phase is not Phase.CONNECTING and len(self.incoming) < self.max_queue
 
     def feed(self, data: bytes | None) -> None:
         """Bytes from the peer (None: EOF) → wsproto events → ASGI messages for the app."""
@@ -295,14 +317,19 @@ class WebSocket:
             for event in self.ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
                     self._size += len(event.data)
+                    self._frames += 1
                     if self._size > self.max_size:
                         self._fail(1009, f"message over {self.max_size} bytes")
                         return
-                    self._parts.append(event.data)
+                    if self._frames > self.max_frames:
+                        self._fail(1009, f"message in over {self.max_frames} frames")
+                        return
+                    if event.data:
+                        self._parts.append(event.data)
                     if event.message_finished:
                         key = "text" if isinstance(event, TextMessage) else "bytes"
                         joined: Any = ("" if key == "text" else b"").join(self._parts)
-                        self._parts, self._size = [], 0
+                        self._parts, self._size, self._frames = [], 0, 0
                         self.incoming.append({"type": "websocket.receive", key: joined})
                         self.wake()
                 elif isinstance(event, Ping):
@@ -345,11 +372,19 @@ class WebSocket:
         if self.phase is not Phase.CLOSED:
             self._finish()
 
+    def _say(self, outcome: str) -> None:
+        """uvicorn's line for the handshake's outcome: ``127.0.0.1:51234 - "WebSocket /ws" [accepted]`` (or 403)."""
+        if _log.isEnabledFor(logging.INFO):
+            _log.info('%s - "WebSocket %s" %s', client_addr(self.scope), full_path(self.scope), outcome)
+
     def _finish(self) -> None:
         """The app learns of the end once: one websocket.disconnect, however many ways the end is noticed."""
         if self.phase is Phase.CLOSED:
             self._cancel_ping()
             return
+        if self.opened:
+            self.opened = False
+            _log.info("connection closed")
         self.phase = Phase.CLOSED
         self._cancel_ping()
         self.incoming.append({"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason})
