@@ -383,3 +383,31 @@ def test_capture_of_relay_traffic_has_no_plaintext_by_default(tmp_path: Path, cl
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("splice is Linux-only")
+
+
+def test_cli_relay_mistakes_are_clear_errors(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("ZCOPY_RELAY", "ZCOPY_TOKEN")}
+    (tmp_path / "f").write_bytes(b"x")
+    cases = [
+        (["recv", str(tmp_path), "7-guitarist-revenge"], "needs --relay"),
+        (["recv", str(tmp_path), "--relay", "127.0.0.1:9"], "needs the CODE"),
+        (["recv", str(tmp_path), "--relay", "127.0.0.1:9", "guitarist-revenge"], "nameplate"),
+        (["recv", str(tmp_path), "--relay", "127.0.0.1:9", "7-a", "8-b"], "one CODE"),
+        (["recv", str(tmp_path), "--relay", "127.0.0.1:9", "7-a-b", "--token", "t"], "--token is not used"),
+        (["send", str(tmp_path / "f"), "--code", "7-a-b"], "HOST:PORT"),
+        (["send", str(tmp_path / "f"), "--relay", "127.0.0.1:9", "--code", "seven"], "nameplate"),
+        (["relay", "--max-sessions", "0"], "more than 0"),
+        (["relay", "--max-bytes", "lots"], "not a size"),
+    ]
+    for argv, want in cases:
+        r = subprocess.run([*ZCOPY, *argv], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert want in r.stderr and "Traceback" not in r.stderr, (argv, r.stderr)
+    # A relay nobody runs: a clear error naming the relay, no traceback.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    with held:
+        port = held.getsockname()[1]
+        r = subprocess.run([*ZCOPY, "send", str(tmp_path / "f"), "--relay", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "is `zcopy relay` running?" in r.stderr, r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -180,6 +181,7 @@ class Server:
         self.closing = False
         self.route = "readwrite" if ssl is not None else "sendfile"
         self._accepting = False
+        self._spare: int | None = None  # a descriptor kept in reserve for the 503 at EMFILE (_refuse_one)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -216,6 +218,7 @@ class Server:
         raise_fd_limit()
         if self._sock is None:
             self._sock = self._listen()
+        self._spare = _take_spare()
         self._sock.setblocking(False)
         self._tcp = self._sock.family in (socket.AF_INET, socket.AF_INET6)  # not a unix socket (--uds, --fd)
         if self.app_config is not None:
@@ -264,6 +267,12 @@ class Server:
             except OSError as exc:
                 if exc.errno in ACCEPT_RETRY:
                     continue  # that connection is gone (reset, refused by a firewall...): the next one
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    refused = self._refuse_one(exc)
+                    if refused is None:
+                        return  # the queue is empty
+                    if refused:
+                        continue  # answered 503 through the spare descriptor: the next one
                 # Out of descriptors (EXHAUSTED) or worse: the connection stays in the backlog. Retry shortly
                 # instead of spinning on a listening socket that stays readable.
                 self.log_throttled(
@@ -293,6 +302,38 @@ class Server:
             if self.log_level <= logs.CONNECTION:
                 peer = str(addr[0]) if isinstance(addr, tuple) else "-"
                 self.log(logs.CONNECTION, f"{peer}: connection accepted ({len(self.connections)} open)")
+
+    def _refuse_one(self, exc: OSError) -> bool | None:
+        """Out of descriptors: give the spare one up to accept the next connection, answer it 503 with
+        Retry-After (plain HTTP; under TLS it is only closed), close it, take the spare back. True when one was
+        refused; None when no connection was waiting; False when there is no spare or accept failed otherwise:
+        the caller then waits and retries (the connection stays queued)."""
+        if self._spare is None:
+            return False
+        assert self._sock is not None
+        os.close(self._spare)
+        self._spare = None
+        try:
+            try:
+                sock, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return None  # Linux says EMFILE before it looks at the queue: nobody was waiting after all
+            except OSError:
+                return False
+            with sock:
+                peer = str(addr[0]) if isinstance(addr, tuple) else "-"
+                why = f"accept failed ({exc.errno}: {exc.strerror}); {peer} answered 503 through the spare descriptor"
+                self.log_throttled("accept: refused", why)
+                if self.ssl is None:
+                    with contextlib.suppress(OSError):
+                        sock.setblocking(False)
+                        with contextlib.suppress(BlockingIOError):
+                            sock.recv(65536)  # what already came, so our close is a FIN, not an RST over the 503
+                        sock.send(_OVERLOADED)
+                        sock.shutdown(socket.SHUT_WR)
+            return True
+        finally:
+            self._spare = _take_spare()
 
     def adopt(self, conn: Session) -> None:
         """A TLS connection whose handshake is done joins our bookkeeping (deadlines, shutdown).
@@ -350,6 +391,9 @@ class Server:
         self._pause_accepting()
         if self._sock is not None:
             self._sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
@@ -476,6 +520,21 @@ def listen_unix(path: str, backlog: int) -> socket.socket:
     s.bind(path)
     s.listen(backlog)
     return s
+
+
+# The answer to a connection accepted through the spare descriptor: the server is out of them (see _refuse_one).
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable\n"
+)
+
+
+def _take_spare() -> int | None:
+    """One descriptor held in reserve (on /dev/null) for answering 503 when accept(2) fails with EMFILE."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def raise_fd_limit() -> None:

@@ -1,5 +1,5 @@
-"""zcopy send/recv: files and trees between machines, TLS 1.3 by default; with --plain, sendfile on the sender and
-splice on the receiver."""
+"""zcopy send/recv: files and trees between machines, TLS 1.3 by default; with --plain, sendfile on the sender
+(zero-copy) and, on the receiver, O_DIRECT from its buffer (one CPU copy) or, with --cache, splice."""
 
 from zcopy.transfer.errors import (
     AuthError,

@@ -145,7 +145,7 @@ class Receiver:
         self.code = code
         if route not in (None, "readwrite") and not plain:
             raise RouteUnavailable(route, "an encrypted session decrypts every body in user space: --route only "
-                                          "chooses among zero-copy routes with --plain")
+                                          "chooses a body route with --plain")
         if max_sessions < 1 or max_handshakes < 1:
             raise ValueError("max_sessions and max_handshakes must be at least 1")
         if auth_timeout is not None and auth_timeout <= 0:

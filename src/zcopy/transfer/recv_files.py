@@ -212,9 +212,9 @@ class Files:
 
     def _way(self, ch: FileChannel) -> str:
         """How a large body lands: "direct" (O_DIRECT from the received buffer, hashed there; the default where
-        the file system does direct I/O), "splice" (plain --cache, or a forced --route: zero-copy into the page
-        cache, hashed over a mapping afterwards), or "copy" (TLS --cache, or no direct I/O here: recv_into +
-        pwrite through the page cache, hashed in the buffer)."""
+        the file system does direct I/O), "splice" (plain --cache, or a forced --route: no copy into user space,
+        one CPU copy into the page cache, hashed over a mapping afterwards), or "copy" (TLS --cache, or no direct
+        I/O here: recv_into + pwrite through the page cache, hashed in the buffer)."""
         if self.route is not None:
             return "splice" if self.plain else "copy"
         if not self.cache and routes.direct_refusal(ch.fileno()) is None:
