@@ -454,3 +454,79 @@ def pairing_dial(address: tuple[str, int]) -> tuple[socket.socket, str]:
     rep = rp.decode_reply(head, sock.recv(rp.reply_length(head), socket.MSG_WAITALL))
     assert rep.status == rp.ST_WAITING, rep
     return sock, rep.text
+
+
+class _HostileRelay:
+    """A relay run by an attacker: it pairs the two sides honestly and passes the SPAKE2 messages on (it cannot
+    know the code), then terminates TLS with its own certificate towards each side and forwards the plaintext: the
+    man in the middle a relay is best placed to be."""
+
+    def __new__(cls, identity: Path):  # type: ignore[no-untyped-def]
+        from .test_security import Mitm, _recv_exact
+
+        class Hostile(Mitm):
+            def _run(self) -> None:
+                from zcopy.relay import protocol as rp
+                from zcopy.transfer import protocol as p
+                from zcopy.transfer import tls
+
+                conns = {}
+                for _ in range(2):
+                    c, _ = self.server.accept()
+                    head = _recv_exact(c, rp.REQUEST_HEAD)
+                    req = rp.decode_request(head + _recv_exact(c, rp.request_length(head) - rp.REQUEST_HEAD))
+                    c.sendall(rp.Reply(rp.ST_WAITING, rp.waiting_text("7", 30)).encode())
+                    conns[req.side] = c
+                a, b = conns[rp.SIDE_SENDER], conns[rp.SIDE_RECEIVER]
+                for c in (a, b):
+                    c.sendall(rp.Reply(rp.ST_PAIRED).encode())
+                for src, dst in ((a, b), (b, a)):  # SPAKE2 messages, untouched
+                    head = _recv_exact(src, 7)
+                    dst.sendall(head + _recv_exact(src, int.from_bytes(head[5:7], "big")))
+                for src, dst in ((a, b), (b, a)):  # key confirmations, untouched
+                    dst.sendall(_recv_exact(src, 32))
+                opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
+                b_open = _recv_exact(b, opening)
+                a.sendall(b_open)
+                b.sendall(_recv_exact(a, opening))
+                try:
+                    ta = self.ctx.wrap_socket(a, server_side=True)
+                    tb = tls.client_context().wrap_socket(b)
+                except OSError:
+                    a.close()
+                    b.close()
+                    return
+                locks = {ta: threading.Lock(), tb: threading.Lock()}
+                t = threading.Thread(target=self._tls_pump, args=(tb, ta, self.down, locks))
+                t.start()
+                self._tls_pump(ta, tb, self.up, locks)
+                t.join()
+                ta.close()
+                tb.close()
+
+        return Hostile(("127.0.0.1", 9), identity)
+
+
+def test_a_hostile_relay_cannot_be_a_man_in_the_middle(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    from zcopy.transfer import tls
+    from zcopy.transfer.errors import E_AUTH
+
+    src = tmp_path / "src"
+    src.mkdir()
+    secret = b"SECRET-FILE-BYTES-" * 10_000
+    (src / "f.bin").write_bytes(secret)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    hostile = _HostileRelay(tls.ensure_identity(tmp_path / "relay-owner.pem"))
+    code = _code()
+    rx = start_receiver(dst, relay=hostile.address, code=code)
+    with pytest.raises(TransferError) as info:  # the receiver's refusal (E_AUTH), or the sender's own check
+        send([src], relay=hostile.address, code=code)
+    res = rx.join()
+    hostile.close()
+    # The pairing succeeded (the relay passed SPAKE2 on), but the proofs bound to the certificate each side saw do
+    # not verify through the relay's TLS: refused on both sides, nothing written, no file byte seen.
+    assert info.value.code == E_AUTH and res.error_code == E_AUTH, (info.value, res.error)
+    assert "man in the middle" in (res.error or "") and WRONG_CODE not in str(info.value)  # past the PAKE
+    assert os.listdir(dst) == []
+    assert secret[:40] not in bytes(hostile.up)
