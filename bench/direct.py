@@ -64,6 +64,23 @@ def machine_busy() -> float:
     return (sum(t) - t[3] - t[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def kthreads_cpu() -> float:
+    """CPU seconds of the kernel's threads so far (children of kthreadd: writeback workers, kswapd...): the part of
+    the machine's busy time that a copy causes outside its own process (other sessions' writeback too)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if rest[1] == "2" or pid == "2":  # ppid 2: a kernel thread
+            total += int(rest[11]) + int(rest[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu() -> float:
     """CPU seconds of this whole process (every thread: the direct writer's helper included)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -76,11 +93,13 @@ def proc_timed(fn: Callable[[], object]) -> Sample:
     return Sample(time.perf_counter() - t0, process_cpu() - c0)
 
 
-def with_busy(busy: Busy, name: str, fn: Callable[[], Sample]) -> Callable[[], Sample]:
+def with_busy(busy: Busy, kbusy: Busy, name: str, fn: Callable[[], Sample]) -> Callable[[], Sample]:
+    """fn, with the machine's busy time and the contender's own CPU plus the kernel threads' over it recorded."""
     def run() -> Sample:
-        b0 = machine_busy()
+        b0, k0 = machine_busy(), kthreads_cpu()
         sample = fn()
         busy.setdefault(name, []).append(machine_busy() - b0)
+        kbusy.setdefault(name, []).append(kthreads_cpu() - k0 + sample.cpu_s)
         return sample
 
     return run
@@ -143,14 +162,16 @@ class Cold:
 
 def copies(
     src: str, tmp: str, rounds: int, cold: bool
-) -> tuple[dict[str, Result], Busy, dict[str, list[str]], float]:
+) -> tuple[dict[str, Result], Busy, Busy, dict[str, list[str]], float]:
     """Durable (cold) or plain (warm) file → file copies. Returns results, the whole machine's busy time per round,
-    the routes `zcopy cp` chose in each round, and the worst residency seen before a cold contender."""
+    the contender's own CPU plus the kernel threads' per round, the routes `zcopy cp` chose in each round, and the
+    worst residency seen before a cold contender."""
     dst = os.path.join(tmp, "copy")
     zcopy_exe = shutil.which("zcopy") or os.path.join(os.path.dirname(sys.executable), "zcopy")
     chose: dict[str, list[str]] = {}
     prep = Cold(src) if cold else (lambda: (drop_dirty(), warm(src)))
     busy: Busy = {}
+    kbusy: Busy = {}
 
     def then_clean(sample: Sample) -> Sample:
         os.unlink(dst)
@@ -174,13 +195,24 @@ def copies(
         "zcopy cp --route direct (CLI, fsyncs)": lambda: zcopy_cli("--route", "direct"),
         "cp + sync FILE": lambda: then_clean(sh(["sh", "-c", 'cp "$0" "$1" && sync "$1"', src, dst])),
     }
+    def head(route: str) -> Sample:
+        """The first PROBE bytes only, made durable: what a short probe of each route would see."""
+        with FileChannel.open(src) as s, FileChannel.open(dst, "w") as d:
+            def go() -> None:
+                s.transfer_to(0, PROBE, d, route=route)
+                d.force()
+
+            return then_clean(proc_timed(go))
+
     if cold:
         contenders["copy_file_range + fsync"] = lambda: then_clean(timed(cfr_fsync))
+        contenders[f"probe: first {PROBE >> 20} MiB by copy_file_range + fsync"] = lambda: head("copy_file_range")
+        contenders[f"probe: first {PROBE >> 20} MiB by direct + fsync"] = lambda: head("direct")
     else:
         contenders["cp"] = lambda: then_clean(sh(["cp", src, dst]))
-    timed_ = {n: with_busy(busy, n, f) for n, f in contenders.items()}
+    timed_ = {n: with_busy(busy, kbusy, n, f) for n, f in contenders.items()}
     results = run_rounds({n: _before(prep, f) for n, f in timed_.items()}, rounds, between=drop_dirty)
-    return results, busy, chose, prep.worst if isinstance(prep, Cold) else 1.0
+    return results, busy, kbusy, chose, prep.worst if isinstance(prep, Cold) else 1.0
 
 
 def probes(src: str, tmp: str, size: int, rounds: int) -> dict[str, Result]:
@@ -226,6 +258,7 @@ def probes(src: str, tmp: str, size: int, rounds: int) -> dict[str, Result]:
     return run_rounds(contenders, rounds, between=drop_dirty)
 
 
+PROBE = 32 << 20  # a short probe of each route, against whole copies (why zcopy.diskrates measures whole copies)
 SWEEP_CHUNKS = (2, 4, 8, 16, 32)  # MiB per O_DIRECT request
 SWEEP_DEPTHS = (1, 2, 3, 4)  # buffers in flight: 1 = read, write, read... (the route before issue #22)
 
@@ -420,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             os.close(fd)
         pr = probes(src, tmp, size, rounds)
         sw = sweep(src, tmp, max(3, rounds - 2))
-        cold, busy_cold, chose_cold, worst_copy = copies(src, tmp, rounds, cold=True)
-        warmr, _, chose_warm, _ = copies(src, tmp, rounds, cold=False)
+        cold, busy_cold, kbusy_cold, chose_cold, worst_copy = copies(src, tmp, rounds, cold=True)
+        warmr, _, _, chose_warm, _ = copies(src, tmp, max(rounds, 9), cold=False)
         rd, worst_read = reads(src, size, rounds)
         rs = read_sweep(src, size, max(3, rounds - 2))
         rx = receive(src, size, rounds, tmp)
@@ -432,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     h2 = ["contender", "CPU s", "min – max", "vs base", "wall s", "min – max", "vs base"]
     auto, d, cp, cfr = "zcopy cp (CLI, chooses)", "zcopy cp --route direct (CLI, fsyncs)", "cp + sync FILE", \
         "copy_file_range + fsync"
+    pc, pd = (f"probe: first {PROBE >> 20} MiB by copy_file_range + fsync",
+              f"probe: first {PROBE >> 20} MiB by direct + fsync")
     r_new, r_old = "reused: zcopy.read_file(into=aligned)", "reused: readinto the same buffer"
     n_new, n_old = "new: zcopy.read_file()", "new: readinto bytearray(size)"
     dx, ds, rw, sp = ("transfer_from(route=\"direct\")", "transfer_from(route=\"direct\"), serial (1 buffer)",
@@ -453,7 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     rs_rows = [[n, f"{r.med('wall_s'):.3f}", f"{r.lo('wall_s'):.3f} – {r.hi('wall_s'):.3f}",
                 fmt(ratio(rs, n, "read_file(into=) (one preadv)", "wall_s"))] for n, r in rs.items()]  # fmt: skip
     busy_rows = [[n, f"{statistics.median(v):.3f}", f"{min(v):.3f} – {max(v):.3f}",
-                  fmt(per_round(v, busy_cold[cp]))] for n, v in busy_cold.items()]  # fmt: skip
+                  fmt(per_round(v, busy_cold[cp])), f"{statistics.median(kbusy_cold[n]):.3f}",
+                  f"{min(kbusy_cold[n]):.3f} – {max(kbusy_cold[n]):.3f}", fmt(per_round(kbusy_cold[n], kbusy_cold[cp]))]
+                 for n, v in busy_cold.items()]  # fmt: skip
+    kbusy_auto = per_round(kbusy_cold[auto], kbusy_cold[cp])
 
     text = f"""## Direct route: O_DIRECT vs the page cache ({when})
 
@@ -480,16 +518,25 @@ Fastest here: **{best}**; the route uses {direct.CHUNK >> 20} MiB × {direct.DEP
 ### Cold source, durable copy (data on the disk when it returns)
 {table(h2, _rows(cold, cp))}
 
-Machine busy (s):
-{table(["contender", "busy s", "min – max", "vs cp + sync"], busy_rows)}
+Machine busy (s): all CPUs from /proc/stat, and the part this copy can cause: its own CPU plus the kernel
+threads' (writeback; on this shared VM other sessions' writeback lands there too, and their processes in the
+first column).
+{table(["contender", "machine busy s", "min – max", "vs cp + sync", "own + kernel threads s", "min – max",
+        "vs cp + sync"], busy_rows)}
 
-`zcopy cp` (it chooses) / `cp + sync FILE`: wall {met(wall_auto, 0.8)}, machine busy {met(busy_auto, 0.5)}.
+`zcopy cp` (it chooses) / `cp + sync FILE`: wall {met(wall_auto, 0.8)}, machine busy {met(busy_auto, 0.5)};
+own + kernel threads {met(kbusy_auto, 0.5)}.
 `zcopy cp --route direct` / `cp + sync FILE`: wall {fmt(ratio(cold, d, cp, "wall_s"))}, machine busy
 {fmt(per_round(busy_cold[d], busy_cold[cp]))}; / `copy_file_range + fsync`: wall {fmt(ratio(cold, d, cfr, "wall_s"))}.
-`zcopy cp` chose: {_route_counts(chose_cold.get("auto", []))} (the first round measured the routes; later rounds used
-that measurement, as a user's next copies would).
+`zcopy cp` chose: {_route_counts(chose_cold.get("auto", []))} (starting with no kept rates: the first copy measured
+direct, the second the page cache, fdatasync'ed; later rounds chose by them, as a user's next copies would).
 
-### Warm source (every page cached), plain copy
+A short probe against the whole copy, durable rates (MiB/s, medians): copy_file_range + fsync
+{PROBE / MiB / cold[pc].med("wall_s"):.0f} on the first {PROBE >> 20} MiB, {size / MiB / cold[cfr].med("wall_s"):.0f}
+on the whole file; direct {PROBE / MiB / cold[pd].med("wall_s"):.0f} on the first {PROBE >> 20} MiB,
+{size / MiB / cold[d].med("wall_s"):.0f} on the whole file (through the CLI).
+
+### Warm source (every page cached), plain copy ({max(rounds, 9)} rounds: new page-cache pages vary 5–20× here)
 {table(h2, _rows(warmr, "cp"))}
 
 `zcopy cp` chose: {_route_counts(chose_warm.get("auto", []))} (it must not choose direct: O_DIRECT reads the disk

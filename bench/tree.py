@@ -98,6 +98,48 @@ def runner(cmd: list[str], dst: str) -> Callable[[], Measured]:
     return run
 
 
+def strace_summary(path: str) -> tuple[float, list[tuple[str, float, int]]]:
+    """(total seconds, [(syscall, seconds, calls)] by time) from `strace -c -w -o path`'s table."""
+    rows: list[tuple[str, float, int]] = []
+    total = 0.0
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 5 or not parts[0][0].isdigit():
+                continue
+            if parts[-1] == "total":
+                total = float(parts[1])
+            else:
+                rows.append((parts[-1], float(parts[1]), int(parts[3])))
+    return total, sorted(rows, key=lambda r: -r[1])
+
+
+# System calls that wait (for a lock, a pipe, a child) rather than work: counted apart.
+WAITS = frozenset({"futex", "pselect6", "select", "poll", "ppoll", "wait4", "epoll_wait", "clock_nanosleep"})
+
+
+def profile(cmds: dict[str, list[str]], dst: str, tmp: str) -> str:
+    """One more run of each contender under `strace -f -c -w` (wall time inside each system call, all threads): where
+    the time goes, to explain a target missed. strace slows every call down; the shares are what counts."""
+    if shutil.which("strace") is None:
+        return "(strace is not installed: no profile)\n"
+    rows = []
+    for name, cmd in cmds.items():
+        shutil.rmtree(dst, ignore_errors=True)
+        os.sync()
+        out = os.path.join(tmp, "strace.txt")
+        t0 = time.perf_counter()
+        subprocess.run(["strace", "-f", "-c", "-w", "-o", out, *cmd], check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        total, top = strace_summary(out)
+        waiting = sum(sec for n, sec, _ in top if n in WAITS)
+        work = [r for r in top if r[0] not in WAITS]
+        cells = [f"{n}: {sec:.2f} s, {calls:,} calls, {sec / calls * 1e6:.0f} µs each" for n, sec, calls in work[:3]]
+        rows.append([name, f"{wall:.2f}", f"{total - waiting:.2f}", f"{waiting:.2f}", *cells])
+    head = ["contender (under strace)", "wall s", "in working syscalls s", "waiting s", "1st", "2nd", "3rd"]
+    return table(head, rows) + "\n"
+
+
 def ratios(results: dict[str, list[Measured]], a: str, b: str, attr: str) -> tuple[float, float, float]:
     per = [getattr(x, attr) / getattr(y, attr) for x, y in zip(results[a], results[b], strict=True)]
     return statistics.median(per), min(per), max(per)
@@ -142,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "zcopy cp -a": [*zcopy, src, dst],
             # The same with one copying thread: the measure of what the pool of threads (tree.THREADS) gains.
             "zcopy cp -a --threads 1": [*zcopy, "--threads", "1", src, dst],
+            "zcopy cp -a --threads 2": [*zcopy, "--threads", "2", src, dst],
             "cp -a": ["cp", "-a", src, dst],
             "shutil.copytree": [sys.executable, "-c", SHUTIL, src, dst],
         }
@@ -155,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = datetime.datetime.now(datetime.timezone.utc)
         warm = run_rounds({k: runner(v, dst) for k, v in copies.items()}, rounds)
         sync = run_rounds({k: runner(v, dst) for k, v in durable.items()}, rounds, seed=2)
+        profiled = profile({k: v for k, v in copies.items() if k in ("zcopy cp -a", "cp -a", "rsync -a")}, dst, tmp)
         shutil.rmtree(dst, ignore_errors=True)
         load1 = load_average()
     finally:
@@ -186,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         section("The same tree, durable", d, "cp -a + sync"),
         f"`zcopy cp -a --sync` / `cp -a` + `sync` wall: **{s[0]:.2f}×** ({s[1]:.2f} – {s[2]:.2f}), target ≤ 0.8×.",
         "",
+        "#### Where the time goes",
+        "",
+        "One more run of each under `strace -f -c -w` (time inside each system call, summed over threads), after the "
+        "rounds; \"waiting\" is the time in futex (zcopy's threads waiting for the GIL or each other), pselect6 "
+        "(rsync's processes waiting for each other's pipe) and the like:",
+        "",
+        profiled,
     ]
     write_report("\n".join(lines), args.out)
     return 0

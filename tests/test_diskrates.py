@@ -1,5 +1,5 @@
-"""zcopy.diskrates and cp's choice of direct by what it achieves here: a measuring copy, the kept rates, and the
-choice (and its sentence) following them."""
+"""zcopy.diskrates and cp's choice of direct by what it achieves here: rates from whole copies, kept per pair of
+file systems, the page cache explored once direct is known, and the choice (and its sentence) following them."""
 
 from __future__ import annotations
 
@@ -11,24 +11,49 @@ from pathlib import Path
 import pytest
 from direct_fs import write_uncached
 
-from zcopy import diskrates, fastcopy, observe
+from zcopy import diskrates, fastcopy
 from zcopy.routes import direct
 
 MiB = 1 << 20
 
 
-def _fds(a: Path, b: Path) -> tuple[int, int]:
+def _pair(a: Path, b: Path) -> tuple[int, int]:
     return os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
 
 
+def _remember(a: Path, b: Path, **rates: float) -> None:
+    s, d = _pair(a, b)
+    try:
+        for route, bps in rates.items():
+            diskrates.record(s, d, route, bps)
+    finally:
+        os.close(s)
+        os.close(d)
+
+
+def _lookup(a: Path, b: Path) -> diskrates.Rates:
+    s, d = _pair(a, b)
+    try:
+        return diskrates.lookup(s, d)
+    finally:
+        os.close(s)
+        os.close(d)
+
+
 def test_choose_follows_the_measurement() -> None:
-    fast = direct.Measured(900 * MiB, 300 * MiB, 12, "copy_file_range")
+    fast = direct.Measured(900 * MiB, 300 * MiB, 12, 40, "copy_file_range")
     use, why = direct.choose(1 << 30, 0.0, measured=fast)
-    assert use and "faster by direct here (direct 900 MiB/s against copy_file_range + fdatasync 300 MiB/s" in why
-    use, why = direct.choose(1 << 30, 0.0, measured=direct.Measured(300 * MiB, 900 * MiB, 5))
-    assert not use and "faster through the page cache here" in why and "measured 5 s ago" in why
-    use, why = direct.choose(1 << 30, 0.0)
-    assert use and "not measured on these file systems yet" in why
+    assert use and "faster by direct here (direct 900 MiB/s, measured 12 s ago, copy_file_range + fdatasync 300" in why
+    use, why = direct.choose(1 << 30, 0.0, measured=direct.Measured(300 * MiB, 900 * MiB, 5, 6))
+    assert not use and "faster through the page cache here" in why and "measured 6 s ago" in why
+    assert direct.choose(1 << 30, 0.0) == (True, direct.choose(1 << 30, 0.0)[1])
+    assert "not measured here yet" in direct.choose(1 << 30, 0.0)[1]
+    assert "measuring it on this copy" in direct.choose(1 << 30, 0.0, explore=True)[1]
+    # Direct known, the page cache not: a large copy explores it, a smaller one stays on direct.
+    only_direct = direct.Measured(500 * MiB, None, 3)
+    use, why = direct.choose(1 << 30, 0.0, measured=only_direct, explore=True)
+    assert not use and "this copy measures it (copy_file_range + fdatasync)" in why
+    assert direct.choose(1 << 30, 0.0, measured=only_direct)[0] is True
     # A measurement never overrides the page-cache facts: a warm source or a small one stays off direct.
     assert direct.choose(1 << 30, 0.9, measured=fast)[0] is False
     assert direct.choose(1 << 20, 0.0, measured=fast)[0] is False
@@ -36,20 +61,21 @@ def test_choose_follows_the_measurement() -> None:
 
 def test_rates_are_kept_per_pair_of_file_systems_for_ttl(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"x")
-    s, d = _fds(tmp_path / "a", tmp_path / "a")
+    assert _lookup(tmp_path / "a", tmp_path / "a").direct_bps is None
+    s, d = _pair(tmp_path / "a", tmp_path / "a")
     try:
-        assert diskrates.lookup(s, d) is None
         now = time.time()
-        diskrates.remember(s, d, diskrates.Rates(2e9, 1e9, now, "copy_file_range"))
+        diskrates.record(s, d, "direct", 2e9, now=now)
+        diskrates.record(s, d, "copy_file_range", 1e9, now=now - 10)
         got = diskrates.lookup(s, d, now=now + 1)
-        assert got is not None and (got.direct_bps, got.cache_bps, got.via) == (2e9, 1e9, "copy_file_range")
-        assert diskrates.lookup(s, d, now=now + diskrates.TTL + 1) is None  # too old: measure again
-        assert diskrates.should_measure(s, d, diskrates.MEASURE_MIN) is False  # a fresh measurement is kept
+        assert (got.direct_bps, got.cache_bps, got.via) == (2e9, 1e9, "copy_file_range")
+        old = diskrates.lookup(s, d, now=now + diskrates.TTL - 5)  # the page cache's rate is older: it expires first
+        assert old.direct_bps == 2e9 and old.cache_bps is None
+        key = diskrates.key(s, d)
     finally:
         os.close(s)
         os.close(d)
-    data = json.loads(Path(diskrates.cache_path()).read_text())
-    assert list(data) == [diskrates.key(os.open(tmp_path / "a", os.O_RDONLY), os.open(tmp_path / "a", os.O_RDONLY))]
+    assert list(json.loads(Path(diskrates.cache_path()).read_text())) == [key]
 
 
 @pytest.mark.parametrize("junk", ["not json", "[1, 2]", '{"1:2>1:2": {"direct_bps": "fast"}}'])
@@ -58,35 +84,31 @@ def test_an_unreadable_cache_is_a_measurement_to_make_again(tmp_path: Path, junk
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(junk)
     (tmp_path / "a").write_bytes(b"x")
-    s, d = _fds(tmp_path / "a", tmp_path / "a")
-    try:
-        assert diskrates.lookup(s, d) is None
-        diskrates.remember(s, d, diskrates.Rates(1.0, 2.0, time.time()))  # and it is replaced, not a crash
-        assert diskrates.lookup(s, d) is not None
-    finally:
-        os.close(s)
-        os.close(d)
+    assert _lookup(tmp_path / "a", tmp_path / "a").direct_bps is None
+    _remember(tmp_path / "a", tmp_path / "a", direct=1.0)  # and it is replaced, not a crash
+    assert _lookup(tmp_path / "a", tmp_path / "a").direct_bps == 1.0
 
 
-def test_a_measured_copy_is_identical_remembers_and_says_so(ddir: Path) -> None:
-    data = write_uncached(ddir / "src", 5 * MiB)  # cold: written by O_DIRECT
-    s = os.open(ddir / "src", os.O_RDONLY)
-    d = os.open(ddir / "dst", os.O_RDWR | os.O_CREAT, 0o644)
-    seen: list[tuple[int, int]] = []
-    try:
-        with observe() as obs:
-            moved = diskrates.measured_copy(s, d, len(data), "src", lambda a, b: seen.append((a, b)), probe=MiB)
-        rates = diskrates.lookup(s, d)
-    finally:
-        os.close(s)
-        os.close(d)
-    assert (ddir / "dst").read_bytes() == data
-    assert moved.nbytes == len(data) and seen[-1] == (len(data), len(data))
-    assert rates is not None and rates.direct_bps > 0 and rates.cache_bps > 0
-    assert "measured on this copy: the first 1 MiB by direct" in (moved.reason or "")
-    routes_used = [op.route for op in obs.operations]
-    assert routes_used[0] == "direct" and routes_used[1] != "direct"  # each part is its own operation
-    assert moved.route == routes_used[-1] and sum(op.nbytes for op in obs.operations) == len(data)
+def test_whole_copies_measure_direct_then_the_page_cache_then_choose(ddir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(direct, "THRESHOLD", MiB)
+    monkeypatch.setattr(diskrates, "MEASURE_MIN", 2 * MiB)
+    data = write_uncached(ddir / "src", 3 * MiB)  # cold: written by O_DIRECT
+    first = fastcopy.copy_result(ddir / "src", ddir / "dst")
+    assert first.route == "direct" and "measuring it on this copy" in (first.reason or "")
+    rates = _lookup(ddir / "src", ddir / "dst")
+    assert rates.direct_bps is not None and rates.cache_bps is None
+    write_uncached(ddir / "src", 3 * MiB)
+    second = fastcopy.copy_result(ddir / "src", ddir / "dst2")
+    assert second.route != "direct" and "this copy measures it" in (second.reason or "")
+    rates = _lookup(ddir / "src", ddir / "dst")
+    assert rates.cache_bps is not None and rates.via == second.route
+    write_uncached(ddir / "src", 3 * MiB)
+    third = fastcopy.copy_result(ddir / "src", ddir / "dst3")
+    faster = "direct" if rates.direct_bps >= rates.cache_bps else second.route  # type: ignore[operator]
+    assert third.route == faster and "durable cold copies are faster" in (third.reason or "")
+    for name in ("dst", "dst2", "dst3"):
+        assert (ddir / name).read_bytes() == data
 
 
 def test_cp_does_not_pick_direct_where_the_page_cache_was_measured_faster(ddir: Path,
@@ -94,39 +116,31 @@ def test_cp_does_not_pick_direct_where_the_page_cache_was_measured_faster(ddir: 
     monkeypatch.setattr(direct, "THRESHOLD", MiB)
     data = write_uncached(ddir / "src", 2 * MiB)
     (ddir / "dst").write_bytes(b"")
-    s, d = _fds(ddir / "src", ddir / "dst")
-    try:
-        diskrates.remember(s, d, diskrates.Rates(100 * MiB, 400 * MiB, time.time()))
-    finally:
-        os.close(s)
-        os.close(d)
+    _remember(ddir / "src", ddir / "dst", direct=100 * MiB, copy_file_range=400 * MiB)
     moved = fastcopy.copy_result(ddir / "src", ddir / "dst")
     assert moved.route != "direct" and "faster through the page cache here" in (moved.reason or "")
     assert (ddir / "dst").read_bytes() == data
-    os.unlink(ddir / "dst")  # the same pair of file systems measured faster by direct: direct
-    (ddir / "dst").write_bytes(b"")
-    s, d = _fds(ddir / "src", ddir / "dst")
-    try:
-        diskrates.remember(s, d, diskrates.Rates(400 * MiB, 100 * MiB, time.time()))
-    finally:
-        os.close(s)
-        os.close(d)
+    _remember(ddir / "src", ddir / "dst", direct=400 * MiB, copy_file_range=100 * MiB)
     write_uncached(ddir / "src", 2 * MiB)
     moved = fastcopy.copy_result(ddir / "src", ddir / "dst")
     assert moved.route == "direct" and "faster by direct here" in (moved.reason or "")
 
 
-def test_explain_to_file_gives_the_measured_reason(ddir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cp_json_and_explain_give_the_measured_reason(ddir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
     from zcopy.lab.explain import explain
 
     monkeypatch.setattr(direct, "THRESHOLD", MiB)
-    write_uncached(ddir / "src", 2 * MiB)
-    s, d = _fds(ddir / "src", ddir / "src")  # explain's target is a temp file beside the source: same file system
-    try:
-        diskrates.remember(s, d, diskrates.Rates(100 * MiB, 400 * MiB, time.time()))
-    finally:
-        os.close(s)
-        os.close(d)
-    out = explain(ddir / "src", "file")
+    write_uncached(ddir / "src", 40 * MiB)  # above the real 32 MiB threshold, for the CLI in its own process
+    (ddir / "dst").write_bytes(b"")
+    _remember(ddir / "src", ddir / "src", direct=100 * MiB, copy_file_range=400 * MiB)
+    out = explain(ddir / "src", "file")  # its target is a temp file beside the source: the same file systems
     assert out["selection"]["preferred"] is None
     assert "faster through the page cache here" in out["selection"]["reason"]
+    write_uncached(ddir / "src", 40 * MiB)  # explain read it: cold again
+    doc = subprocess.run([sys.executable, "-m", "zcopy", "cp", "--json", str(ddir / "src"), str(ddir / "dst")],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    got = json.loads(doc)
+    assert got["route"] != "direct" and "faster through the page cache here" in got["why"]

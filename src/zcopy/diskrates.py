@@ -1,13 +1,19 @@
-"""What the direct route achieves on this machine, measured rather than assumed.
+"""What the direct route achieves on this machine, measured on whole copies rather than assumed.
 
-Whether O_DIRECT beats the page cache for a cold copy depends on the machine and the hour: on a VM whose page cache
-is cheap, `cp` + `sync` finished a cold 1 GiB copy in 0.59 s where the direct route took 1.01 s; two hours later
-`cp` + `sync` took 2.69 s. So the first large cold copy between two file systems measures both: its first `PROBE`
-bytes go by direct, the next `PROBE` by the page cache (copy_file_range, or the next route of the table), each made
-durable (fdatasync) and timed; the rest goes by the faster. The two rates are kept per (source, target) file system
-for `TTL` seconds in the user's cache directory ($XDG_CACHE_HOME/zcopy/disk-rates.json), so the copies after it
-choose without measuring, and `zcopy explain --to file` tells the same. A missing or unreadable cache is only a
-measurement to make again.
+Whether O_DIRECT beats the page cache for a cold copy depends on the machine and the hour (issue #22 saw `cp` +
+`sync` beat the direct route on one VM and lose to it two hours later). A short probe cannot tell: the page
+cache's cost grows faster than the bytes (bench/direct.py sets the first 32 MiB beside the whole file, durable,
+for each route; docs/architecture.md). So the rates come from whole copies of at least `MEASURE_MIN` bytes of a
+cold source:
+
+- every such copy by direct keeps its durable rate (bytes over the copy and its fsync);
+- when the direct rate is known and the page cache's is not (or is older than `TTL`), the next such copy goes
+  through the page cache, fdatasync'ed so that both rates are of durable copies, and keeps that rate;
+- with both known, the faster route is chosen, and the reason names both rates and their age.
+
+The rates are kept per (source, target) file system in the user's cache directory
+($XDG_CACHE_HOME/zcopy/disk-rates.json, temp file + rename); a missing or unreadable cache is only a measurement
+to make again.
 """
 
 from __future__ import annotations
@@ -17,32 +23,35 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from typing import NamedTuple
 
-from zcopy import routes
+from zcopy import pagecache, routes
 from zcopy._record import Record
 from zcopy.routes import direct
 
-PROBE = 32 << 20  # bytes per route in a measurement
-MEASURE_MIN = 4 * PROBE  # only a copy this large measures (the two probes are at most half of it)
-TTL = 600.0  # seconds a measurement is trusted: the page cache's cost on a shared VM changes within the hour
-
-_STEP = 64 << 20  # progress updates for the rest of a measured copy
+MEASURE_MIN = 256 << 20  # copies this large measure: the page cache's cost shows at scale, not in a short probe
+TTL = 1800.0  # seconds a rate is trusted: the page cache's cost on a shared VM changes within the hour
 
 
 class Rates(Record):
-    """Durable cold-copy rates (bytes/s) of the direct route and of the page-cache route, and when measured."""
+    """Durable cold-copy rates (bytes/s) of the direct route and of the page-cache route (None: not measured, or
+    older than TTL), and when each was measured (time.time())."""
 
-    __slots__ = ("cache_bps", "direct_bps", "via", "when")
+    __slots__ = ("cache_bps", "cache_when", "direct_bps", "direct_when", "via")
 
-    def __init__(self, direct_bps: float, cache_bps: float, when: float, via: str = "copy_file_range") -> None:
+    def __init__(
+        self, direct_bps: float | None = None, direct_when: float = 0.0, cache_bps: float | None = None,
+        cache_when: float = 0.0, via: str = "copy_file_range",
+    ) -> None:  # fmt: skip
         self.direct_bps = direct_bps
+        self.direct_when = direct_when
         self.cache_bps = cache_bps
-        self.when = when
+        self.cache_when = cache_when
         self.via = via  # the page-cache route that was measured
 
     def as_choice(self, now: float | None = None) -> direct.Measured:
-        return direct.Measured(self.direct_bps, self.cache_bps, (time.time() if now is None else now) - self.when,
+        now = time.time() if now is None else now
+        return direct.Measured(self.direct_bps, self.cache_bps, now - self.direct_when, now - self.cache_when,
                                self.via)  # fmt: skip
 
 
@@ -57,7 +66,7 @@ def key(src_fd: int, dst_fd: int) -> str:
     return f"{os.major(a)}:{os.minor(a)}>{os.major(b)}:{os.minor(b)}"
 
 
-def _load() -> dict[str, dict[str, float | str]]:
+def _load() -> dict[str, object]:
     try:
         with open(cache_path()) as f:
             data = json.load(f)
@@ -66,24 +75,39 @@ def _load() -> dict[str, dict[str, float | str]]:
     return data if isinstance(data, dict) else {}
 
 
-def lookup(src_fd: int, dst_fd: int, now: float | None = None) -> Rates | None:
-    """The measurement for these two file systems, if one younger than TTL is kept."""
-    rec = _load().get(key(src_fd, dst_fd))
-    now = time.time() if now is None else now
+def _fresh(rec: dict[str, object], name: str, now: float) -> tuple[float | None, float]:
     try:
-        assert isinstance(rec, dict)
-        rates = Rates(float(rec["direct_bps"]), float(rec["cache_bps"]), float(rec["when"]), str(rec.get("via", "?")))
-    except (AssertionError, KeyError, TypeError, ValueError):
-        return None
-    return rates if 0 <= now - rates.when < TTL and rates.direct_bps > 0 and rates.cache_bps > 0 else None
+        bps, when = float(rec[f"{name}_bps"]), float(rec[f"{name}_when"])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return None, 0.0
+    return (bps, when) if bps > 0 and 0 <= now - when < TTL else (None, 0.0)
 
 
-def remember(src_fd: int, dst_fd: int, rates: Rates) -> None:
-    """Keep a measurement (written to a temp file and renamed; a cache that cannot be written is skipped)."""
+def lookup(src_fd: int, dst_fd: int, now: float | None = None) -> Rates:
+    """The rates kept for these two file systems; a rate older than TTL (or unreadable) is None."""
+    rec = _load().get(key(src_fd, dst_fd))
+    if not isinstance(rec, dict):
+        return Rates()
+    now = time.time() if now is None else now
+    d, dw = _fresh(rec, "direct", now)
+    c, cw = _fresh(rec, "cache", now)
+    return Rates(d, dw, c, cw, str(rec.get("via", "copy_file_range")))
+
+
+def record(src_fd: int, dst_fd: int, route: str, bps: float, now: float | None = None) -> None:
+    """Keep the durable rate a whole cold copy achieved by `route` (written to a temp file and renamed; a cache that
+    cannot be written is skipped: the next copy measures again)."""
     path = cache_path()
     data = _load()
-    data[key(src_fd, dst_fd)] = {"direct_bps": rates.direct_bps, "cache_bps": rates.cache_bps, "when": rates.when,
-                                 "via": rates.via}  # fmt: skip
+    k = key(src_fd, dst_fd)
+    rec = data.get(k)
+    rec = dict(rec) if isinstance(rec, dict) else {}
+    name = "direct" if route == direct.NAME else "cache"
+    rec[f"{name}_bps"] = bps
+    rec[f"{name}_when"] = time.time() if now is None else now
+    if name == "cache":
+        rec["via"] = route
+    data[k] = rec
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".disk-rates.", dir=os.path.dirname(path))
@@ -97,51 +121,40 @@ def remember(src_fd: int, dst_fd: int, rates: Rates) -> None:
             raise
 
 
-def should_measure(src_fd: int, dst_fd: int, size: int) -> bool:
-    """A copy that direct.choose sent to direct without a measurement, and big enough to make one."""
-    return size >= MEASURE_MIN and lookup(src_fd, dst_fd) is None
+class Decision(NamedTuple):
+    """How a whole-file copy goes: the route to try first (None: the table's order), why, and whether this copy
+    keeps its rate (`measure`), going through the page cache to measure it (`explore`: then fdatasync'ed)."""
+
+    prefer: str | None
+    why: str
+    measure: bool = False
+    explore: bool = False
 
 
-def measured_copy(
-    src_fd: int, dst_fd: int, size: int, name: str, progress: Callable[[int, int], None] | None = None,
-    probe: int = PROBE,
-) -> routes.Moved:  # fmt: skip
-    """Copy `size` bytes from offset 0 to offset 0, measuring on the way: `probe` bytes by direct, the next `probe`
-    by the page cache, each fdatasync'ed and timed; the rest by the faster. Remembers the rates; the returned Moved
-    names the route of the rest, and its reason says what was measured (each part is its own `observe` operation)."""
-    t0 = time.perf_counter()
-    a = routes.move(src_fd, dst_fd, 0, probe, route=direct.NAME, dst_offset=0, name=name, op="copy",
-                    reason="measuring the direct route on this copy")  # fmt: skip
-    os.fdatasync(dst_fd)
-    t1 = time.perf_counter()
-    b = routes.move(src_fd, dst_fd, a.nbytes, probe, dst_offset=a.nbytes, name=name, op="copy",
-                    reason="measuring the page cache on this copy")  # fmt: skip
-    os.fdatasync(dst_fd)
-    t2 = time.perf_counter()
-    done = a.nbytes + b.nbytes
-    rates = Rates(a.nbytes / max(t1 - t0, 1e-9), b.nbytes / max(t2 - t1, 1e-9), time.time(), b.route)
-    if a.nbytes == probe and b.nbytes == probe:
-        remember(src_fd, dst_fd, rates)
-    choice = rates.as_choice()
-    use, why = direct.choose(size, 0.0, measured=choice)
-    why += f" (measured on this copy: the first {probe >> 20} MiB by direct, the next by {b.route})"
-    if progress is not None:
-        progress(done, size)
-    rest: routes.Moved | None = None
-    while done < size:
-        step = min(_STEP, size - done)
-        r = routes.move(src_fd, dst_fd, done, step, dst_offset=done, name=name, op="copy",
-                        route=rest.route if rest is not None else None,
-                        prefer=(direct.NAME if use else None) if rest is None else None, reason=why)  # fmt: skip
-        rest = rest or r
-        done += r.nbytes
-        if progress is not None:
-            progress(done, size)
-        if r.nbytes < step:
-            break
-    last = rest or b
-    return routes.Moved(done, last.route, last.skipped, {}, 0, last.status, a.src_kind, a.dst_kind, why)
+def decide(src_fd: int, size: int, dst_fd: int | None = None) -> Decision:
+    """Direct for a large source not in the page cache (mincore), unless durable cold copies between these file
+    systems were measured faster through the page cache; see the module's text for how rates are gathered."""
+    if size < direct.THRESHOLD:
+        return Decision(None, direct.choose(size, None, direct.THRESHOLD)[1])
+    cached = pagecache.residency(src_fd).fraction
+    rates = lookup(src_fd, dst_fd) if dst_fd is not None else Rates()
+    big = dst_fd is not None and size >= MEASURE_MIN
+    use, why = direct.choose(size, cached, direct.THRESHOLD, rates.as_choice(), explore=big)
+    cold = cached is not None and cached < direct.CACHED_FRACTION
+    explore = big and cold and not use and rates.direct_bps is not None and rates.cache_bps is None
+    return Decision(direct.NAME if use else None, why, big and cold and (use or explore), explore)
 
 
-__all__ = ["MEASURE_MIN", "PROBE", "TTL", "Rates", "cache_path", "lookup", "measured_copy", "remember",
-           "should_measure"]  # fmt: skip
+def finish(src_fd: int, dst_fd: int, decision: Decision, moved: routes.Moved, started: float) -> None:
+    """After the copy a decision asked to measure: make an exploring page-cache copy durable (fdatasync; a direct
+    copy was fsynced by the caller) and keep the rate, counted from `started` (time.perf_counter())."""
+    if not decision.measure or moved.nbytes == 0:
+        return
+    if moved.route != direct.NAME:
+        if not decision.explore:
+            return
+        os.fdatasync(dst_fd)
+    record(src_fd, dst_fd, moved.route, moved.nbytes / max(time.perf_counter() - started, 1e-9))
+
+
+__all__ = ["MEASURE_MIN", "TTL", "Decision", "Rates", "cache_path", "decide", "finish", "key", "lookup", "record"]

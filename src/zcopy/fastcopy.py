@@ -10,9 +10,10 @@ import errno
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable
 
-from zcopy import dest, diskrates, pagecache, routes
+from zcopy import dest, diskrates, routes
 from zcopy.routes import direct
 
 # Copy in steps of this size when a progress callback wants updates; one step otherwise.
@@ -63,7 +64,8 @@ def copy_result(
     try:
         st = os.fstat(sfd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory (copy() copies one file; copytree() copies a tree)", src_path)
+            why = "Is a directory (copy() copies one file; copytree() copies a tree)"
+            raise IsADirectoryError(errno.EISDIR, why, src_path)
         with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(st, os.stat(dst_path)):
                 raise shutil.SameFileError(f"{src_path!r} and {dst_path!r} are the same file")
@@ -96,19 +98,20 @@ def copy_into(
     for a large cold source (then fsynced), a sparse source extent by extent so its holes stay holes, else the
     table's order; into a device or FIFO as a stream. Metadata and publishing are the caller's."""
     regular = out.regular
-    prefer, why = select(sfd, st.st_size, out.fd) if route is None and fallback and regular else (None, None)
+    decision = diskrates.decide(sfd, st.st_size, out.fd) if route is None and fallback and regular else None
+    prefer, why = (decision.prefer, decision.why) if decision is not None else (None, None)
     if regular and route is None and prefer is None and st.st_blocks * 512 < st.st_size:
         sparse = _copy_sparse(sfd, out.fd, st.st_size, name, fallback, progress)
         if sparse is not None:
             return sparse
-    if prefer == direct.NAME and diskrates.should_measure(sfd, out.fd, st.st_size):
-        result = diskrates.measured_copy(sfd, out.fd, st.st_size, name, progress)
-    else:
-        result = _copy_fds(sfd, out.fd, st.st_size, name, route, fallback, progress, prefer, why, stream=not regular)
+    started = time.perf_counter()
+    result = _copy_fds(sfd, out.fd, st.st_size, name, route, fallback, progress, prefer, why, stream=not regular)
     if result.route == direct.NAME and regular:
         # The body is on the disk already (O_DIRECT): one fsync for the tail and the metadata makes the
         # copy durable for little more, which is what a cold copy of a large file usually wants.
         os.fsync(out.fd)
+    if decision is not None:
+        diskrates.finish(sfd, out.fd, decision, result, started)  # keeps the rate of a measuring copy
     return result
 
 
@@ -203,9 +206,5 @@ def select(fd: int, size: int, dst_fd: int | None = None) -> tuple[str | None, s
     """Which route a whole-file copy should try first, and why: direct for a large source not in the page cache
     (probed with mincore) unless durable cold copies between these file systems were measured faster through the
     page cache (zcopy.diskrates; `dst_fd`: the target), else the table's order (copy_file_range first)."""
-    if size < direct.THRESHOLD:
-        return None, direct.choose(size, None)[1]
-    rates = diskrates.lookup(fd, dst_fd) if dst_fd is not None else None
-    use, why = direct.choose(size, pagecache.residency(fd).fraction, direct.THRESHOLD,
-                             measured=rates.as_choice() if rates is not None else None)  # fmt: skip
-    return (direct.NAME if use else None), why
+    decision = diskrates.decide(fd, size, dst_fd)
+    return decision.prefer, decision.why

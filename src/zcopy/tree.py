@@ -36,6 +36,8 @@ from zcopy.errors import ZeroCopyError
 THREADS = 4
 # Small files a worker takes at a time (one lock round and one progress call per batch).
 BATCH = 32
+# After Ctrl-C, how long to wait (seconds, per thread) for the workers to finish the file each is copying.
+INTERRUPT_GRACE = 2.0
 # A file this big is a work item of its own.
 LARGE = 1 << 20
 # Errors that stop the whole copy instead of being collected: nothing after them could succeed.
@@ -174,6 +176,7 @@ class Copier:
         self._next = 0
         self.batches: list[list[tuple[str, str, os.stat_result]]] = []
         self.crashed: BaseException | None = None
+        self.early_writeback = False
 
     # The walk ------------------------------------------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class Copier:
             self.entry(src, dst, st)
             if self.fatal is not None:
                 break
+        self.early_writeback = sync
         if self.fatal is None:
             self.copy_files()
         if self.fatal is None:
@@ -308,14 +312,25 @@ class Copier:
             self.work()
             return
         # Each worker runs in a copy of this thread's context, so an active zcopy.observe() sees its copies too.
+        # Daemon threads: one blocked for good (opening a FIFO nobody reads, as cp would block) must not keep the
+        # process alive after Ctrl-C.
         workers = [
-            threading.Thread(target=contextvars.copy_context().run, args=(self.worker,), name=f"zcopy-tree-{i}")
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self.worker,), name=f"zcopy-tree-{i}", daemon=True
+            )
             for i in range(n)
         ]
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
+        try:
+            for w in workers:
+                w.join()
+        except BaseException:  # Ctrl-C lands here, in the main thread: stop the workers after their current file
+            with self._lock:
+                self.fatal = self.fatal or OSError(errno.EINTR, "interrupted")
+            for w in workers:
+                w.join(INTERRUPT_GRACE)
+            raise
         if self.crashed is not None:
             raise self.crashed
 
@@ -372,6 +387,10 @@ class Copier:
             return 0
         try:
             moved = fastcopy.copy_into(sfd, st, out, src, route=self.route, fallback=self.fallback)
+            if self.early_writeback and st.st_size >= LARGE and moved.route != "direct" and out.regular:
+                # --sync: start writing this large file back now, while the pool copies the rest, so that the
+                # final syncfs waits for less (a hint: it does not wait, and an error here is syncfs's to report).
+                start_writeback(out.fd)
             if self.metadata:
                 self.file_metadata(sfd, out, st)
             out.finish()
@@ -474,6 +493,28 @@ class Copier:
         r.routes = self.routes
         r.errors = self.errors
         return r
+
+
+_sync_file_range: Callable[[int, int, int, int], int] | None = None
+SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h
+
+
+def start_writeback(fd: int) -> None:
+    """sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE): queue the file's dirty pages for writeback and return
+    without waiting (Python's os lacks it: ctypes, loaded on first use; a no-op where libc has no such call)."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        import ctypes
+        import ctypes.util
+
+        func = getattr(ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True), "sync_file_range", None)
+        if func is None:
+            _sync_file_range = lambda *_: 0  # noqa: E731
+            return
+        func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        func.restype = ctypes.c_int
+        _sync_file_range = func
+    _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 def copy_xattrs(sfd: int, dfd: int) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -31,6 +32,14 @@ def _join_later(relay: RelayThread, side: int, plate: str | None, out: list[obje
     return t
 
 
+def _until(cond: Callable[[], bool], what: str) -> None:
+    """Wait for the relay thread to get there (bounded generously: the machine is shared)."""
+    deadline = time.monotonic() + 20
+    while not cond():
+        assert time.monotonic() < deadline, f"relay never reached: {what}"
+        time.sleep(0.005)
+
+
 def _recv_all(sock: socket.socket) -> bytes:
     out = bytearray()
     while chunk := sock.recv(65536):
@@ -42,9 +51,7 @@ def _pair(relay: RelayThread) -> tuple[socket.socket, socket.socket, str]:
     placed: list[str] = []
     got: list[object] = []
     t = _join_later(relay, S, None, got)
-    deadline = time.monotonic() + 20
-    while not relay.relay.sessions and time.monotonic() < deadline:
-        time.sleep(0.005)
+    _until(lambda: bool(relay.relay.sessions), "a nameplate")
     plate = next(iter(relay.relay.sessions))
     rsock, rplate = dial(relay.address, R, plate, timeout=10, on_waiting=placed.append)
     t.join(20)
@@ -81,9 +88,7 @@ def test_either_side_may_come_first(start_relay) -> None:  # type: ignore[no-unt
     relay = start_relay()
     got: list[object] = []
     t = _join_later(relay, R, "42", got)  # the receiver waits on a nameplate the sender chose (--code)
-    relay_deadline = time.monotonic() + 20
-    while "42" not in relay.relay.sessions and time.monotonic() < relay_deadline:
-        time.sleep(0.005)
+    _until(lambda: "42" in relay.relay.sessions, "nameplate 42")
     ssock, _ = dial(relay.address, S, "42", timeout=10)
     t.join(20)
     rsock, _ = got[0]  # type: ignore[misc]
@@ -106,8 +111,7 @@ def test_a_third_client_is_refused(start_relay) -> None:  # type: ignore[no-unty
     # Two of the same side are refused too, before any pairing.
     got: list[object] = []
     t = _join_later(relay, S, "7", got)
-    while "7" not in relay.relay.sessions:
-        time.sleep(0.005)
+    _until(lambda: "7" in relay.relay.sessions, "nameplate 7")
     with pytest.raises(RelayError, match="in use"):
         dial(relay.address, S, "7", timeout=10)
     refused = relay.wait_for("refused", 3)
@@ -134,8 +138,7 @@ def test_session_limit(start_relay) -> None:  # type: ignore[no-untyped-def]
     relay = start_relay(max_sessions=1)
     got: list[object] = []
     t = _join_later(relay, S, None, got)
-    while not relay.relay.sessions:
-        time.sleep(0.005)
+    _until(lambda: bool(relay.relay.sessions), "a nameplate")
     with pytest.raises(RelayError, match=r"the relay is full \(1 sessions\)"):
         dial(relay.address, S, None, timeout=10)
     with pytest.raises(RelayError, match="full"):
@@ -149,17 +152,14 @@ def test_session_limit(start_relay) -> None:  # type: ignore[no-untyped-def]
 def test_connections_per_address_limit(start_relay) -> None:  # type: ignore[no-untyped-def]
     relay = start_relay(max_per_address=2)
     held = [socket.create_connection(relay.address) for _ in range(2)]
-    while sum(relay.relay.per_ip.values()) < 2:
-        time.sleep(0.005)
+    _until(lambda: sum(relay.relay.per_ip.values()) == 2, "two connections")
     with pytest.raises(RelayError, match=r"too many connections from 127.0.0.1 \(limit 2\)"):
         dial(relay.address, S, None, timeout=10)
     held.pop().close()
-    while sum(relay.relay.per_ip.values()) > 1:
-        time.sleep(0.005)
+    _until(lambda: sum(relay.relay.per_ip.values()) == 1, "one connection")
     got: list[object] = []
     t = _join_later(relay, S, None, got)  # a slot is free again
-    while not relay.relay.sessions:
-        time.sleep(0.005)
+    _until(lambda: bool(relay.relay.sessions), "a nameplate")
     relay.stop()
     t.join(20)
     held[0].close()
@@ -221,8 +221,7 @@ def test_graceful_shutdown_lets_paired_sessions_finish(start_relay) -> None:  # 
     ssock, rsock, _ = _pair(relay)
     got: list[object] = []
     t = _join_later(relay, S, None, got)  # a lone waiter: told at once
-    while len(relay.relay.sessions) < 2:
-        time.sleep(0.005)
+    _until(lambda: len(relay.relay.sessions) == 2, "two nameplates")
     relay.relay.shutdown()
     t.join(20)
     assert isinstance(got[0], RelayError) and "shutting down" in str(got[0])

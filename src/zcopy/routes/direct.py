@@ -50,21 +50,25 @@ CACHED_FRACTION = 0.5
 
 
 class Measured(NamedTuple):
-    """What durable cold copies achieved between two file systems here (zcopy.diskrates): bytes/s by direct and by
-    the page cache (`via`: the route measured), and how many seconds ago."""
+    """What whole durable cold copies achieved between two file systems here (zcopy.diskrates): bytes/s by direct
+    and through the page cache (`via`: the route measured), None where not measured (or too long ago), and the age
+    of each in seconds."""
 
-    direct_bps: float
-    cache_bps: float
-    age_s: float
+    direct_bps: float | None
+    cache_bps: float | None
+    direct_age: float = 0.0
+    cache_age: float = 0.0
     via: str = "copy_file_range"
 
 
 def choose(
-    size: int, cached: float | None, threshold: int = THRESHOLD, measured: Measured | None = None
-) -> tuple[bool, str]:
+    size: int, cached: float | None, threshold: int = THRESHOLD, measured: Measured | None = None,
+    explore: bool = False,
+) -> tuple[bool, str]:  # fmt: skip
     """Pure: should a whole-file copy of `size` bytes, `cached` of it in the page cache (None: unknown), go by
-    direct rather than copy_file_range? `measured`: what each achieved here (None: not measured yet, direct).
-    Returns the decision and the sentence explaining it."""
+    direct rather than copy_file_range? `measured`: what each achieved here; `explore`: this copy is large enough
+    to measure a route not measured yet (direct first, then the page cache). Returns the decision and the sentence
+    explaining it."""
     mib = size / (1 << 20)
     if size < threshold:
         return False, (f"the source is {mib:.1f} MiB, below the direct threshold ({threshold >> 20} MiB): "
@@ -76,11 +80,21 @@ def choose(
                        "reading the disk again")  # fmt: skip
     cold = f"the source is {mib:.0f} MiB and {cached:.0%} of it is in the page cache"
     dma = "the disk DMAs it into a user buffer and out to the target, with no CPU copy and no page-cache pages"
-    if measured is None:
-        return True, f"{cold}: {dma} (not measured on these file systems yet)"
-    rates = (f"direct {measured.direct_bps / (1 << 20):.0f} MiB/s against {measured.via} + fdatasync "
-             f"{measured.cache_bps / (1 << 20):.0f} MiB/s, measured {measured.age_s:.0f} s ago")  # fmt: skip
-    if measured.direct_bps >= measured.cache_bps:
+    m = measured if measured is not None else Measured(None, None)
+
+    def rate(bps: float, age: float) -> str:
+        return f"{bps / (1 << 20):.0f} MiB/s, measured {age:.0f} s ago"
+
+    if m.direct_bps is None:
+        return True, f"{cold}: {dma} ({'measuring it on this copy' if explore else 'not measured here yet'})"
+    direct_rate = f"direct {rate(m.direct_bps, m.direct_age)}"
+    if m.cache_bps is None:
+        if explore:
+            return False, (f"{cold}; durable cold copies here: {direct_rate}; the page cache is not measured yet: "
+                           f"this copy measures it ({m.via} + fdatasync)")  # fmt: skip
+        return True, f"{cold}: {dma} ({direct_rate}; the page cache not measured yet)"
+    rates = f"{direct_rate}, {m.via} + fdatasync {rate(m.cache_bps, m.cache_age)}"
+    if m.direct_bps >= m.cache_bps:
         return True, f"{cold}; durable cold copies are faster by direct here ({rates}): {dma}"
     return False, f"{cold}, but durable cold copies are faster through the page cache here ({rates})"
 

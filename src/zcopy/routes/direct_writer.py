@@ -26,7 +26,7 @@ from zcopy.routes._base import GiveUp, Tally
 
 # Bytes per O_DIRECT request and buffers in flight: chosen by bench/direct.py's sweep (docs/architecture.md).
 CHUNK = 8 << 20
-DEPTH = 2
+DEPTH = 3
 
 THREAD_NAME = "zcopy-direct-writer"
 

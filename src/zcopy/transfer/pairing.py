@@ -16,9 +16,6 @@ import socket
 import struct
 from collections.abc import Callable
 
-from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKEError
-
 from zcopy.relay import protocol as rp
 from zcopy.transfer import codes
 from zcopy.transfer.errors import E_AUTH, E_IO, AuthError, ProtocolError, TransferError
@@ -110,6 +107,10 @@ def _confirm(key: bytes, side: bytes) -> bytes:
 def pake(sock: socket.socket, code: str, side: int) -> bytes:
     """SPAKE2 with `code` over the paired connection, then key confirmation both ways; returns the token the
     session authenticates with. Raises WrongCode (on both sides) if the codes differ."""
+    # Imported here: `spake2` pulls in `cryptography` (~45 ms), which a direct session never needs.
+    from spake2 import SPAKE2_A, SPAKE2_B
+    from spake2.spake2 import SPAKEError
+
     _plate, password = codes.parse(code)
     sender = side == rp.SIDE_SENDER
     cls = SPAKE2_A if sender else SPAKE2_B

@@ -4,6 +4,7 @@ every subcommand (no abbreviations, the subcommand's own usage)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -116,6 +118,45 @@ def test_permessage_deflate_as_uvicorn(tmp_path: Path) -> None:
         assert s.stop()[0] == 0
 
 
+def _deflated_frame(payload: bytes) -> bytes:
+    """One masked, compressed (RSV1) text frame as a permessage-deflate client sends it (RFC 7692 §7.2.1)."""
+    c = zlib.compressobj(wbits=-15)
+    body = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
+    body = body[:-4]  # without the 00 00 ff ff tail
+    mask = os.urandom(4)
+    n = len(body)
+    size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else (
+        bytes([0x80 | 127]) + n.to_bytes(8, "big"))  # fmt: skip
+    return bytes([0xC1]) + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+
+
+def test_permessage_deflate_messages_and_the_inflation_bound(tmp_path: Path) -> None:
+    """A compressed message is inflated and echoed; one that inflates past --ws-max-size is stopped at the bound
+    (wsproto alone inflates whatever a read brings) and closed with 1009."""
+    offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    s = AppServer(f"{UV}:app", make_data(tmp_path / "d"), "--ws-max-size", "65536")
+    try:
+        with socket.create_connection(s.addr, timeout=10) as c:
+            head, rest = upgrade(c, "/ws", offer)
+            assert b"permessage-deflate" in head.lower()
+            c.sendall(_deflated_frame(b"hello " * 1000))
+            while len(rest) < 2:
+                rest += c.recv(65536)
+            assert rest[0] & 0x40  # the echo came back compressed too (RSV1)
+        with socket.create_connection(s.addr, timeout=10) as c:
+            head, rest = upgrade(c, "/ws", offer)
+            c.sendall(_deflated_frame(bytes(4 << 20)))  # 4 MiB of zeros in ~4 KiB
+            data = rest
+            with contextlib.suppress(OSError):
+                while chunk := c.recv(65536):
+                    data += chunk
+            close = data[data.index(b"\x88") :]  # the server's close frame: 1009
+            assert int.from_bytes(close[2:4], "big") == 1009, data[:64]
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+
+
 def test_limit_max_requests_replaces_workers(tmp_path: Path) -> None:
     s = AppServer(f"{UV}:app", make_data(tmp_path / "d"), "--workers", "2", "--limit-max-requests", "1")
     try:
@@ -172,3 +213,28 @@ def test_reload_restarts_on_a_change(tmp_path: Path) -> None:
         _, rest = p.communicate(timeout=30)
     assert p.returncode == 0, "".join(lines) + rest
     assert "Stopping reloader process" in rest, rest
+
+
+def test_inflation_stops_at_the_bound() -> None:
+    """In wsproto itself: with the bounded extension no event carries more than the bound (the plain extension
+    would hand over all 4 MiB at once), and the verdict is 1009."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, TextMessage
+
+    from zcopy.serve.asgi.websocket import bounded_deflate
+
+    ws = WSConnection(ConnectionType.SERVER)
+    ws.initiate_upgrade_connection(
+        [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+         (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="), (b"sec-websocket-version", b"13"),
+         (b"sec-websocket-extensions", b"permessage-deflate")],
+        b"/ws",
+    )  # fmt: skip
+    list(ws.events())
+    ws.send(AcceptConnection(extensions=[bounded_deflate(65536)]))
+    ws.receive_data(_deflated_frame(b"small"))
+    ws.receive_data(_deflated_frame(bytes(4 << 20)))
+    events = list(ws.events())
+    assert isinstance(events[0], TextMessage) and events[0].data == "small"
+    assert all(len(e.data) <= 65537 for e in events if isinstance(e, TextMessage))
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1009

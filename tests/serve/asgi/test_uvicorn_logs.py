@@ -242,3 +242,34 @@ def test_error_lines_name_client_and_port(tmp_path: Path) -> None:
     text = err_path.read_text()
     assert f"ERROR:    127.0.0.1:{client_port}: exception in ASGI application (GET /boom)" in text, text
     assert "RuntimeError: boom" in text
+
+
+def test_direct_access_line_equals_the_formatters_and_yields_to_filters(restore_logging: None) -> None:
+    """Under the default configuration the access line is written without a LogRecord; it must be the line the
+    formatter makes, and give way to the logging path as soon as an app adds a filter (or colours are on)."""
+    import io
+
+    from zcopy.serve import logconfig
+    from zcopy.serve.accesslog import AccessLog
+
+    scope = {"client": ("10.1.2.3", 4567), "raw_path": b"/p", "query_string": b"a=1", "http_version": "1.1"}
+    logconfig.configure(None, use_colors=False)
+    handler = logconfig.default_access
+    assert handler is not None
+    out = io.StringIO()
+    handler.setStream(out)  # type: ignore[arg-type]
+    log = AccessLog(None, uvicorn=True)
+    log.write("-", b"GET", b"/p?a=1", b"1.1", 418, 0, "memory", scope)
+    direct = out.getvalue()
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "10.1.2.3:4567", "GET", "/p?a=1", "1.1", 418)
+    assert direct == 'INFO:     10.1.2.3:4567 - "GET /p?a=1 HTTP/1.1" 418 I\'m a Teapot\n'
+    assert out.getvalue() == direct * 2  # the formatter's line is the same
+    access = logging.getLogger("uvicorn.access")
+    access.addFilter(lambda record: record.args[-1] != 404)  # type: ignore[index]  # the usual health-check filter
+    log.write("-", b"GET", b"/p?a=1", b"1.1", 404, 0, "memory", scope)
+    log.write("-", b"GET", b"/p?a=1", b"1.1", 200, 0, "memory", scope)
+    assert out.getvalue() == direct * 2 + 'INFO:     10.1.2.3:4567 - "GET /p?a=1 HTTP/1.1" 200 OK\n'
+    access.filters.clear()
+    handler.formatter.use_colors = True  # type: ignore[union-attr]
+    log.write("-", b"GET", b"/p?a=1", b"1.1", 200, 0, "memory", scope)
+    assert "\x1b[" in out.getvalue().splitlines()[-1]

@@ -41,6 +41,40 @@ def max_frames(max_size: int) -> int:
     return 1024 + max_size // 64
 
 
+def bounded_deflate(limit: int) -> Any:
+    """wsproto's permessage-deflate, with a bound on what one message may inflate to. wsproto inflates all that
+    one read brings, unbounded: a few KiB of zeros could become hundreds of MiB before --ws-max-size is checked.
+    Here inflating stops at ``limit`` + 1 bytes per message, and the peer gets 1009 (message too big)."""
+    import zlib
+
+    from wsproto.extensions import PerMessageDeflate
+    from wsproto.frame_protocol import CloseReason
+
+    class Bounded(PerMessageDeflate):
+        inflated = 0  # bytes of the current message so far
+
+        def frame_inbound_payload_data(self, proto: Any, data: bytes) -> Any:
+            if not self._inbound_compressed or not self._inbound_is_compressible:
+                return data
+            inflate = self._decompressor
+            assert inflate is not None  # made by frame_inbound_header for a compressed frame
+            try:
+                out = inflate.decompress(bytes(data), limit - self.inflated + 1)
+            except zlib.error:
+                return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            self.inflated += len(out)
+            if self.inflated > limit or inflate.unconsumed_tail:
+                return CloseReason.MESSAGE_TOO_BIG
+            return out
+
+        def frame_inbound_complete(self, proto: Any, fin: bool) -> Any:
+            if fin:
+                self.inflated = 0
+            return super().frame_inbound_complete(proto, fin)
+
+    return Bounded()
+
+
 @functools.cache
 def available() -> bool:
     """Is wsproto (the zcopy[asgi] extra) importable? Asked once per process."""
@@ -154,14 +188,13 @@ class WebSocket:
 
     async def _accept(self, message: dict[str, Any]) -> None:
         from wsproto.events import AcceptConnection
-        from wsproto.extensions import PerMessageDeflate
 
         try:
             headers = [(k.lower(), v) for k, v in fields.check_all(message.get("headers"))]
         except fields.BadField as exc:
             raise AppError(f"websocket.accept: {exc}") from None
         # wsproto answers permessage-deflate only when the client offered it (RFC 7692 §5).
-        extensions: list[Any] = [PerMessageDeflate()] if self.deflate else []
+        extensions: list[Any] = [bounded_deflate(self.max_size)] if self.deflate else []
         accept = AcceptConnection(subprotocol=message.get("subprotocol"), extra_headers=headers, extensions=extensions)
         data = self.ws.send(accept)
         self.phase = Phase.OPEN
@@ -337,7 +370,12 @@ class WebSocket:
                 elif isinstance(event, Pong):
                     self._pong()
                 elif isinstance(event, CloseConnection):
-                    self._peer_closed(event.code, event.reason or "")
+                    if self.ws.state is ConnectionState.OPEN:
+                        # Not a frame from the peer: wsproto's verdict on bad input (an extension's 1009, invalid
+                        # UTF-8...). The peer is told why with our close frame.
+                        self._fail(event.code, event.reason or "")
+                    else:
+                        self._peer_closed(event.code, event.reason or "")
                     return
         except RemoteProtocolError as exc:
             self._fail(exc.event_hint.code if exc.event_hint is not None else 1002, str(exc))  # type: ignore[attr-defined,unused-ignore]  # wsproto is optional: untyped Any without it
