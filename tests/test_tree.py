@@ -418,3 +418,28 @@ def test_symlinks_given_as_sources_like_cp(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         assert snapshot(tmp_path / f"zc-{name}", times=False) == snapshot(tmp_path / f"gnu-{name}", times=False)
     assert (tmp_path / "zc-r" / "ldir").is_symlink() and not (tmp_path / "zc-plain" / "lfile").is_symlink()
+
+
+def test_ctrl_c_stops_the_pool_even_with_a_worker_blocked(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "many").mkdir(parents=True)
+    for i in range(BATCH + 8):  # two work items, so the pool runs
+        make_file(src / "many" / f"f{i:03d}", 100, seed=i)
+    make_file(src / "blocked", 100)
+    (dst / "src").mkdir(parents=True)
+    os.mkfifo(dst / "src" / "blocked")  # written into as cp would: its open waits for a reader that never comes
+    p = subprocess.Popen([sys.executable, "-m", "zcopy", "cp", "-r", str(src), str(dst)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list((dst / "src" / "many").glob("f*"))) < BATCH + 8:
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and b"interrupted" in err and b"Traceback" not in err

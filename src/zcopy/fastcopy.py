@@ -64,7 +64,8 @@ def copy_result(
     try:
         st = os.fstat(sfd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory (copy() copies one file; copytree() copies a tree)", src_path)
+            why = "Is a directory (copy() copies one file; copytree() copies a tree)"
+            raise IsADirectoryError(errno.EISDIR, why, src_path)
         with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(st, os.stat(dst_path)):
                 raise shutil.SameFileError(f"{src_path!r} and {dst_path!r} are the same file")

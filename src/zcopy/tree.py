@@ -36,6 +36,8 @@ from zcopy.errors import ZeroCopyError
 THREADS = 4
 # Small files a worker takes at a time (one lock round and one progress call per batch).
 BATCH = 32
+# After Ctrl-C, how long to wait (seconds, per thread) for the workers to finish the file each is copying.
+INTERRUPT_GRACE = 2.0
 # A file this big is a work item of its own.
 LARGE = 1 << 20
 # Errors that stop the whole copy instead of being collected: nothing after them could succeed.
@@ -310,14 +312,25 @@ class Copier:
             self.work()
             return
         # Each worker runs in a copy of this thread's context, so an active zcopy.observe() sees its copies too.
+        # Daemon threads: one blocked for good (opening a FIFO nobody reads, as cp would block) must not keep the
+        # process alive after Ctrl-C.
         workers = [
-            threading.Thread(target=contextvars.copy_context().run, args=(self.worker,), name=f"zcopy-tree-{i}")
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self.worker,), name=f"zcopy-tree-{i}", daemon=True
+            )
             for i in range(n)
         ]
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
+        try:
+            for w in workers:
+                w.join()
+        except BaseException:  # Ctrl-C lands here, in the main thread: stop the workers after their current file
+            with self._lock:
+                self.fatal = self.fatal or OSError(errno.EINTR, "interrupted")
+            for w in workers:
+                w.join(INTERRUPT_GRACE)
+            raise
         if self.crashed is not None:
             raise self.crashed
 
