@@ -35,11 +35,11 @@ NAME = "direct"
 CHUNK = direct_writer.CHUNK
 DEPTH = direct_writer.DEPTH
 
-# From a socket or pipe the writes are made in the caller's thread, not overlapped by a helper: the socket buffer
-# already keeps filling while the disk DMAs the previous piece, and the helper's hand-offs and rotating buffers cost
-# more than they hid (bench/direct.py, "socket → new file": the overlapped receive against this one; numbers in
-# docs/benchmarks.md).
-STREAM_OVERLAP = False
+# From a socket or pipe too, the O_DIRECT write of one piece overlaps the receive of the next (a helper thread).
+# Runs of bench/direct.py disagreed here ("socket → new file", both ways side by side): the socket buffer keeps
+# filling during a write anyway, and on a loaded VM the helper's hand-offs sometimes cost more than they hid; the
+# newest run (docs/benchmarks.md) has the overlap ahead on wall at the same CPU, so it is on.
+STREAM_OVERLAP = True
 
 # A socket or pipe source fills only this much of the buffer before each O_DIRECT write: 2 MiB. Measured here
 # (1 GiB over loopback into a new file + fsync, receiver thread CPU, medians of 5 shuffled rounds): 1 MiB 0.36 s,

@@ -53,8 +53,7 @@ class DirectWriter:
             got = fill(view)                # recv_into, preadv, ...
             w.submit(view[:got], pos)       # queued; raises an earlier write's error
 
-    `overlap=False`: every write is made by the caller, in its thread (a socket source: the socket buffer already
-    fills while the DMA runs, and a helper thread only added hand-offs; bench/direct.py).
+    `overlap=False`: every write is made by the caller, in its thread, through one buffer (no helper thread).
     `salvage=True` (a stream source whose bytes cannot be read again): if the file system refuses the first O_DIRECT
     write, this and every later piece go through the page cache and `refused` says why. `salvage=False`: that
     refusal raises GiveUp when nothing was written yet. Counts go to `tally` (syscalls and bytes the CPU copied).

@@ -41,9 +41,8 @@ from zcopy.transfer.stream import Stream
 _SPLICE_STEP = 8 << 20
 _DIRECT_STEP = 256 << 20
 
-# TLS bodies: decrypted into one buffer while the helper thread has the disk DMA the previous one. Decryption is CPU
-# work the socket buffer cannot do ahead, unlike a plain receive (where the overlap lost: routes.direct.STREAM_OVERLAP).
-# Not in a repo bench yet: a hand-run check was too noisy to quote.
+# TLS bodies: decrypted into one buffer while the helper thread has the disk DMA the previous one (decryption is CPU
+# work the socket buffer cannot do ahead). Not in a repo bench yet: a hand-run check was too noisy to quote.
 TLS_OVERLAP = True
 
 # setuid/setgid bits are never recreated from a network peer's word.
