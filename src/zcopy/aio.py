@@ -39,7 +39,10 @@ class Outbox:
         "_chunk",
         "_extra",
         "_i",
+        "_missed",
         "_pos",
+        "_probed",
+        "_probed_to",
         "_sock",
         "body_bytes",
         "cold",
@@ -61,7 +64,7 @@ class Outbox:
         sock: socket.socket,
         parts: list[Part],
         max_chunk: int = MAX_CHUNK,
-        probe: Callable[[int, int, int], bool] | None = None,
+        probe: Callable[[int, int, int, bool], bool] | None = None,
     ) -> None:
         self._sock = sock
         self.sock_fd = sock.fileno()
@@ -79,11 +82,15 @@ class Outbox:
         self.route = "sendfile"
         self.copied = 0  # bytes a fallback route moved through user space
         self._extra: dict[str, int] = {}
-        # probe(fd, offset, count): may this chunk be sent without waiting for the disk? When it says no, pump()
-        # stops with ``cold`` set, and the caller sends that chunk elsewhere (serve/transport.py: a disk thread).
+        # probe(fd, offset, count, exact): may this chunk be sent without waiting for the disk? When it says no,
+        # pump() stops with ``cold`` set, and the caller sends that chunk elsewhere (serve/transport.py: a disk
+        # thread). ``exact`` once a chunk of this outbox was cold (its file is being read from the disk).
         self.probe = probe
         self.cold = False
         self._chunk = 0
+        self._probed = -1  # the part (index) whose bytes up to _probed_to were found resident
+        self._probed_to = 0
+        self._missed = False  # a chunk of this outbox was cold: from then on the probe checks every page
         self.disk_chunks = 0  # chunks that went by sendfile in a disk thread
         self.disk_wait_s = 0.0  # how long they took, queue included
 
@@ -144,10 +151,15 @@ class Outbox:
                         return False
                 else:
                     count = min(left, budget)
-                    if self.probe is not None and not self.probe(part.fd, part.offset + self._pos, count):
-                        self.cold = True
-                        self._chunk = count
-                        return False
+                    if self.probe is not None:
+                        if self._probed == self._i and self._pos < self._probed_to:
+                            count = min(count, self._probed_to - self._pos)  # inside a range found resident
+                        elif self.probe(part.fd, part.offset + self._pos, count, self._missed):
+                            self._probed, self._probed_to = self._i, self._pos + count
+                        else:
+                            self.cold = self._missed = True
+                            self._chunk = count
+                            return False
                     self.sendfiles += 1
                     try:
                         n = os.sendfile(self.sock_fd, part.fd, part.offset + self._pos, count)
@@ -225,6 +237,8 @@ class Outbox:
 
     def record(self, op: str, wall_s: float = 0.0) -> None:
         """Report this outbox to zcopy.observe (a contextvar check when nobody observes)."""
+        if _observe.current() is None:
+            return  # nobody observes: not even the syscall dict is built (every response of a server comes here)
         _observe.record(
             op,
             self.route,

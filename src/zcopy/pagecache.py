@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import threading
 
 from zcopy._record import Record
 
@@ -90,3 +91,40 @@ def residency(fd: int) -> Residency:
         resident += got
         probed += (length + page - 1) // page
     return Residency(resident, probed)
+
+
+_LIBC: list[ctypes.CDLL | None] = []
+# all_resident()'s residency vector, made once (a new ctypes array type per call costs more than the syscalls):
+# up to _VEC_PAGES pages per question, larger ranges are asked in parts.
+_VEC_PAGES = 4096
+_VEC = bytearray(_VEC_PAGES)
+_VEC_C = (ctypes.c_ubyte * _VEC_PAGES).from_buffer(_VEC)
+_VEC_LOCK = threading.Lock()
+
+
+def all_resident(fd: int, offset: int, count: int) -> bool | None:
+    """Are all pages of ``count`` bytes of ``fd`` from ``offset`` in the page cache (None: cannot tell)? mmap +
+    mincore + munmap, no page touched (the server asks this before each large body chunk it would send)."""
+    if not _LIBC:
+        _LIBC.append(_libc())
+    libc = _LIBC[0]
+    if libc is None or count <= 0:
+        return None
+    page = mmap.PAGESIZE
+    pos, end = offset - offset % page, offset + count
+    while pos < end:
+        length = min(end - pos, _VEC_PAGES * page)
+        pages = (length + page - 1) // page
+        addr = libc.mmap(None, length, _PROT_READ, _MAP_SHARED, fd, pos)
+        if addr is None or addr == _MAP_FAILED:
+            return None
+        try:
+            with _VEC_LOCK:
+                if libc.mincore(addr, length, _VEC_C) != 0:
+                    return None
+                if _VEC.find(0, 0, pages) != -1:  # bit 0: resident; the other bits are reserved (zero)
+                    return False
+        finally:
+            libc.munmap(addr, length)
+        pos += length
+    return True

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import calendar
+import os
 import re
+from pathlib import Path
 
 from zcopy.serve import listing
 from zcopy.serve.listing import Entry
+from zcopy.serve.resolve import Resolver
 
 T = calendar.timegm((2026, 12, 7, 4, 50, 59, 0, 0, 0))
 
@@ -29,3 +32,25 @@ def test_listing_like_autoindex_parent_dirs_first_dates_sizes() -> None:
     assert "<td>1970-01-01 00:00</td>" in page
     root = listing.render(b"/", entries).decode()
     assert 'href="../"' not in root  # nothing above the root
+
+
+def test_resolver_lists_sizes_dates_and_links_as_their_targets(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "f.txt").write_bytes(b"12345")
+    os.utime(root / "f.txt", (T, T))
+    (root / "to-sub").symlink_to("sub")
+    (root / "dangling").symlink_to("nowhere")
+    (root / ".hidden").write_bytes(b"x")
+    for follow, to_sub_is_dir in ((True, True), (False, False)):
+        resolver = Resolver(root, follow_symlinks=follow)
+        opened = resolver.open([])
+        assert opened is not None and opened.is_dir
+        try:
+            entries = {e.name: e for e in resolver.list_dir(opened.fd)}
+        finally:
+            os.close(opened.fd)
+        assert set(entries) == {b"sub", b"f.txt", b"to-sub", b"dangling"}  # no dotfiles
+        assert entries[b"f.txt"] == Entry(b"f.txt", False, 5, T)
+        assert entries[b"sub"].is_dir and entries[b"to-sub"].is_dir is to_sub_is_dir
+        assert not entries[b"dangling"].is_dir  # listed as the link itself

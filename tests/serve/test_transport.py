@@ -67,3 +67,21 @@ def test_pool_hands_exceptions_to_the_loop_and_rejects_a_size_below_one() -> Non
     asyncio.run(main())
     with pytest.raises(ValueError, match="at least 1"):
         DiskPool(0)
+
+
+def test_resident_exact_looks_at_every_page_of_a_big_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "g.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no read-ahead: exactly the pages read get cached
+        os.pread(fd, 4096, 0)
+        os.pread(fd, 4096, (1 << 20) - 4096)  # first and last page cached, the middle not
+        assert resident(fd, 0, 1 << 20)  # the cheap probe looks at the ends only
+        assert not resident(fd, 0, 1 << 20, exact=True)  # once a file is being read from the disk: every page
+        os.pread(fd, 1 << 20, 0)
+        assert resident(fd, 0, 1 << 20, exact=True)
+    finally:
+        os.close(fd)

@@ -30,6 +30,7 @@ class FileEntry:
         "mtime",
         "name",
         "refs",
+        "resident_until",
         "size",
     )
 
@@ -45,6 +46,7 @@ class FileEntry:
         self.encoding = encoding
         self.refs = 0
         self.dead = False
+        self.resident_until = 0.0  # conn.py: found in the page cache, trusted to be there until then
         # Headers shared by every full (200) response of this file; everything but Date/Connection.
         validators = self.validators(vary)
         self.fixed = b"Content-Type: %s\r\nContent-Length: %d\r\n%sAccept-Ranges: bytes\r\n%s" % (

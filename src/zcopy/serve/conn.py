@@ -29,6 +29,11 @@ MAX_PIPELINE = 32
 # and the connection closed, so nobody can keep us reading for free (nginx client_max_body_size is 1m too).
 MAX_BODY = 1 << 20
 
+# A static file of at most TRUST_SIZE bytes that was in the page cache is trusted to stay there for
+# TRUST_SECONDS: its responses skip the residency probe (transport.resident) meanwhile.
+TRUST_SIZE = 64 << 10
+TRUST_SECONDS = 1.0
+
 # A 503 for lack of descriptors says "try again in a second": by then a keep-alive or a response has ended.
 RETRY_AFTER = b"1"
 
@@ -185,11 +190,20 @@ class Session(H1Reader, Transport):
     # -- the transport's hooks (serve/transport.py does the socket side) ------------------------------
     def start(self, resp: Response) -> bool:
         """Send ``resp``; False when it goes on in the background (send_done or send_failed follow)."""
-        if self.send(resp.parts):
-            if self.route is not None:
-                resp.route = self.route  # the route the transport used for the body
-            return True
-        return False
+        entry = resp.entry
+        if entry is None or entry.size > TRUST_SIZE:
+            done = self.send(resp.parts)
+        else:
+            # A small file found in the page cache less than TRUST_SECONDS ago is sent without asking again (the
+            # probe is a syscall per response); a wrong guess costs one small read on the loop, never bytes.
+            now = time.monotonic()
+            trusted = entry.resident_until > now
+            done = self.send(resp.parts, probe=not trusted)
+            if done and not trusted and not self.closed:
+                entry.resident_until = now + TRUST_SECONDS
+        if done and self.route is not None:
+            resp.route = self.route  # the route the transport used for the body
+        return done
 
     def send_done(self) -> None:
         resp, req = self.current, self.current_req

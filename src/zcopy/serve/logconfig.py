@@ -29,6 +29,7 @@ ERROR_LOGGER = "uvicorn.error"
 ACCESS_LOGGER = "uvicorn.access"
 ASGI_LOGGER = "uvicorn.asgi"
 
+ACCESS_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
 # uvicorn's default configuration (its LOGGING_CONFIG): the server's lines on stderr, access lines on stdout.
 LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
@@ -41,7 +42,7 @@ LOGGING_CONFIG: dict[str, Any] = {
         },
         "access": {
             "()": "zcopy.serve.logconfig.AccessFormatter",
-            "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+            "fmt": ACCESS_FORMAT,
         },
     },
     "handlers": {
@@ -121,6 +122,11 @@ class AccessFormatter(DefaultFormatter):
             request_line = _style(request_line, bold=True)
         record.__dict__.update(client_addr=client_addr, request_line=request_line, status_code=status_code)
         return super().formatMessage(record)
+
+
+# The handler the default configuration gave `uvicorn.access` (None under a --log-config): while it is the
+# logger's only handler, with its own formatter, no filter and no colours, accesslog.py writes the line itself.
+default_access: logging.StreamHandler[Any] | None = None
 
 
 class ConfigError(Exception):
@@ -209,6 +215,11 @@ def configure(
     if not access_log:
         logging.getLogger(ACCESS_LOGGER).handlers = []
         logging.getLogger(ACCESS_LOGGER).propagate = False
+    global default_access
+    default_access = None
+    handlers = logging.getLogger(ACCESS_LOGGER).handlers
+    if log_config is None and not static and len(handlers) == 1 and isinstance(handlers[0], logging.StreamHandler):
+        default_access = handlers[0]  # accesslog.py may write this handler's lines itself (see there)
 
 
 def threshold() -> int:

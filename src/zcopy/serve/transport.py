@@ -32,32 +32,47 @@ from typing import Any
 
 from zcopy.aio import Outbox
 from zcopy.errors import TruncatedFileError
+from zcopy.pagecache import all_resident
 from zcopy.parts import FileSlice, Part
 from zcopy.serve import logs
 from zcopy.serve.config import Host, Limits
 from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE
 
 DISK_THREADS = 32  # nginx's default thread pool ("thread_pool default threads=32 max_queue=65536")
+NICE = 10  # how much lower the disk threads' CPU priority is than the loop's
 
 # The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
 # write; past this the per-call overhead stops mattering against the copy and encryption.
 TLS_CHUNK = 1 << 18
+# The SSL transport's write buffer limit, and how far ahead a file is read under TLS (issue #20 F6: the SSL
+# transport pauses only past 512 KiB by default, and we read 256 KiB at a time: about 1.1 MiB of RSS per slow
+# reader). A file is read only as far as that buffer has room; the kernel's socket buffer queues the rest.
+TLS_HIGH_WATER = 16 << 10
+TLS_RECORD = 16 << 10  # the smallest read worth a wait: one full TLS record
 
 _NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PROBE = [bytearray(1)]  # preadv2 needs somewhere to put the byte it reads (the loop thread only)
 
 
-def resident(fd: int, offset: int, count: int) -> bool:
-    """Are the first and last page of ``count`` bytes of ``fd`` from ``offset`` in the page cache? (True when the
-    file system cannot tell: then we send on the loop as before, as for a file without RWF_NOWAIT support.)"""
+def resident(fd: int, offset: int, count: int, exact: bool = False) -> bool:
+    """May ``count`` bytes of ``fd`` from ``offset`` be sent without waiting for the disk?
+
+    ``preadv2(RWF_NOWAIT)`` of one byte of the chunk's first page (a miss starts the read-ahead there at once) and,
+    for a chunk over two pages, of its last page: two cheap syscalls, the answer for files that are wholly in the
+    page cache. ``exact`` (the file is being read from the disk): mincore over every page of the chunk instead of
+    the last page, since a read-ahead in flight completes out of order and leaves holes between cached ends. True
+    when the file system cannot tell: the chunk is sent on the loop as before."""
     if not _NOWAIT:
         return True
     try:
         os.preadv(fd, _PROBE, offset, _NOWAIT)
-        last = offset + count - 1
-        if count > 1 and last // _PAGE != offset // _PAGE:
-            os.preadv(fd, _PROBE, last, _NOWAIT)
+        if count > _PAGE:
+            last = offset + count - 1
+            if exact and count > 2 * _PAGE:
+                return all_resident(fd, offset, count) is not False
+            if last // _PAGE != offset // _PAGE:
+                os.preadv(fd, _PROBE, last, _NOWAIT)
     except BlockingIOError:
         return False
     except OSError:
@@ -127,6 +142,11 @@ class DiskPool:
         self._jobs.put(job)
 
     def _work(self) -> None:
+        # Below the loop thread: a disk thread's sendfile also does the TCP work of its chunk, and on a fast disk
+        # several of them would otherwise take the loop's CPU in turns (hot requests waiting ms for their turn).
+        with contextlib.suppress(OSError, AttributeError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
         jobs = self._jobs
         while True:
             job = jobs.get()
@@ -238,7 +258,8 @@ class TlsCopy:
         pos, end = part.offset, part.offset + part.count
         while pos < end:
             await wait_writable()
-            want = min(TLS_CHUNK, end - pos)
+            room = TLS_HIGH_WATER - transport.get_write_buffer_size()  # read ahead only what it can take
+            want = min(TLS_CHUNK, end - pos, max(room, TLS_RECORD))
             chunk = await self._read(part.fd, want, pos)
             if not chunk:
                 raise TruncatedFileError(part.name, pos, end, pos - part.offset)
@@ -311,7 +332,8 @@ class Transport:
         raise NotImplementedError
 
     # -- provided by the flavours ---------------------------------------------------------------------
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
+        """``probe``: ask resident() before each file chunk (False: the caller knows the file is in memory)."""
         raise NotImplementedError
 
     def set_reading(self, want: bool) -> None:
@@ -381,8 +403,8 @@ class RawTransport(Transport):
             else:
                 self.loop.remove_reader(self.fd)
 
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
-        box = Outbox(self.sock, parts, self.limits.max_chunk, resident)
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
+        box = Outbox(self.sock, parts, self.limits.max_chunk, resident if probe else None)
         self._whole = whole
         try:
             if box.pump():
@@ -460,7 +482,8 @@ class RawTransport(Transport):
         self.route = box.route if files else None
         if files or self._whole:
             box.record("serve.response")
-        self._log_disk_wait(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
+        if box.disk_chunks:
+            self._log_disk_wait(box.disk_wait_s, box.disk_chunks, "chunk(s) sent")
 
     def _stop_writing(self) -> None:
         if self._writing:
@@ -534,6 +557,8 @@ class TLSTransport(Transport, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
         self.transport = transport  # type: ignore[assignment]
+        with contextlib.suppress(AttributeError, NotImplementedError, ValueError):  # a loop without them keeps its own
+            transport.set_write_buffer_limits(high=TLS_HIGH_WATER, low=TLS_HIGH_WATER // 4)  # type: ignore[attr-defined]
         self.on_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -573,7 +598,7 @@ class TLSTransport(Transport, asyncio.Protocol):
             if self.closed:
                 raise ConnectionResetError("the connection is closed")
 
-    def send(self, parts: list[Part], whole: bool = True) -> bool:
+    def send(self, parts: list[Part], whole: bool = True, probe: bool = True) -> bool:
         t = self.transport
         if t is None or self.closed or t.is_closing():
             self.send_failed(ConnectionResetError("the connection is closed"))
