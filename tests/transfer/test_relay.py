@@ -411,3 +411,152 @@ def test_cli_relay_mistakes_are_clear_errors(tmp_path: Path) -> None:
         r = subprocess.run([*ZCOPY, "send", str(tmp_path / "f"), "--relay", f"127.0.0.1:{port}"],
                            capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "is `zcopy relay` running?" in r.stderr, r.stderr
+
+
+def test_relay_out_of_descriptors_refuses_then_recovers(tmp_path: Path) -> None:
+    """At its descriptor limit the relay stops accepting for a moment (instead of spinning on a readable listener),
+    says so, and accepts again once descriptors are free."""
+    import json
+
+    proc = subprocess.Popen(["bash", "-c", 'ulimit -n 32 && exec "$@"', "relay", *ZCOPY, "relay", "--listen",
+                             "127.0.0.1:0", "--json", "--max-per-address", "100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    m = _LISTEN.search(proc.stderr.readline())
+    assert m, "relay did not start"
+    address = (m.group(1), int(m.group(2)))
+    held = []
+    try:
+        for _ in range(40):  # more than the limit: the last ones wait in the backlog
+            held.append(socket.create_connection(address, timeout=10))
+        line = json.loads(proc.stderr.readline())
+        assert line["event"] == "refused" and line["reason"] == "out of descriptors", line
+        for s in held:
+            s.close()
+        held = []
+        ssock, _ = pairing_dial(address)  # accepted again once descriptors are free
+        ssock.close()
+    finally:
+        for s in held:
+            s.close()
+        log = _stop(proc)
+    # Paused, not spinning: a handful of these lines, where a loop on the readable listener writes thousands.
+    assert log.count("out of descriptors") < 200
+
+
+def pairing_dial(address: tuple[str, int]) -> tuple[socket.socket, str]:
+    """Place a sender on the relay (allocate), returning once it is waiting."""
+    from zcopy.relay import protocol as rp
+
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(rp.Request(rp.OP_ALLOCATE, rp.SIDE_SENDER).encode())
+    head = sock.recv(rp.REPLY_HEAD, socket.MSG_WAITALL)
+    rep = rp.decode_reply(head, sock.recv(rp.reply_length(head), socket.MSG_WAITALL))
+    assert rep.status == rp.ST_WAITING, rep
+    return sock, rep.text
+
+
+class _HostileRelay:
+    """A relay run by an attacker: it pairs the two sides honestly and passes the SPAKE2 messages on (it cannot
+    know the code), then terminates TLS with its own certificate towards each side and forwards the plaintext: the
+    man in the middle a relay is best placed to be."""
+
+    def __new__(cls, identity: Path):  # type: ignore[no-untyped-def]
+        from .test_security import Mitm, _recv_exact
+
+        class Hostile(Mitm):
+            def _run(self) -> None:
+                from zcopy.relay import protocol as rp
+                from zcopy.transfer import protocol as p
+                from zcopy.transfer import tls
+
+                conns = {}
+                for _ in range(2):
+                    c, _ = self.server.accept()
+                    head = _recv_exact(c, rp.REQUEST_HEAD)
+                    req = rp.decode_request(head + _recv_exact(c, rp.request_length(head) - rp.REQUEST_HEAD))
+                    c.sendall(rp.Reply(rp.ST_WAITING, rp.waiting_text("7", 30)).encode())
+                    conns[req.side] = c
+                a, b = conns[rp.SIDE_SENDER], conns[rp.SIDE_RECEIVER]
+                for c in (a, b):
+                    c.sendall(rp.Reply(rp.ST_PAIRED).encode())
+                for src, dst in ((a, b), (b, a)):  # SPAKE2 messages, untouched
+                    head = _recv_exact(src, 7)
+                    dst.sendall(head + _recv_exact(src, int.from_bytes(head[5:7], "big")))
+                for src, dst in ((a, b), (b, a)):  # key confirmations, untouched
+                    dst.sendall(_recv_exact(src, 32))
+                head = _recv_exact(b, 6)  # the receiver's (empty) offer, then the sender's choice, untouched
+                a.sendall(head + _recv_exact(b, int.from_bytes(head[4:6], "big") + 32))
+                b.sendall(_recv_exact(a, 5 + 32))
+                opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
+                b_open = _recv_exact(b, opening)
+                a.sendall(b_open)
+                b.sendall(_recv_exact(a, opening))
+                try:
+                    ta = self.ctx.wrap_socket(a, server_side=True)
+                    tb = tls.client_context().wrap_socket(b)
+                except OSError:
+                    a.close()
+                    b.close()
+                    return
+                locks = {ta: threading.Lock(), tb: threading.Lock()}
+                t = threading.Thread(target=self._tls_pump, args=(tb, ta, self.down, locks))
+                t.start()
+                self._tls_pump(ta, tb, self.up, locks)
+                t.join()
+                ta.close()
+                tb.close()
+
+        return Hostile(("127.0.0.1", 9), identity)
+
+
+def test_a_hostile_relay_cannot_be_a_man_in_the_middle(tmp_path: Path, start_receiver) -> None:  # type: ignore[no-untyped-def]
+    from zcopy.transfer import tls
+    from zcopy.transfer.errors import E_AUTH
+
+    src = tmp_path / "src"
+    src.mkdir()
+    secret = b"SECRET-FILE-BYTES-" * 10_000
+    (src / "f.bin").write_bytes(secret)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    hostile = _HostileRelay(tls.ensure_identity(tmp_path / "relay-owner.pem"))
+    code = _code()
+    rx = start_receiver(dst, relay=hostile.address, code=code)
+    with pytest.raises(TransferError) as info:  # the receiver's refusal (E_AUTH), or the sender's own check
+        send([src], relay=hostile.address, code=code)
+    res = rx.join()
+    hostile.close()
+    # The pairing succeeded (the relay passed SPAKE2 on), but the proofs bound to the certificate each side saw do
+    # not verify through the relay's TLS: refused on both sides, nothing written, no file byte seen.
+    assert info.value.code == E_AUTH and res.error_code == E_AUTH, (info.value, res.error)
+    assert "man in the middle" in (res.error or "") and WRONG_CODE not in str(info.value)  # past the PAKE
+    assert os.listdir(dst) == []
+    assert secret[:40] not in bytes(hostile.up)
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_listening_receiver_offers_its_address_and_the_sender_goes_direct(tmp_path: Path, start_receiver,  # type: ignore[no-untyped-def]
+                                                                           start_relay, reachable: bool) -> None:
+    relay = start_relay()
+    tree = make_tree(tmp_path / "src", big=2 << 20)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    code = _code()
+    held = socket.socket()  # bound, never listening: an offered address that refuses connections
+    held.bind(("127.0.0.1", 0))
+    with held:
+        offer = True if reachable else [held.getsockname()]
+        rx = start_receiver(dst, relay=relay.address, code=code, offer=offer)
+        res = send([tree], relay=relay.address, code=code)
+        rres = rx.join()
+    assert res.ok and rres.ok, (res, rres)
+    assert_same_tree(tree, dst / "tree")
+    way = "direct" if reachable else "relay"
+    assert res.via == rres.via == way and res.code == code
+    (line,) = relay.wait_for("session")
+    carried = int(line["bytes_sender_to_receiver"])  # type: ignore[call-overload]
+    if reachable:  # the relay carried the pairing only: SPAKE2, the confirmations, the choice
+        assert carried < 1024, line
+    else:
+        assert carried > res.bytes_sent, line

@@ -27,6 +27,8 @@ from zcopy.relay import protocol as rp
 PIPE_SIZE = 1 << 20
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# Out of descriptors, accepting pauses this long (the listener would otherwise stay readable and spin the loop).
+ACCEPT_PAUSE_S = 0.2
 # A client must finish its REQUEST within this long (bounded by the pairing timeout).
 REQUEST_TIMEOUT_S = 10.0
 
@@ -144,6 +146,7 @@ class Relay:
         self.per_ip: dict[str, int] = {}
         self.peers: set[_Peer] = set()
         self.stopping = 0.0  # when shutdown() was asked (0: running)
+        self.accept_paused = 0.0  # out of descriptors: accepting resumes at this time
         with contextlib.suppress(ValueError, OSError):  # two sockets and four pipe ends per session
             _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -187,7 +190,8 @@ class Relay:
                 now = time.monotonic()
                 if self.stopping and not closed_listener:
                     closed_listener = True
-                    self.sel.unregister(self.listener)
+                    if not self.accept_paused:
+                        self.sel.unregister(self.listener)
                     self.listener.close()
                     for s in list(self.sessions.values()):
                         if s.pumps is None:
@@ -210,6 +214,9 @@ class Relay:
                         if peer in self.peers:
                             self._on_peer(peer, mask)
                 now = time.monotonic()
+                if self.accept_paused and now >= self.accept_paused and not closed_listener:
+                    self.accept_paused = 0.0
+                    self.sel.register(self.listener, selectors.EVENT_READ, None)
                 if now - swept >= 0.25:  # timers are coarse: a sweep per event batch would cost O(sessions)
                     swept = now
                     self._sweep(now)
@@ -218,7 +225,7 @@ class Relay:
             self.log({"event": "stopped"})
 
     def _next_timeout(self, now: float) -> float:
-        return 1.0 if not self.stopping else 0.2
+        return 1.0 if not (self.stopping or self.accept_paused) else 0.2
 
     # -- accepting and requests -----------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -229,7 +236,11 @@ class Relay:
                 return
             except OSError as exc:  # EMFILE and friends: keep serving the sessions we have
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self.log({"event": "refused", "reason": f"accept: {exc.strerror}"})
+                    # The connection stays in the backlog and the listener stays readable: stop watching it for
+                    # a moment rather than spin, and say so once.
+                    self.log({"event": "refused", "reason": "out of descriptors", "message": f"accept: {exc.strerror}"})
+                    self.sel.unregister(self.listener)
+                    self.accept_paused = time.monotonic() + ACCEPT_PAUSE_S
                     return
                 raise
             sock.setblocking(False)
