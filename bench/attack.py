@@ -8,7 +8,7 @@
   an RST. Server descriptors before, and 5 s after the clients left.
 - WebSocket peers vanishing with a FIN (F1): N clients handshake, read the 101 and close. Descriptors 5 s after.
 Each load runs against each contender in a shuffled order; one process per contender, started fresh per load.
-uvicorn comes from bench/asgi.py's peer venv (.bench-asgi-venv). Servers pinned to CPU0, clients to CPU1.
+uvicorn comes from bench/asgi.py's peer venv (.bench-asgi-venv, plus wsproto). Servers pinned to CPU0, clients to CPU1.
 Usage: .venv/bin/python bench/attack.py [--quick] [--out FILE.md] [-n N]
 """
 
@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     lift_nofile(n + 1000)
     peer_bin, versions = peer_venv()
+    # uvicorn's WebSockets need a library of their own; wsproto, the one zcopy uses, for a like-for-like run.
+    subprocess.run([os.path.join(peer_bin, "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "wsproto"], check=True)  # fmt: skip
     tmp = tempfile.mkdtemp(prefix="zcopy-bench-attack-")
     try:
         with open(os.path.join(tmp, "big.bin"), "wb") as f:
@@ -188,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         common = ["--port", "{PORT}", "--max-connections", str(n + 100), "--send-timeout", "600"]
         app = ["--app", "attackapp:app", "--app-dir", tmp]
         uv = [os.path.join(peer_bin, "uvicorn"), "attackapp:app", "--app-dir", tmp, "--port", "{PORT}",
-              "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]  # fmt: skip
+              "--loop", "uvloop", "--http", "httptools", "--ws", "wsproto", "--log-level", "warning"]  # fmt: skip
         tls_z, tls_u = ["--tls-cert", cert, "--tls-key", key], ["--ssl-certfile", cert, "--ssl-keyfile", key]
         pin(1)
         loads = {
