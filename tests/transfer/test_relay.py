@@ -485,6 +485,9 @@ class _HostileRelay:
                     dst.sendall(head + _recv_exact(src, int.from_bytes(head[5:7], "big")))
                 for src, dst in ((a, b), (b, a)):  # key confirmations, untouched
                     dst.sendall(_recv_exact(src, 32))
+                head = _recv_exact(b, 6)  # the receiver's (empty) offer, then the sender's choice, untouched
+                a.sendall(head + _recv_exact(b, int.from_bytes(head[4:6], "big") + 32))
+                b.sendall(_recv_exact(a, 5 + 32))
                 opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
                 b_open = _recv_exact(b, opening)
                 a.sendall(b_open)
@@ -530,3 +533,30 @@ def test_a_hostile_relay_cannot_be_a_man_in_the_middle(tmp_path: Path, start_rec
     assert "man in the middle" in (res.error or "") and WRONG_CODE not in str(info.value)  # past the PAKE
     assert os.listdir(dst) == []
     assert secret[:40] not in bytes(hostile.up)
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_listening_receiver_offers_its_address_and_the_sender_goes_direct(tmp_path: Path, start_receiver,  # type: ignore[no-untyped-def]
+                                                                           start_relay, reachable: bool) -> None:
+    relay = start_relay()
+    tree = make_tree(tmp_path / "src", big=2 << 20)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    code = _code()
+    held = socket.socket()  # bound, never listening: an offered address that refuses connections
+    held.bind(("127.0.0.1", 0))
+    with held:
+        offer = True if reachable else [held.getsockname()]
+        rx = start_receiver(dst, relay=relay.address, code=code, offer=offer)
+        res = send([tree], relay=relay.address, code=code)
+        rres = rx.join()
+    assert res.ok and rres.ok, (res, rres)
+    assert_same_tree(tree, dst / "tree")
+    way = "direct" if reachable else "relay"
+    assert res.via == rres.via == way and res.code == code
+    (line,) = relay.wait_for("session")
+    carried = int(line["bytes_sender_to_receiver"])  # type: ignore[call-overload]
+    if reachable:  # the relay carried the pairing only: SPAKE2, the confirmations, the choice
+        assert carried < 1024, line
+    else:
+        assert carried > res.bytes_sent, line

@@ -54,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relay", metavar="HOST:PORT", nargs="+",
                    help="meet the sender through `zcopy relay` instead of listening (default: $ZCOPY_RELAY when a "
                         "CODE is given); one session, then exit")
-    p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT",
-                   help="address to listen on (default 127.0.0.1:9000; port 0 picks a free one)")
+    p.add_argument("--listen", default=None, metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:9000; port 0 picks a free one); with --relay, also "
+                        "listen here and offer it: the sender connects directly if it can, else uses the relay")
     p.add_argument("--once", action="store_true",
                    help="serve one session, then exit (status 1 if it failed); connections that never authenticate "
                         "do not end it")
@@ -121,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             parse(args.code)
         except CodeError as exc:
             raise UserError(str(exc)) from None
+    offer = relay is not None and args.listen is not None
+    args.listen = args.listen or "127.0.0.1:9000"
     address = parse_address(args.listen, default_host="127.0.0.1")
     if args.no_token and args.token is not None:
         raise UserError("--token and --no-token contradict each other")
@@ -138,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if args.clean_partials:
         _clean_partials(args.directory)
     try:
-        rx = Receiver(args.directory, address, relay=relay, code=args.code if relay else None, token=token,
+        rx = Receiver(args.directory, address, relay=relay, code=args.code if relay else None, offer=offer,
+                      token=token,
                       overwrite=args.overwrite, timeout=args.timeout, route=args.route, plain=args.plain,
                       tls_cert=args.tls_cert, tls_key=args.tls_key, links=args.links, cache=args.cache,
                       max_sessions=args.max_sessions, max_handshakes=args.max_handshakes,
@@ -155,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         if args.plain:
             say("warning: --plain through a relay: the relay (and anyone on the way) can read and see every byte; "
                 "the sender must use --plain too")
-        say(f"waiting for the sender at relay {shown}, writing to {args.directory}")
+        say(f"waiting for the sender at relay {shown}, writing to {args.directory}"
+            + (f"; offering {rx.address[0]}:{rx.address[1]} for a direct connection" if offer else ""))
     else:
         bound, port = rx.address
         host = f"[{bound}]" if ":" in bound else bound

@@ -138,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  routes: sender {_routes(result.routes)}, receiver {_routes(rx.get('routes', {}))}{copying}")
         if result.certificate:
             print(f"  receiver certificate {result.certificate}")
-        print(f"  via {'relay ' + _shown(relay) if relay is not None else 'direct connection'}")
+        if relay is None:
+            print("  via direct connection")
+        elif result.via == "relay":
+            print(f"  via relay {_shown(relay)}")
+        else:
+            print(f"  via direct connection to the address the receiver offered (paired through {_shown(relay)})")
         for f in result.failed:
             print(f"zcopy send: not published: {f['path']}: {f['error']}", file=sys.stderr)
     return 0 if result.ok else 1

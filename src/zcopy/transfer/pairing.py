@@ -133,4 +133,70 @@ def pake(sock: socket.socket, code: str, side: int) -> bytes:
     return hmac.new(key, b"zcopy/2 token", hashlib.sha256).hexdigest().encode()
 
 
-__all__ = ["WRONG_CODE", "RelayError", "WrongCode", "dial", "pake"]
+# -- the direct offer: after the PAKE, a receiver that also listens names its addresses; the sender tries them ---------
+_OFFER = struct.Struct(">4sH")  # "ZOFR", text length; then the text (addresses, space-separated), then a MAC
+_CHOICE = struct.Struct(">4sB")  # "ZCHO", 1 direct / 0 through the relay; then a MAC
+_MAX_OFFER = 1024
+# How long the sender tries each offered address before it keeps to the relay.
+DIRECT_TRY_S = 2.0
+
+
+def _mac(token: bytes, label: bytes, data: bytes) -> bytes:
+    return hmac.new(token, b"zcopy/2 " + label + b"\0" + data, hashlib.sha256).digest()
+
+
+def send_offer(sock: socket.socket, token: bytes, addresses: list[tuple[str, int]]) -> None:
+    """The receiver's addresses (none: it does not listen), authenticated with the session token so the relay can
+    neither forge nor change them."""
+    text = " ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses).encode()[:_MAX_OFFER]
+    sock.sendall(_OFFER.pack(b"ZOFR", len(text)) + text + _mac(token, b"offer", text))
+
+
+def read_offer(sock: socket.socket, token: bytes) -> list[tuple[str, int]]:
+    magic, n = _OFFER.unpack(_recv_exact(sock, _OFFER.size, "before the receiver's offer"))
+    if magic != b"ZOFR" or n > _MAX_OFFER:
+        raise ProtocolError("expected the receiver's offer")
+    text = _recv_exact(sock, n, "in the receiver's offer")
+    if not hmac.compare_digest(_recv_exact(sock, 32, "in the receiver's offer"), _mac(token, b"offer", text)):
+        raise _integrity("the receiver's offer")
+    out = []
+    for item in text.decode("ascii", "replace").split():
+        host, _, port = item.rpartition(":")
+        if port.isdigit():
+            out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _integrity(what: str) -> TransferError:
+    from zcopy.transfer.protocol import IntegrityError
+
+    return IntegrityError(f"{what} failed its integrity check: altered on the way")
+
+
+def try_direct(addresses: list[tuple[str, int]], timeout: float = DIRECT_TRY_S) -> socket.socket | None:
+    """The first offered address that accepts a connection, or None."""
+    for address in addresses:
+        try:
+            return socket.create_connection(address, timeout=timeout)
+        except OSError:
+            continue
+    return None
+
+
+def send_choice(sock: socket.socket, token: bytes, direct: bool) -> None:
+    data = bytes([direct])
+    sock.sendall(_CHOICE.pack(b"ZCHO", direct) + _mac(token, b"choice", data))
+
+
+def read_choice(sock: socket.socket, token: bytes) -> bool:
+    magic, choice = _CHOICE.unpack(_recv_exact(sock, _CHOICE.size, "before the sender's choice"))
+    if magic != b"ZCHO" or choice not in (0, 1):
+        raise ProtocolError("expected the sender's choice of route")
+    got = _recv_exact(sock, 32, "in the sender's choice")
+    if not hmac.compare_digest(got, _mac(token, b"choice", bytes([choice]))):
+        raise _integrity("the sender's choice")
+    return bool(choice)
+
+
+__all__ = ["DIRECT_TRY_S", "WRONG_CODE", "RelayError", "WrongCode", "dial", "pake", "read_choice", "read_offer",
+           "send_choice", "send_offer", "try_direct"]

@@ -29,7 +29,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -111,7 +111,10 @@ class Receiver:
 
     With `relay` (and the sender's `code`, e.g. "7-guitarist-revenge") it listens on nothing: serve_once() dials
     the relay, waits there for the sender, runs SPAKE2 with the code (which stands in for `token`) and then the
-    same session as a direct one; `address` is then the relay's. A code is good for one session.
+    same session as a direct one; `address` is then the relay's. A code is good for one session. With `offer`
+    it also listens on `listen` and, once paired, offers the sender that address (True) or the given ones (a
+    list, e.g. a public address in front of a port forward); the sender connects there if it can (the result's
+    `via` is then "direct") and keeps to the relay otherwise.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class Receiver:
         *,
         relay: tuple[str, int] | None = None,
         code: str | None = None,
+        offer: bool | Sequence[tuple[str, int]] = False,
         token: str | bytes | None = None,
         overwrite: bool = False,
         timeout: float | None = 60.0,
@@ -181,7 +185,8 @@ class Receiver:
         self._closed = False
         self._serving = False
         self._listener: socket.socket | None = None
-        if relay is not None:
+        self._offered: list[tuple[str, int]] = []
+        if relay is not None and not offer:
             self.address: tuple[str, int] = relay
             return
         try:
@@ -193,6 +198,8 @@ class Receiver:
             raise
         host, port = self._listener.getsockname()[:2]
         self.address = (host, port)
+        if relay is not None:
+            self._offered = _offer_addresses(self.address) if isinstance(offer, bool) else list(offer)
 
     def _listening(self) -> socket.socket:
         if self._listener is None:
@@ -246,14 +253,32 @@ class Receiver:
             sock, _ = pairing.dial(relay, rp.SIDE_RECEIVER, codes.parse(code)[0], timeout=self.policy.timeout)
         except (TransferError, OSError) as exc:
             return _failed(where, exc, t0)
+        via = "relay"
         try:
             token = pairing.pake(sock, code, rp.SIDE_RECEIVER)
+            pairing.send_offer(sock, token, self._offered)
+            if pairing.read_choice(sock, token):  # the sender reached an offered address: the session runs there
+                sock.close()
+                sock, where, via = self._accept_offered()
         except (TransferError, OSError) as exc:
             sock.close()
             return _failed(where, exc, t0)
         result = self._handle(sock, where, Gate(1, 1).ticket(), dataclasses.replace(self.policy, token=token))[0]
+        result.via = via
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _accept_offered(self) -> tuple[socket.socket, str, str]:
+        """The sender's direct connection to the address this receiver offered (the token proofs that follow
+        tell it from anyone else's)."""
+        listener = self._listening()
+        listener.settimeout(self.policy.timeout)
+        try:
+            conn, peer = listener.accept()
+        except TimeoutError:
+            raise TransferError("the sender chose the offered address but never connected", E_IO) from None
+        conn.settimeout(None)
+        return conn, f"{peer[0]}:{peer[1]}", "direct"
 
     def _handle(self, conn: socket.socket, peer: str, ticket: Ticket,
                 policy: Policy | None = None) -> tuple[SessionResult, bool, bool]:
@@ -418,6 +443,20 @@ def _space_held(root: int) -> str:
     rest = f" and {len(found) - 3} more" if len(found) > 3 else ""
     return (f"; partial files kept for --resume hold {mib:.1f} MiB{' or more' if more else ''} here: {named}{rest}; "
             "`zcopy recv DIR --clean-partials` drops them (so does sending them again without --resume)")
+
+
+def _offer_addresses(bound: tuple[str, int]) -> list[tuple[str, int]]:
+    """What a receiver listening on `bound` offers: that address, or, bound to every interface, this host's
+    addresses (loopback last, for a sender on the same machine)."""
+    host, port = bound
+    if host not in ("0.0.0.0", "::"):
+        return [bound]
+    try:
+        ips = {str(ai[4][0]) for ai in socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)}
+    except OSError:
+        ips = set()
+    loopback = "::1" if host == "::" else "127.0.0.1"
+    return [(ip, port) for ip in sorted(ips) if not ip.startswith("127.") and ip != "::1"] + [(loopback, port)]
 
 
 def _failed(peer: str, exc: TransferError | OSError, t0: float) -> SessionResult:

@@ -99,6 +99,7 @@ def send(
     tok = token.encode() if isinstance(token, str) else token
     t0 = time.perf_counter()
     chosen = code
+    via = "direct" if relay is None else "relay"
     if relay is not None:
         def placed(nameplate: str) -> None:
             nonlocal chosen
@@ -112,15 +113,22 @@ def send(
         try:
             assert chosen is not None
             tok = pairing.pake(sock, chosen, rp.SIDE_SENDER)
+            # A receiver that also listens offers its addresses: tried first, the relay kept if none answers.
+            direct = pairing.try_direct(pairing.read_offer(sock, tok))
+            pairing.send_choice(sock, tok, direct is not None)
         except BaseException:
             sock.close()
             raise
+        if direct is not None:
+            sock.close()
+            sock = direct
+            via = "direct"  # paired (and the code checked) through the relay, the bytes straight to the receiver
     else:
         assert address is not None
         sock = socket.create_connection(address, timeout=timeout)
     session = _Session(sock, sources, tok, resume, checksum.ALGORITHMS[checksum_name], progress, route, plain,
                        links, fingerprint)
-    session.result.via = "direct" if relay is None else "relay"
+    session.result.via = via
     session.result.code = chosen or ""
     try:
         # Small frames must not wait for delayed ACKs (Nagle); the FILE header is sent with MSG_MORE so it
