@@ -467,8 +467,6 @@ class _HostileRelay:
         class Hostile(Mitm):
             def _run(self) -> None:
                 from zcopy.relay import protocol as rp
-                from zcopy.transfer import protocol as p
-                from zcopy.transfer import tls
 
                 conns = {}
                 for _ in range(2):
@@ -488,24 +486,7 @@ class _HostileRelay:
                 head = _recv_exact(b, 6)  # the receiver's (empty) offer, then the sender's choice, untouched
                 a.sendall(head + _recv_exact(b, int.from_bytes(head[4:6], "big") + 32))
                 b.sendall(_recv_exact(a, 5 + 32))
-                opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
-                b_open = _recv_exact(b, opening)
-                a.sendall(b_open)
-                b.sendall(_recv_exact(a, opening))
-                try:
-                    ta = self.ctx.wrap_socket(a, server_side=True)
-                    tb = tls.client_context().wrap_socket(b)
-                except OSError:
-                    a.close()
-                    b.close()
-                    return
-                locks = {ta: threading.Lock(), tb: threading.Lock()}
-                t = threading.Thread(target=self._tls_pump, args=(tb, ta, self.down, locks))
-                t.start()
-                self._tls_pump(ta, tb, self.up, locks)
-                t.join()
-                ta.close()
-                tb.close()
+                self.intercept(a, b)
 
         return Hostile(("127.0.0.1", 9), identity)
 
