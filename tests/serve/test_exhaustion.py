@@ -7,11 +7,13 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from .conftest import LOOPS, recv_response, wait_for
+from .tlsfiles import make_cert
 
 # Low enough to reach in a few dozen connections, high enough for the interpreter, the loop and the listener
 # (about 15 descriptors before the first connection).
@@ -90,3 +92,35 @@ def test_out_of_fds_is_503_then_recovers(site: Path, loop: str) -> None:
     assert "Traceback" not in err, err
     assert "accept failed (24: Too many open files); 127.0.0.1 answered 503 through the spare descriptor" in err, err
     assert "retrying" not in err, err
+
+
+def test_out_of_fds_under_tls_is_closed_and_logged_as_closed(site: Path, tmp_path: Path) -> None:
+    """Under TLS the connection taken through the spare descriptor is only closed (a 503 cannot go before a
+    handshake): the log line says so (it said "answered 503")."""
+    cert, key = make_cert(tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "zcopy", "serve", str(site), "--port", "0", "--ssl-certfile", str(cert),
+         "--ssl-keyfile", str(key), "--handshake-timeout", "60"],
+        stderr=subprocess.PIPE, text=True, preexec_fn=_limit,
+    )  # fmt: skip
+    held: list[socket.socket] = []
+    lines: list[str] = []
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        port = int(line.split("https://127.0.0.1:")[1].split("/")[0])
+        drain = threading.Thread(target=lambda: lines.extend(p.stderr or ()), daemon=True)
+        drain.start()
+        # A connection that never says hello holds a descriptor in its TLS handshake; more of them than the limit
+        # allows make accept fail with EMFILE, and the server closes one through its spare descriptor.
+        for _ in range(NOFILE):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        assert wait_for(lambda: any("spare descriptor" in x for x in lines), 30.0), lines
+    finally:
+        for c in held:
+            c.close()
+        p.terminate()
+        p.wait(20)
+    refused = [x for x in lines if "spare descriptor" in x]
+    assert "127.0.0.1 closed (TLS: no 503 before a handshake) through the spare descriptor" in refused[0], refused
+    assert "Traceback" not in "".join(lines), lines

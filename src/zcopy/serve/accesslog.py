@@ -103,8 +103,10 @@ class AccessLog:
         route: str,
         scope: dict[str, Any] | None = None,
     ) -> None:
-        """One response. ``scope`` (ASGI) gives uvicorn's line the client's port and the path as the app saw it."""
-        if self.uvicorn and _access.isEnabledFor(logging.INFO):
+        """One response. ``scope`` (ASGI) gives uvicorn's line the client's port and the path as the app saw it.
+        Status 0 (no response started: the client went away first) has no uvicorn line, as uvicorn writes its
+        line when the response starts; the file's line keeps the record."""
+        if self.uvicorn and status and _access.isEnabledFor(logging.INFO):
             if scope is not None:
                 who, what, http_version = client_addr(scope), full_path(scope), scope["http_version"]
             else:

@@ -322,7 +322,8 @@ class Server:
                 return False
             with sock:
                 peer = str(addr[0]) if isinstance(addr, tuple) else "-"
-                why = f"accept failed ({exc.errno}: {exc.strerror}); {peer} answered 503 through the spare descriptor"
+                done = "answered 503" if self.ssl is None else "closed (TLS: no 503 before a handshake)"
+                why = f"accept failed ({exc.errno}: {exc.strerror}); {peer} {done} through the spare descriptor"
                 self.log_throttled("accept: refused", why)
                 if self.ssl is None:
                     with contextlib.suppress(OSError):

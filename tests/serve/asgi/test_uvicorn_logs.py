@@ -273,3 +273,35 @@ def test_direct_access_line_equals_the_formatters_and_yields_to_filters(restore_
     handler.formatter.use_colors = True  # type: ignore[union-attr]
     log.write("-", b"GET", b"/p?a=1", b"1.1", 200, 0, "memory", scope)
     assert "\x1b[" in out.getvalue().splitlines()[-1]
+
+
+def test_no_access_line_for_a_request_never_answered(tmp_path: Path) -> None:
+    """uvicorn writes its access line when the response starts, so a request the client abandons before any
+    answer (here: its body stalls past --body-timeout) has none; zcopy wrote `"POST ... HTTP/1.1" 0 `."""
+    from .conftest import make_data, read_startup
+
+    env = {**os.environ, "ZCOPY_TEST_DATA": str(make_data(tmp_path)), "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "zcopy", "serve", "--app", "tests.serve.asgi.apps:app", "--app-dir", str(REPO),
+         "--port", "0", "--body-timeout", "0.5", "--no-use-colors"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert p.stderr is not None
+        line, before = read_startup(p.stderr)
+        m = re.search(r"127\.0\.0\.1:(\d+)/", line)
+        assert m, before
+        port = int(m.group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"POST /raw/read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            assert s.recv(100) == b""  # closed by the server past --body-timeout, with no answer
+        assert _get(port, "/raw/nowhere") == 404  # a request answered: its line is written
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert "no request body bytes" in err, err
+    assert _normal(out).splitlines() == ['INFO:     127.0.0.1:PORT - "GET /raw/nowhere HTTP/1.1" 404 Not Found'], out
