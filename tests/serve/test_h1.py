@@ -13,7 +13,7 @@ from zcopy.errors import TruncatedFileError
 from zcopy.parts import FileSlice
 from zcopy.serve.config import Limits
 from zcopy.serve.h1 import RECV_SIZE, UPGRADE, H1Reader
-from zcopy.serve.transport import TLS_CHUNK, TLS_HIGH_WATER, TLS_RECORD, TlsCopy
+from zcopy.serve.transport import TLS_CHUNK, TlsCopy
 
 
 def limits(*, header_timeout: float = 10.0, max_header_bytes: int = 8192, max_url_bytes: int = 1024) -> Limits:
@@ -153,9 +153,8 @@ def test_tls_copy_writes_the_slice_in_chunks(tmp_path: Path) -> None:
         os.close(fd)
     assert b"".join(t.chunks) == data[500:-100]
     assert copy.moved == len(data) - 600 and len(waits) == len(t.chunks)
-    # Read ahead only what the transport's buffer has room for (issue #20 F6), and never less than one record.
-    assert all(len(c) <= TLS_HIGH_WATER for c in t.chunks)
-    assert all(len(c) >= TLS_RECORD for c in t.chunks[:-1])
+    # One TLS record's worth at a time, the transport's whole write limit (issue #20 F6: no reading far ahead).
+    assert all(len(c) == TLS_CHUNK for c in t.chunks[:-1]) and 0 < len(t.chunks[-1]) <= TLS_CHUNK
 
 
 def test_tls_copy_of_a_truncated_file_counts_what_moved(tmp_path: Path) -> None:
