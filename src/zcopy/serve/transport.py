@@ -42,14 +42,11 @@ from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE
 DISK_THREADS = 32  # nginx's default thread pool ("thread_pool default threads=32 max_queue=65536")
 NICE = 10  # how much lower the disk threads' CPU priority is than the loop's
 
-# The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
-# write; past this the per-call overhead stops mattering against the copy and encryption.
-TLS_CHUNK = 1 << 18
-# The SSL transport's write buffer limit, and how far ahead a file is read under TLS (issue #20 F6: the SSL
-# transport pauses only past 512 KiB by default, and we read 256 KiB at a time: about 1.1 MiB of RSS per slow
-# reader). A file is read only as far as that buffer has room; the kernel's socket buffer queues the rest.
-TLS_HIGH_WATER = 16 << 10
-TLS_RECORD = 16 << 10  # the smallest read worth a wait: one full TLS record
+# The copy route under TLS: pread one TLS record's worth at a time and write it to the SSL transport, whose write
+# buffer is capped at the same size (issue #20 F6: it pauses only past 512 KiB by default, and we read 256 KiB at
+# a time: ~1.1 MiB of RSS per slow reader). A file is read only as far as the transport can take; the kernel's
+# socket buffer queues the rest.
+TLS_CHUNK = 16 << 10
 
 _NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -262,8 +259,7 @@ class TlsCopy:
         pos, end = part.offset, part.offset + part.count
         while pos < end:
             await wait_writable()
-            room = TLS_HIGH_WATER - transport.get_write_buffer_size()  # read ahead only what it can take
-            want = min(TLS_CHUNK, end - pos, max(room, TLS_RECORD))
+            want = min(TLS_CHUNK, end - pos)
             chunk = await self._read(part.fd, want, pos)
             if not chunk:
                 raise TruncatedFileError(part.name, pos, end, pos - part.offset)
@@ -562,7 +558,7 @@ class TLSTransport(Transport, asyncio.Protocol):
         # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
         self.transport = transport  # type: ignore[assignment]
         with contextlib.suppress(AttributeError, NotImplementedError, ValueError):  # a loop without them keeps its own
-            transport.set_write_buffer_limits(high=TLS_HIGH_WATER, low=TLS_HIGH_WATER // 4)  # type: ignore[attr-defined]
+            transport.set_write_buffer_limits(high=TLS_CHUNK, low=TLS_CHUNK // 4)  # type: ignore[attr-defined]
         self.on_made(transport)
 
     def data_received(self, data: bytes) -> None:
