@@ -47,6 +47,12 @@ def zcopy_cli(*args: str, user: int | None = None) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, *cmd, *args], capture_output=True, timeout=120)
 
 
+def zcopy_cli_in_process(argv: list[str]) -> int:
+    from zcopy.cli import main
+
+    return main(argv)
+
+
 def every_kind(root: Path, outside: Path) -> Path:
     """A source tree with an entry of every kind (returns its root, made at root/"src")."""
     src = root / "src"
@@ -316,6 +322,8 @@ def test_sync_is_one_syncfs(tree: Path, tmp_path: Path, monkeypatch: pytest.Monk
     assert len(kicked) == 2  # the files of LARGE bytes or more (one sparse): writeback started once each was copied
     copytree(tree, tmp_path / "dst2")
     assert len(calls) == 1 and len(kicked) == 2  # without sync, neither
+    r = zcopy_cli_in_process(["cp", "--sync", "--json", str(tree / "size-1"), str(tree / "size-0"), str(tmp_path)])
+    assert r == 0 and len(calls) == 2  # files only, no directory made: their file system is synced all the same
 
 
 def test_progress_and_observe_see_every_file(tree: Path, tmp_path: Path) -> None:
