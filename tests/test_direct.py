@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,18 +116,8 @@ def _read_all(fd: int) -> bytes:
 def test_socket_to_file_with_chunk_hook(ddir: Path, size: int) -> None:
     data = os.urandom(size)
     seen: list[bytes] = []
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        c = socket.create_connection(srv.getsockname())
-        s, _ = srv.accept()
-    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
-    sender.start()
-    try:
-        with FileChannel.open(ddir / "dst", "w") as dst, observe() as obs:
-            n = dst.transfer_from(s, 0, size + 10, route="direct", on_chunk=lambda v: seen.append(bytes(v)))
-    finally:
-        sender.join()
-        c.close()
-        s.close()
+    with _fed(data) as s, FileChannel.open(ddir / "dst", "w") as dst, observe() as obs:
+        n = dst.transfer_from(s, 0, size + 10, route="direct", on_chunk=lambda v: seen.append(bytes(v)))
     assert n == size
     assert (ddir / "dst").read_bytes() == data
     assert b"".join(seen) == data  # every byte shown to the hook once, in order
@@ -495,6 +487,22 @@ def test_hook_sees_each_byte_once_when_a_nonblocking_socket_takes_part(ddir: Pat
     assert len(seen) == len(data) and bytes(seen) == data
 
 
+@contextlib.contextmanager
+def _fed(data: bytes) -> Iterator[socket.socket]:
+    """A connected TCP socket whose peer thread sends `data` then FIN; the sender is joined and both ends closed."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        s, _ = srv.accept()
+    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+    sender.start()
+    try:
+        yield s
+    finally:
+        sender.join()
+        c.close()
+        s.close()
+
+
 # ---------------------------------------------------------------- failures in the middle of the overlapped pipeline
 
 
@@ -582,18 +590,8 @@ def test_overlap_bytes_identical_random_data(ddir: Path, size: int) -> None:
     op = obs.operations[0]
     assert op.route == "direct" and op.user_bytes == 2 * (size % dio_offset(ddir / "src"))
     assert op.syscalls["pwrite64"] >= size // direct.CHUNK
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        c = socket.create_connection(srv.getsockname())
-        s, _ = srv.accept()
-    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
-    sender.start()
-    try:
-        with FileChannel.open(ddir / "rx", "w") as dst:
-            assert dst.transfer_from(s, 0, size, route="direct") == size
-    finally:
-        sender.join()
-        c.close()
-        s.close()
+    with _fed(data) as s, FileChannel.open(ddir / "rx", "w") as dst:
+        assert dst.transfer_from(s, 0, size, route="direct") == size
     assert (ddir / "rx").read_bytes() == data
     assert _no_helper_left()
 
@@ -611,18 +609,8 @@ def test_socket_source_refused_at_the_first_dma_write_is_salvaged(ddir: Path, mo
         return real(fd, buf, pos)
 
     monkeypatch.setattr(os, "pwrite", refuse)
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        c = socket.create_connection(srv.getsockname())
-        s, _ = srv.accept()
-    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
-    sender.start()
-    try:
-        with FileChannel.open(ddir / "dst", "w") as dst:
-            moved = routes.move(s.fileno(), dst.fileno(), None, size, dst_offset=0, prefer="direct", wait=True)
-    finally:
-        sender.join()
-        c.close()
-        s.close()
+    with _fed(data) as s, FileChannel.open(ddir / "dst", "w") as dst:
+        moved = routes.move(s.fileno(), dst.fileno(), None, size, dst_offset=0, prefer="direct", wait=True)
     assert moved.nbytes == size and moved.route != "direct"
     assert moved.skipped[0][0] == "direct" and "refused an aligned O_DIRECT write" in moved.skipped[0][1]
     assert (ddir / "dst").read_bytes() == data

@@ -182,3 +182,23 @@ def test_an_open_direct_fd_stays_direct(ddir: Path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="depth"):
         DirectWriter(0, depth=0)
+
+
+def test_without_overlap_every_write_is_the_callers(ddir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(64 * KiB * 5 + 7)
+    fd = os.open(ddir / "dst", os.O_RDWR | os.O_CREAT)
+    writers: list[str] = []
+    real = os.pwrite
+
+    def record(f: int, buf: memoryview, pos: int) -> int:
+        writers.append(threading.current_thread().name)
+        return real(f, buf, pos)
+
+    monkeypatch.setattr(os, "pwrite", record)
+    try:
+        with DirectWriter(fd, chunk=64 * KiB, overlap=False) as w:
+            _write_all(w, data, 0)
+    finally:
+        os.close(fd)
+    assert set(writers) == {threading.current_thread().name} and len(writers) >= 6
+    assert (ddir / "dst").read_bytes() == data

@@ -35,6 +35,12 @@ NAME = "direct"
 CHUNK = direct_writer.CHUNK
 DEPTH = direct_writer.DEPTH
 
+# From a socket or pipe the writes are made in the caller's thread, not overlapped by a helper: the socket buffer
+# already keeps filling while the disk DMAs the previous piece, and the helper's hand-offs and rotating buffers cost
+# more than they hid (bench/direct.py, "socket → new file": the overlapped receive against this one; numbers in
+# docs/benchmarks.md).
+STREAM_OVERLAP = False
+
 # A socket or pipe source fills only this much of the buffer before each O_DIRECT write: 2 MiB. Measured here
 # (1 GiB over loopback into a new file + fsync, receiver thread CPU, medians of 5 shuffled rounds): 1 MiB 0.36 s,
 # 2 MiB 0.27 s, 8 MiB 0.36 s; the bytes the recv copy just wrote are still in the CPU cache when the disk's DMA reads
@@ -364,7 +370,7 @@ class _Mover:
         assert self.dst_offset is not None
         self.writer = w = DirectWriter(
             self.dst, chunk=CHUNK if self.src_file else STREAM_CHUNK, depth=DEPTH, align=a, salvage=not self.src_file,
-            restore=False,
+            restore=False, overlap=self.src_file or STREAM_OVERLAP,
         )  # fmt: skip
         # A file source read by DMA must sit at the same offset within a block as the target.
         congruent = not self.src_file or (self.offset or 0) % a == self.dst_offset % a
@@ -446,6 +452,6 @@ def move(
 
 
 __all__ = [
-    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "THRESHOLD", "ChunkHook", "Measured", "check",
-    "choose", "model", "move", "refusal",
+    "CACHED_FRACTION", "CHUNK", "DEPTH", "NAME", "STREAM_CHUNK", "STREAM_OVERLAP", "THRESHOLD", "ChunkHook", "Measured",
+    "check", "choose", "model", "move", "refusal",
 ]

@@ -53,6 +53,8 @@ class DirectWriter:
             got = fill(view)                # recv_into, preadv, ...
             w.submit(view[:got], pos)       # queued; raises an earlier write's error
 
+    `overlap=False`: every write is made by the caller, in its thread (a socket source: the socket buffer already
+    fills while the DMA runs, and a helper thread only added hand-offs; bench/direct.py).
     `salvage=True` (a stream source whose bytes cannot be read again): if the file system refuses the first O_DIRECT
     write, this and every later piece go through the page cache and `refused` says why. `salvage=False`: that
     refusal raises GiveUp when nothing was written yet. Counts go to `tally` (syscalls and bytes the CPU copied).
@@ -60,7 +62,7 @@ class DirectWriter:
 
     def __init__(
         self, fd: int, *, chunk: int = CHUNK, depth: int = DEPTH, align: int | None = None, salvage: bool = False,
-        restore: bool = True,
+        restore: bool = True, overlap: bool = True,
     ) -> None:  # fmt: skip
         if depth < 1 or chunk <= 0:
             raise ValueError(f"depth must be >= 1 and chunk > 0, got {depth} and {chunk}")
@@ -69,6 +71,7 @@ class DirectWriter:
         self.chunk = max(self.align, chunk // self.align * self.align)
         self.salvage = salvage
         self.restore = restore
+        self.overlap = overlap  # False: every write in the caller's thread (no helper), one buffer is enough
         self.found = fcntl.fcntl(fd, fcntl.F_GETFL)
         self.direct_on = bool(self.found & _sys.O_DIRECT)
         self.tally = Tally()
@@ -77,7 +80,7 @@ class DirectWriter:
         self.written = 0  # bytes written so far
         self.start: int | None = None  # file offset of the first piece
         self.reached: int | None = None  # end offset of the last piece fully written (pieces land in order)
-        self._bufs = _take(self.chunk, depth)
+        self._bufs = _take(self.chunk, depth if overlap else 1)
         self._by_obj = {id(b.obj): b for b in self._bufs}
         self._free = list(self._bufs)
         self._jobs: collections.deque[tuple[memoryview, memoryview, int] | None] = collections.deque()
@@ -107,7 +110,7 @@ class DirectWriter:
         if not view:
             self._release(base)
             return
-        if not self.proven and self.refused is None:
+        if not self.overlap or (not self.proven and self.refused is None):
             try:
                 self._write(view, pos)
             finally:
