@@ -3,7 +3,8 @@
 ``sendfile(2)`` of a file that is not in the page cache blocks the calling thread until the disk has delivered; on
 a one-loop server that thread serves every other client too. So before a body chunk leaves, ``aio.Outbox`` asks
 ``resident()`` (``preadv2(RWF_NOWAIT)`` of one byte on the chunk's first and last page: two syscalls, no copy, and
-a miss starts the read-ahead at once). A resident chunk goes by sendfile on the loop, as before. A cold one goes
+a miss starts the read-ahead at once; once a response met a cold chunk, mincore over every page of the next ones).
+A resident chunk goes by sendfile on the loop, as before. A cold one goes
 by the same sendfile, run in a ``DiskPool`` thread (nginx ``aio threads``): the route stays ``sendfile``, no byte
 crosses user space, and the loop serves everyone else meanwhile.
 
@@ -78,15 +79,13 @@ def resident(fd: int, offset: int, count: int, exact: bool = False) -> bool:
 
 
 class _Job:
-    __slots__ = ("args", "fn", "fut", "loop", "queued", "started")
+    __slots__ = ("args", "fn", "fut", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.loop = loop
         self.fn = fn
         self.args = args
         self.fut: asyncio.Future[Any] = loop.create_future()
-        self.queued = time.perf_counter()
-        self.started = 0.0
 
 
 class DiskPool:
@@ -127,7 +126,6 @@ class DiskPool:
 
     def _start(self, job: _Job) -> None:
         self.busy += 1
-        job.started = time.perf_counter()
         with self._lock:
             spawn = self._idle == 0 and len(self._threads) < self.size
             if not spawn:
@@ -194,8 +192,14 @@ def _nothing(*args: Any) -> None:
 
 
 def _sendfile_job(sock_fd: int, fd: int, offset: int, count: int, dups: list[int]) -> int:
-    """sendfile on duplicates (closed here); -1 when the non-blocking socket is full."""
+    """sendfile on duplicates (closed here); -1 when the non-blocking socket is full.
+
+    The whole chunk is asked for first (POSIX_FADV_WILLNEED: read-ahead of all of it, without waiting): sendfile
+    reads only what the socket takes, and a slow reader would otherwise bring each socket-buffer's worth of the
+    chunk back here, one disk wait after the other."""
     try:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
         return os.sendfile(sock_fd, fd, offset, count)
     except (BlockingIOError, InterruptedError):
         return -1
