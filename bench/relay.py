@@ -423,12 +423,14 @@ def e2e_zcopy(path: str, out_dir: str, plate: int) -> E2E:
 
 def e2e_wormhole(bin_dir: str, path: str, out_dir: str, plate: int) -> E2E:
     twistd = os.path.join(bin_dir, "twistd")
+    # Both servers keep their database (relay.sqlite, usage files) in their working directory: a scratch one.
+    state = tempfile.mkdtemp(dir=out_dir)
     mb = subprocess.Popen([twistd, "-n", "--pidfile=", "wormhole-mailbox", "--port",
                            f"tcp:{PORTS['mailbox']}:interface=127.0.0.1"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=state)
     tr = subprocess.Popen([twistd, "-n", "--pidfile=", "transitrelay", "--port",
                            f"tcp:{PORTS['transit']}:interface=127.0.0.1"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=state)
     dst = tempfile.mkdtemp(dir=out_dir)
     env = dict(os.environ, WORMHOLE_RELAY_URL=f"ws://127.0.0.1:{PORTS['mailbox']}/v1",
                WORMHOLE_TRANSIT_HELPER=f"tcp:127.0.0.1:{PORTS['transit']}")
@@ -454,6 +456,7 @@ def e2e_wormhole(bin_dir: str, path: str, out_dir: str, plate: int) -> E2E:
         stop(mb)
         stop(tr)
         shutil.rmtree(dst, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
         os.sync()
 
 

@@ -15,7 +15,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # In this order; missing ones are skipped.
-SCRIPTS = ["core", "direct", "tree", "lab", "transfer", "relay", "replace", "serve", "asgi", "cold"]
+SCRIPTS = ["core", "direct", "tree", "lab", "transfer", "relay", "replace", "serve", "asgi", "cold", "attack"]
 
 HEADER = """# Benchmarks
 

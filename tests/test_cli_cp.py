@@ -83,3 +83,12 @@ def test_cp_empty_file_by_the_first_route_without_a_fallback(tmp_path: Path) -> 
         out = json.loads(r.stdout)
         assert (out["bytes"], out["route"], out["skipped"]) == (0, "copy_file_range", []), extra
         assert dst.read_bytes() == b""
+
+
+def test_cp_sync_single_file(tmp_path: Path) -> None:
+    data = make_file(tmp_path / "a", 10_000)
+    r = zcopy("cp", "--sync", "--json", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert r.returncode == 0 and json.loads(r.stdout)["synced"] is True
+    assert (tmp_path / "b").read_bytes() == data
+    r = zcopy("cp", "--sync", str(tmp_path / "a"), str(tmp_path / "c"))
+    assert r.returncode == 0 and "synced" in r.stdout

@@ -47,6 +47,12 @@ def zcopy_cli(*args: str, user: int | None = None) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, *cmd, *args], capture_output=True, timeout=120)
 
 
+def zcopy_cli_in_process(argv: list[str]) -> int:
+    from zcopy.cli import main
+
+    return main(argv)
+
+
 def every_kind(root: Path, outside: Path) -> Path:
     """A source tree with an entry of every kind (returns its root, made at root/"src")."""
     src = root / "src"
@@ -76,6 +82,7 @@ def every_kind(root: Path, outside: Path) -> Path:
     os.chown(src / "size-4095", 12345, 54321)
     os.lchown(src / "sub" / "rel-link", 23456, 65432)
     os.setxattr(src / "size-4097", "user.zcopy", b"an attribute")
+    os.setxattr(src / "sub", "user.zcopy-dir", b"a directory's attribute")
     os.utime(src / "size-4096", ns=(1_000_000_000, 1_500_000_123))
     os.utime(src / "sub" / "rel-link", ns=(2_000_000_000, 2_500_000_000), follow_symlinks=False)
     os.chmod(src / "sub" / "deeper", 0o555)
@@ -126,6 +133,8 @@ def test_archive_matches_gnu_cp_a(tree: Path, tmp_path: Path) -> None:
     )
     assert zc["size-4096"][-1] == ("hard-same-dir", "size-4096", "sub/hard-other-dir")
     assert (zc["size-1"][1], zc["size-4095"][2:4]) == (0o4750, (12345, 54321))
+    assert zc["size-4097"][6] == {"user.zcopy": b"an attribute"}
+    assert zc["sub"][6] == {"user.zcopy-dir": b"a directory's attribute"}
     assert os.lstat(tmp_path / "zc" / "sparse").st_blocks * 512 < 1 << 20  # holes stayed holes
     assert (tmp_path / "zc" / "sparse").read_bytes() == (tree / "sparse").read_bytes()
     # The totals: every regular file but the two extra names of the hard-linked one is copied once.
@@ -316,6 +325,8 @@ def test_sync_is_one_syncfs(tree: Path, tmp_path: Path, monkeypatch: pytest.Monk
     assert len(kicked) == 2  # the files of LARGE bytes or more (one sparse): writeback started once each was copied
     copytree(tree, tmp_path / "dst2")
     assert len(calls) == 1 and len(kicked) == 2  # without sync, neither
+    r = zcopy_cli_in_process(["cp", "--sync", "--json", str(tree / "size-1"), str(tree / "size-0"), str(tmp_path)])
+    assert r == 0 and len(calls) == 2  # files only, no directory made: their file system is synced all the same
 
 
 def test_progress_and_observe_see_every_file(tree: Path, tmp_path: Path) -> None:

@@ -191,6 +191,10 @@ class Copier:
             except OSError as exc:
                 self.error(src, dst, f"cannot stat: {_reason(exc)}")
                 continue
+            if sync:  # the file system each top-level entry lands on (a directory adds its own as it is made)
+                parent = os.path.dirname(os.path.abspath(dst))
+                with contextlib.suppress(OSError):
+                    self.dst_devs.setdefault(os.stat(parent).st_dev, parent)
             self.entry(src, dst, st)
             if self.fatal is not None:
                 break

@@ -72,6 +72,12 @@ def test_user_mistakes_are_clear_errors_without_traceback(tmp_path: Path) -> Non
         (["send", str(tmp_path / "missing"), "127.0.0.1:9"], "no such file"),
         (["send", str(tmp_path), "nohostport"], "not HOST:PORT"),
         (["recv", str(tmp_path / "missing"), "--once"], "not an existing directory"),
+        # A stall bound that is not a positive number of seconds (recv took -1 and each session died in a thread
+        # with a traceback; send said only "Timeout value out of range").
+        (["send", str(tmp_path), "127.0.0.1:9", "--timeout", "-1"], "--timeout"),
+        (["send", str(tmp_path), "127.0.0.1:9", "--timeout", "0"], "--timeout"),
+        (["recv", str(tmp_path), "--once", "--timeout", "-1"], "--timeout"),
+        (["recv", str(tmp_path), "--once", "--timeout", "0"], "--timeout"),
     ]
     # A port nobody listens on: bound by us and never listened on, so it refuses connections and nobody else
     # can take it while the cases run (a port closed and assumed free could be).

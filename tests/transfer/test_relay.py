@@ -230,8 +230,8 @@ def test_relay_killed_mid_transfer_then_resume_with_a_new_code(tmp_path: Path, s
         _stop(proc2)
 
 
-def _cli_pair(tmp_path: Path, address: tuple[str, int], *extra: str,
-              trace: bool = False) -> tuple[str, str, str, str]:
+def _cli_pair(tmp_path: Path, address: tuple[str, int], *extra: str, trace: bool = False,
+              recv_extra: tuple[str, ...] = ()) -> tuple[str, str, str, str]:
     """`zcopy send --relay` and `zcopy recv --relay CODE` as processes (optionally under strace for listen/bind);
     returns (send stdout, send stderr, recv stdout, recv stderr)."""
     relay = f"{address[0]}:{address[1]}"
@@ -250,7 +250,7 @@ def _cli_pair(tmp_path: Path, address: tuple[str, int], *extra: str,
         code = m.group(1) if m else ""
     try:
         rcv = subprocess.run([*pre_r, *ZCOPY, "recv", str(tmp_path / "dst"), "--relay", relay, code, "--json",
-                              *extra], capture_output=True, text=True, timeout=60)
+                              *extra, *recv_extra], capture_output=True, text=True, timeout=60)
         snd.wait(60)
         assert snd.stdout is not None
         sout, serr = snd.stdout.read(), snd.stderr.read()  # the same buffered reader that found the code
@@ -467,8 +467,6 @@ class _HostileRelay:
         class Hostile(Mitm):
             def _run(self) -> None:
                 from zcopy.relay import protocol as rp
-                from zcopy.transfer import protocol as p
-                from zcopy.transfer import tls
 
                 conns = {}
                 for _ in range(2):
@@ -488,24 +486,7 @@ class _HostileRelay:
                 head = _recv_exact(b, 6)  # the receiver's (empty) offer, then the sender's choice, untouched
                 a.sendall(head + _recv_exact(b, int.from_bytes(head[4:6], "big") + 32))
                 b.sendall(_recv_exact(a, 5 + 32))
-                opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
-                b_open = _recv_exact(b, opening)
-                a.sendall(b_open)
-                b.sendall(_recv_exact(a, opening))
-                try:
-                    ta = self.ctx.wrap_socket(a, server_side=True)
-                    tb = tls.client_context().wrap_socket(b)
-                except OSError:
-                    a.close()
-                    b.close()
-                    return
-                locks = {ta: threading.Lock(), tb: threading.Lock()}
-                t = threading.Thread(target=self._tls_pump, args=(tb, ta, self.down, locks))
-                t.start()
-                self._tls_pump(ta, tb, self.up, locks)
-                t.join()
-                ta.close()
-                tb.close()
+                self.intercept(a, b)
 
         return Hostile(("127.0.0.1", 9), identity)
 
@@ -560,3 +541,19 @@ def test_a_listening_receiver_offers_its_address_and_the_sender_goes_direct(tmp_
         assert carried < 1024, line
     else:
         assert carried > res.bytes_sent, line
+
+
+def test_cli_recv_listen_with_relay_offers_a_direct_connection(tmp_path: Path, cli_tree: Path) -> None:
+    import json
+
+    proc, address = _spawn_relay("--json")
+    try:
+        sout, serr, rout, rerr = _cli_pair(tmp_path, address, recv_extra=("--listen", "127.0.0.1:0"))
+    finally:
+        log = _stop(proc)
+    summary, received = json.loads(sout), json.loads(rout)
+    assert summary["via"] == received["via"] == "direct" and summary["code"]
+    assert "offering 127.0.0.1:" in rerr and "code" in serr
+    assert (tmp_path / "dst" / "src" / "secret.txt").read_bytes() == (cli_tree / "secret.txt").read_bytes()
+    (session,) = [json.loads(line) for line in log.splitlines() if '"session"' in line]
+    assert session["bytes_sender_to_receiver"] < 1024  # the relay carried the pairing, not the files

@@ -180,6 +180,10 @@ class Mitm(Relay):
     def _run(self) -> None:
         a, _ = self.server.accept()
         b = socket.create_connection(self.target)
+        self.intercept(a, b)
+
+    def intercept(self, a: socket.socket, b: socket.socket) -> None:
+        """Between sender `a` and receiver `b`: pass OPEN on, then terminate TLS on each side and forward."""
         opening = len(p.encode_preamble() + p.Open(p.M_TLS).encode())
         b_open = _recv_exact(b, opening)
         a.sendall(b_open)

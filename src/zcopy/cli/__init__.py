@@ -12,7 +12,7 @@ from zcopy import __version__
 
 # name → (module under zcopy.cli, one-line help). Modules expose add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "cp": ("cp", "copy a file by the best route (in the kernel where it can) and name it"),
+    "cp": ("cp", "copy files and trees (-r, -a) by the best route (in the kernel where it can) and name it"),
     "tour": ("tour", "run the article's data paths on this machine and measure every copy"),
     "bench": ("bench", "benchmark routes across sizes: median tables, JSON, plots"),
     "explain": ("explain", "move one file and explain the route taken, and why not the others"),

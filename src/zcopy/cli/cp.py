@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads copying a tree's files (default 4); 1 copies one file at a time")
     p.add_argument("--route", choices=ROUTES, help="force one route (fails instead of falling back)")
     p.add_argument("--no-fallback", action="store_true", help="use only the best route for this pair, or fail")
-    p.add_argument("--metadata", "-p", action="store_true", help="also copy mode and access/modify times")
+    p.add_argument("--metadata", "-p", action="store_true",
+                   help="also copy mode and access/modify times (with -r or several SRC: as -a)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     p.add_argument("--atomic", action="store_true",
                    help="write a temp file and rename it over DST when complete (readers see old or new, "
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{exc.strerror or exc}: {exc.filename or into}; {into}: {left}") from None
     finally:
         bar.close()
-    if args.sync and moved.dst_kind == "file":
+    synced = args.sync and moved.dst_kind == "file"
+    if synced:
         fd = os.open(into, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "dst_kind": moved.dst_kind,
         "why": moved.reason,
         "skipped": [{"route": r, "reason": why} for r, why in moved.skipped],
+        "synced": synced,
         "seconds": round(wall, 6),
     }
     if args.json:
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         rate = moved.nbytes / wall if wall > 0 else 0.0
         into = {"pipe": " into a FIFO", "other": " into a device"}.get(moved.dst_kind, "")
-        print(f"{human_bytes(moved.nbytes)} copied by {moved.route}{into} in {wall:.3f} s ({human_bytes(rate)}/s)")
+        print(f"{human_bytes(moved.nbytes)} copied by {moved.route}{into} in {wall:.3f} s ({human_bytes(rate)}/s)"
+              f"{', synced' if synced else ''}")  # fmt: skip
         if moved.reason:
             print(f"  why: {moved.reason}")
         for r, why in moved.skipped:

@@ -15,6 +15,7 @@ import threading
 
 from zcopy import jsonout
 from zcopy.cli import UserError
+from zcopy.cli.send import positive_seconds
 from zcopy.transfer.recv_gate import AUTH_TIMEOUT, MAX_HANDSHAKES, MAX_SESSIONS
 from zcopy.transfer.results import zero_copy
 
@@ -31,16 +32,6 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        x = 0.0
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return x
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,14 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"authenticated sessions at once (default {MAX_SESSIONS}; more are told the receiver is busy)")
     p.add_argument("--max-handshakes", type=_positive_int, default=MAX_HANDSHAKES, metavar="N",
                    help=f"connections not yet authenticated at once (default {MAX_HANDSHAKES}; more are closed)")
-    p.add_argument("--auth-timeout", type=_positive_float, default=AUTH_TIMEOUT, metavar="S",
+    p.add_argument("--auth-timeout", type=positive_seconds, default=AUTH_TIMEOUT, metavar="S",
                    help=f"seconds a connection has, in all, to finish TLS and the token proofs (default "
                         f"{AUTH_TIMEOUT:g})")
     p.add_argument("--clean-partials", action="store_true",
                    help="first remove the partial files (.NAME.zcopy-part) earlier sessions kept for --resume under "
                         "DIR, saying what each held; partials a running session holds are left")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0,
+                   help="seconds a network stall may last (default 60)")
     p.add_argument("--route", choices=ROUTES,
                    help="force the body route (default: direct where the file system can, else splice with --plain, "
                         "else readwrite; fallbacks shown); readwrite = plain recv_into + write")

@@ -26,6 +26,17 @@ def parse_address(text: str, default_host: str | None = None) -> tuple[str, int]
     return host, int(port)
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type of the time bounds (--timeout, --auth-timeout): a number of seconds above 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = 0.0
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return x
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from zcopy.routes import ROUTES
 
@@ -40,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from verified partial files; skip files already identical on the receiver")
     p.add_argument("--checksum", choices=("xxh3", "sha256", "none"), default="xxh3",
                    help="per-file checksum (default xxh3-128)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds a network stall may last (default 60)")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0,
+                   help="seconds a network stall may last (default 60)")
     p.add_argument("--route", choices=ROUTES,
                    help="force the body route (default: sendfile, fallbacks shown); readwrite = plain pread + send")
     p.add_argument("--plain", action="store_true",

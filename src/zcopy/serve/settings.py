@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zcopy.serve import logs
+from zcopy.serve import fields, logs
 
 # uvicorn's defaults where zcopy had none of its own.
 SSL_PROTOCOL_VERSION = int(ssl.PROTOCOL_TLS_SERVER)
@@ -119,8 +119,10 @@ def encode_headers(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes],
     out = []
     for name, value in headers:
         n, v = name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")
-        if not n or any(c in n for c in b" \t\r\n:") or any(c in v for c in b"\r\n\0"):
-            raise SettingsError(f"--header: invalid header {name!r}: {value!r}")
+        try:
+            fields.check(n, v)  # the rule every response header meets (a token name; no CR, LF, NUL or other CTL)
+        except fields.BadField:
+            raise SettingsError(f"--header: invalid header {name!r}: {value!r}") from None
         out.append((n, v))
     return tuple(out)
 

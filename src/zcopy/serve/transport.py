@@ -3,7 +3,8 @@
 ``sendfile(2)`` of a file that is not in the page cache blocks the calling thread until the disk has delivered; on
 a one-loop server that thread serves every other client too. So before a body chunk leaves, ``aio.Outbox`` asks
 ``resident()`` (``preadv2(RWF_NOWAIT)`` of one byte on the chunk's first and last page: two syscalls, no copy, and
-a miss starts the read-ahead at once). A resident chunk goes by sendfile on the loop, as before. A cold one goes
+a miss starts the read-ahead at once; once a response met a cold chunk, mincore over every page of the next ones).
+A resident chunk goes by sendfile on the loop, as before. A cold one goes
 by the same sendfile, run in a ``DiskPool`` thread (nginx ``aio threads``): the route stays ``sendfile``, no byte
 crosses user space, and the loop serves everyone else meanwhile.
 
@@ -41,14 +42,11 @@ from zcopy.serve.h1 import INF, LINGER_SECONDS, RECV_SIZE
 DISK_THREADS = 32  # nginx's default thread pool ("thread_pool default threads=32 max_queue=65536")
 NICE = 10  # how much lower the disk threads' CPU priority is than the loop's
 
-# The copy route under TLS: pread this much, write it to the SSL transport. 256 KiB: 16 TLS records per
-# write; past this the per-call overhead stops mattering against the copy and encryption.
-TLS_CHUNK = 1 << 18
-# The SSL transport's write buffer limit, and how far ahead a file is read under TLS (issue #20 F6: the SSL
-# transport pauses only past 512 KiB by default, and we read 256 KiB at a time: about 1.1 MiB of RSS per slow
-# reader). A file is read only as far as that buffer has room; the kernel's socket buffer queues the rest.
-TLS_HIGH_WATER = 16 << 10
-TLS_RECORD = 16 << 10  # the smallest read worth a wait: one full TLS record
+# The copy route under TLS: pread one TLS record's worth at a time and write it to the SSL transport, whose write
+# buffer is capped at the same size (issue #20 F6: it pauses only past 512 KiB by default, and we read 256 KiB at
+# a time: ~1.1 MiB of RSS per slow reader). A file is read only as far as the transport can take; the kernel's
+# socket buffer queues the rest.
+TLS_CHUNK = 16 << 10
 
 _NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -81,15 +79,13 @@ def resident(fd: int, offset: int, count: int, exact: bool = False) -> bool:
 
 
 class _Job:
-    __slots__ = ("args", "fn", "fut", "loop", "queued", "started")
+    __slots__ = ("args", "fn", "fut", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.loop = loop
         self.fn = fn
         self.args = args
         self.fut: asyncio.Future[Any] = loop.create_future()
-        self.queued = time.perf_counter()
-        self.started = 0.0
 
 
 class DiskPool:
@@ -130,7 +126,6 @@ class DiskPool:
 
     def _start(self, job: _Job) -> None:
         self.busy += 1
-        job.started = time.perf_counter()
         with self._lock:
             spawn = self._idle == 0 and len(self._threads) < self.size
             if not spawn:
@@ -197,8 +192,14 @@ def _nothing(*args: Any) -> None:
 
 
 def _sendfile_job(sock_fd: int, fd: int, offset: int, count: int, dups: list[int]) -> int:
-    """sendfile on duplicates (closed here); -1 when the non-blocking socket is full."""
+    """sendfile on duplicates (closed here); -1 when the non-blocking socket is full.
+
+    The whole chunk is asked for first (POSIX_FADV_WILLNEED: read-ahead of all of it, without waiting): sendfile
+    reads only what the socket takes, and a slow reader would otherwise bring each socket-buffer's worth of the
+    chunk back here, one disk wait after the other."""
     try:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
         return os.sendfile(sock_fd, fd, offset, count)
     except (BlockingIOError, InterruptedError):
         return -1
@@ -258,8 +259,7 @@ class TlsCopy:
         pos, end = part.offset, part.offset + part.count
         while pos < end:
             await wait_writable()
-            room = TLS_HIGH_WATER - transport.get_write_buffer_size()  # read ahead only what it can take
-            want = min(TLS_CHUNK, end - pos, max(room, TLS_RECORD))
+            want = min(TLS_CHUNK, end - pos)
             chunk = await self._read(part.fd, want, pos)
             if not chunk:
                 raise TruncatedFileError(part.name, pos, end, pos - part.offset)
@@ -558,7 +558,7 @@ class TLSTransport(Transport, asyncio.Protocol):
         # uvloop's SSL transport is not an asyncio.Transport subclass, but has the same methods.
         self.transport = transport  # type: ignore[assignment]
         with contextlib.suppress(AttributeError, NotImplementedError, ValueError):  # a loop without them keeps its own
-            transport.set_write_buffer_limits(high=TLS_HIGH_WATER, low=TLS_HIGH_WATER // 4)  # type: ignore[attr-defined]
+            transport.set_write_buffer_limits(high=TLS_CHUNK, low=TLS_CHUNK // 4)  # type: ignore[attr-defined]
         self.on_made(transport)
 
     def data_received(self, data: bytes) -> None:

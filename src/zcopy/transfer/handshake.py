@@ -37,6 +37,18 @@ class Agreed:
         return bool(self.flags & p.H_RESUME) and bool(self.features & p.F_RESUME)
 
 
+def _greet(st: Stream, frame: bytes, kind: type[p.Message]) -> tuple[p.Transcript, p.Message, p.Transcript]:
+    """Send our greeting (HELLO or WELCOME) and read the peer's: each starts the transcript its side's MAC will
+    cover (the manifest's for HELLO, the plan's for WELCOME)."""
+    ours = p.Transcript()
+    ours.add(frame[p.HEADER_SIZE :])
+    st.send(frame)
+    msg = st.expect(kind)
+    theirs = p.Transcript()
+    theirs.add(st.dec.last_payload)
+    return ours, msg, theirs
+
+
 # -- sender -----------------------------------------------------------------------------------------------------
 def _sender_open(st: Stream, plain: bool, pin: str | None) -> tuple[bytes, str]:
     """Preamble and OPEN in the clear, then (unless plain) the TLS handshake; the receiver's certificate
@@ -71,14 +83,8 @@ def sender(st: Stream, *, token: bytes | None, algo: int, flags: int, plain: boo
     """The sender's side: raises AuthError, ModeError or TransferError (E_UNSUPPORTED) when it cannot agree."""
     fp, text = _sender_open(st, plain, pin)
     nonce = secrets.token_bytes(p.NONCE_SIZE)
-    hello = p.Hello(p.FEATURES, nonce, algo, flags).encode()
-    mt = p.Transcript()
-    mt.add(hello[p.HEADER_SIZE :])
-    st.send(hello)
-    welcome = st.expect(p.Welcome)
+    mt, welcome, pt = _greet(st, p.Hello(p.FEATURES, nonce, algo, flags).encode(), p.Welcome)
     assert isinstance(welcome, p.Welcome)
-    pt = p.Transcript()
-    pt.add(st.dec.last_payload)
     features = p.FEATURES & welcome.features
     need = p.ALGO_FEATURE[algo]
     if need and not features & need:
@@ -123,14 +129,8 @@ def receiver(st: Stream, *, token: bytes | None, plain: bool, context: ssl.SSLCo
     """The receiver's side: raises AuthError, ModeError or TransferError when the sender cannot be admitted."""
     _receiver_open(st, plain, context)
     nonce = secrets.token_bytes(p.NONCE_SIZE)
-    welcome = p.Welcome(p.FEATURES, token is not None, nonce).encode()
-    pt = p.Transcript()
-    pt.add(welcome[p.HEADER_SIZE :])
-    st.send(welcome)
-    hello = st.expect(p.Hello)
+    pt, hello, mt = _greet(st, p.Welcome(p.FEATURES, token is not None, nonce).encode(), p.Hello)
     assert isinstance(hello, p.Hello)
-    mt = p.Transcript()
-    mt.add(st.dec.last_payload)
     features = p.FEATURES & hello.features
     ev = st.next()
     if token is not None:

@@ -186,3 +186,17 @@ def test_abandon_and_error_response() -> None:
     assert r.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and r.endswith(b"500 Internal Server Error\n")
     assert b"Connection" not in r
     assert error_response(503, keep_alive=False, http10=False, head_only=True).endswith(b"Connection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "header", [(b"x-a", b"v\r\nSet-Cookie: a=b"), (b"x-a", b"v\x01"), (b"x(a", b"v"), (b"x a", b"v"), (b"", b"v")]
+)
+def test_configured_headers_meet_the_same_rule(header: tuple[bytes, bytes]) -> None:
+    # --header NAME:VALUE (and Server(headers=...)): refused at start-up, never written (issue #20 F2).
+    from zcopy.serve.asgi.cycle import HeadDefaults
+    from zcopy.serve.settings import SettingsError, encode_headers
+
+    with pytest.raises(ValueError):
+        HeadDefaults(headers=[header])
+    with pytest.raises(SettingsError, match="--header: invalid header"):
+        encode_headers([(header[0].decode("latin-1"), header[1].decode("latin-1"))])

@@ -237,3 +237,22 @@ def test_stalled_body_times_out_and_the_app_sees_a_disconnect(guarded: AppServer
     with guarded.connect() as s:  # a whole body is read, and answered
         s.sendall(b"POST /raw/read-body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
         assert response(s)[2] == b"read"
+
+
+# -- a mid-response disconnect storm ---------------------------------------------------------------------------
+def test_mid_response_disconnect_storm_releases_everything(guarded: AppServer) -> None:
+    import asyncio
+
+    from ..storm import rss_kib, slow_readers
+
+    assert get_state(guarded) == 200
+    base, rss = fds(guarded), rss_kib(guarded.pid)[0]
+    before = events(guarded).count("stream-forever-ended")
+    n = MAX_CONNECTIONS - 2  # readers of an endless stream: they stall after 16 KiB, then leave all at once
+    for rst in (False, True):  # FIN, then RST
+        got = asyncio.run(slow_readers(guarded.addr, b"/stream-forever", n, rst=rst))
+        assert got == (n, 0, 0)
+    assert settle(lambda: events(guarded).count("stream-forever-ended") - before == 2 * n), events(guarded)
+    assert settle(lambda: fds(guarded) <= base), (fds(guarded), base)
+    assert rss_kib(guarded.pid)[0] < rss + (64 << 10), "64 MiB more resident after the storm"
+    assert get_state(guarded) == 200

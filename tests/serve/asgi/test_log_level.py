@@ -30,8 +30,17 @@ class UdsServer:
             env={**os.environ, "ZCOPY_TEST_DATA": str(make_data(tmp / "d"))},
         )  # fmt: skip
         self.lines: list[str] = []
-        assert wait_for(lambda: os.path.exists(self.path) or self.p.poll() is not None, 30), "never bound"
+        # The path appears at bind(), a moment before listen(): wait until a connect is accepted, not only for it.
+        assert wait_for(lambda: self._listening() or self.p.poll() is not None, 30), "never listened"
         assert self.p.poll() is None, self.stop()
+
+    def _listening(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.path)
+            except OSError:
+                return False
+        return True
 
     def ready(self) -> None:
         """Answered once: signal handlers are in place (they are set before the first accept)."""

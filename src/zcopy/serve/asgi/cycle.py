@@ -34,7 +34,7 @@ class HeadDefaults:
     __slots__ = ("date", "extra", "server")
 
     def __init__(self, server: bool = True, date: bool = True, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-        custom = list(headers)
+        custom = fields.check_all(list(headers))  # BadField (a ValueError) names a header that must not be written
         self.server = server and not any(name == b"server" for name, _ in custom)
         self.date = date
         self.extra = b"".join(name + b": " + value + b"\r\n" for name, value in custom)
