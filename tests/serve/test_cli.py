@@ -69,6 +69,22 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--disk-threads", "0"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "--disk-threads must be at least 1" in r.stderr and "Traceback" not in r.stderr
+    # A time bound that is not a positive number of seconds (a negative --header-timeout cut every connection at
+    # the first sweep, 50 ms in) or a negative count is refused, as nginx refuses it.
+    for option, value, message in (
+        ("--header-timeout", "-1", "--header-timeout must be more than 0 seconds"),
+        ("--handshake-timeout", "0", "--handshake-timeout must be more than 0 seconds"),
+        ("--body-timeout", "-1", "--body-timeout must be more than 0 seconds"),
+        ("--send-timeout", "0", "--send-timeout must be more than 0 seconds"),
+        ("--grace", "-1", "--grace must be at least 0 seconds"),
+        ("--cache-valid", "-1", "--cache-valid must be at least 0 seconds"),
+        ("--cache-entries", "-1", "--cache-entries must be at least 0"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "zcopy", "serve", str(tmp_path), option, value, "--port", "0"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (option, r.stderr)
 
 
 def test_startup_line_says_how_to_list_directories(site: Path, procs: list[Proc]) -> None:

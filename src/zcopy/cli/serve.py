@@ -239,6 +239,15 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("header_timeout", "handshake_timeout", "body_timeout", "send_timeout"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise UserError(f"--{name.replace('_', '-')} must be more than 0 seconds")
+    for name in ("grace", "cache_valid"):
+        if not getattr(args, name) >= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 0 seconds")
+    if args.cache_entries < 0:
+        raise UserError("--cache-entries must be at least 0")
     if args.ws == "wsproto":
         from zcopy.serve.asgi.websocket import available
 
