@@ -410,7 +410,12 @@ def test_cli_relay_mistakes_are_clear_errors(tmp_path: Path) -> None:
         port = held.getsockname()[1]
         r = subprocess.run([*ZCOPY, "send", str(tmp_path / "f"), "--relay", f"127.0.0.1:{port}"],
                            capture_output=True, text=True, timeout=60, env=env)
-    assert r.returncode == 2 and "is `zcopy relay` running?" in r.stderr, r.stderr
+        assert r.returncode == 2 and "is `zcopy relay` running?" in r.stderr, r.stderr
+        # The receiving side says the same (it said only "relay: Connection refused"); its session failed: exit 1.
+        r = subprocess.run([*ZCOPY, "recv", str(tmp_path), "--relay", f"127.0.0.1:{port}", "7-guitarist-revenge"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"nothing listens on relay 127.0.0.1:{port} (is `zcopy relay` running?)" in r.stderr, r.stderr
 
 
 def test_relay_out_of_descriptors_refuses_then_recovers(tmp_path: Path) -> None:

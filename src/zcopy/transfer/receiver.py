@@ -463,6 +463,8 @@ def _failed(peer: str, exc: TransferError | OSError, t0: float) -> SessionResult
     """A session that ended in its pairing phase: nothing was received, nothing written."""
     if isinstance(exc, TransferError):
         message, code = str(exc), exc.code
+    elif isinstance(exc, ConnectionRefusedError):  # as `zcopy send --relay` says it
+        message, code = f"nothing listens on {peer} (is `zcopy relay` running?)", E_IO
     else:
         message, code = f"relay: {exc.strerror or exc}", E_IO
     return SessionResult(peer=peer, error=message, error_code=code, via="relay",
