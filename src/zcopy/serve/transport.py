@@ -194,12 +194,10 @@ def _nothing(*args: Any) -> None:
 def _sendfile_job(sock_fd: int, fd: int, offset: int, count: int, dups: list[int]) -> int:
     """sendfile on duplicates (closed here); -1 when the non-blocking socket is full.
 
-    The whole chunk is asked for first (POSIX_FADV_WILLNEED: read-ahead of all of it, without waiting): sendfile
-    reads only what the socket takes, and a slow reader would otherwise bring each socket-buffer's worth of the
-    chunk back here, one disk wait after the other."""
+    No POSIX_FADV_WILLNEED of the whole chunk first: read-ahead asked for that way is queued in the caller's blkio
+    cgroup and, on a throttled disk, stays in flight (its pages locked, unevictable) long after the request that
+    wanted it is gone; the bench numbers in docs/benchmarks.md were measured without it."""
     try:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
         return os.sendfile(sock_fd, fd, offset, count)
     except (BlockingIOError, InterruptedError):
         return -1
