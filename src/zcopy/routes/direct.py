@@ -41,10 +41,10 @@ DEPTH = direct_writer.DEPTH
 # newest run (docs/benchmarks.md) has the overlap ahead on wall at the same CPU, so it is on.
 STREAM_OVERLAP = True
 
-# A socket or pipe source fills only this much of the buffer before each O_DIRECT write: 2 MiB. Measured here
-# (1 GiB over loopback into a new file + fsync, receiver thread CPU, medians of 5 shuffled rounds): 1 MiB 0.36 s,
-# 2 MiB 0.27 s, 8 MiB 0.36 s; the bytes the recv copy just wrote are still in the CPU cache when the disk's DMA reads
-# them, and the socket keeps filling while a shorter write runs.
+# A socket or pipe source fills only this much of the buffer before each O_DIRECT write: 2 MiB, so the bytes the
+# recv copy just wrote are still in the CPU cache when the disk's DMA reads them, and the socket keeps filling while
+# a shorter write runs. (Chosen by an earlier hand sweep of 1, 2 and 8 MiB whose script is not in the repo; the
+# repo's measure of this path is bench/direct.py's "socket → new file" section.)
 STREAM_CHUNK = 2 << 20
 
 # Selection (zcopy.copy / zcopy cp, read_file): direct only for a source at least this big and less than this
