@@ -373,6 +373,10 @@ class RawTransport(Transport):
         self._box: Outbox | None = None
         self._whole = True
         self._cold: asyncio.Task[None] | None = None  # a chunk on its way in a disk thread
+        # The send deadline of a client that stopped taking bytes while cold chunks went to the disk threads: set
+        # when a disk thread first finds the socket full, cleared by progress (so the ping-pong between the loop
+        # and the disk threads cannot renew send_timeout for a stalled reader).
+        self._stalled: float | None = None
         self.loop.add_reader(self.fd, self._on_readable)
 
     def _on_readable(self) -> None:
@@ -438,6 +442,7 @@ class RawTransport(Transport):
         if box.sent != before:
             # send_timeout is the longest gap between two successful writes (nginx send_timeout).
             self.deadline = time.monotonic() + self.limits.send_timeout
+            self._stalled = None
         if done:
             self._stop_writing()
             self._report(box)
@@ -470,6 +475,19 @@ class RawTransport(Transport):
             self._report(box)
             self.send_failed(exc)
             return
+        box = self._box
+        if box is not None and box.blocked:
+            # The disk thread found the socket full: the client, not the disk, is slow now. Wait for room (not at
+            # once: that chunk is still cold, and would go straight back to a disk thread), under send_timeout
+            # counted from the first time this happened since the last byte went out.
+            if self._stalled is None:
+                self._stalled = time.monotonic() + self.limits.send_timeout
+            self.deadline = self._stalled
+            if not self._writing:
+                self._writing = True
+                self.loop.add_writer(self.fd, self._on_writable)
+            return
+        self._stalled = None
         self.deadline = time.monotonic() + self.limits.send_timeout
         self._on_writable()  # go on at once: the next chunk is most likely resident now (read-ahead)
 
